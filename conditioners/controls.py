@@ -1,0 +1,60 @@
+"""Control images: each rendered layer in the frozen encoding a video model is conditioned on.
+
+The encodings themselves live in :mod:`rendiff.kernels.encodings` (documented there); this module
+maps :class:`~rendiff.engine.layers.Layer` to them, for the model and for the ``maps/`` videos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+from rendiff.engine.layers import Layer, Layers
+from rendiff.kernels.encodings import (
+    depth_to_control,
+    flow_to_color,
+    ids_to_color,
+    normal_to_control,
+    shading_to_control,
+)
+
+__all__ = ["CONTROL_LAYERS", "control_image", "control_images"]
+
+#: Layers that can condition generation (the RGB render is the target, not a control).
+CONTROL_LAYERS = (Layer.DEPTH, Layer.NORMAL, Layer.SEMANTIC, Layer.INSTANCE, Layer.POSE,
+                  Layer.SHADING, Layer.ALBEDO, Layer.FLOW, Layer.ALPHA)
+
+
+def control_image(layer: Layer | str, data: Tensor) -> Tensor:
+    """One layer of a whole clip to its control image [T, H, W, 3] float32 in [0, 1].
+
+    Normalisations (inverse depth range, flow magnitude) are taken over the whole clip so the
+    encoding does not flicker from frame to frame."""
+    layer = Layer(layer)
+    if layer == Layer.DEPTH:
+        return depth_to_control(data)[..., None].expand(*data.shape, 3).contiguous()
+    if layer == Layer.NORMAL:
+        return normal_to_control(data)
+    if layer in (Layer.SEMANTIC, Layer.INSTANCE):
+        return ids_to_color(data)
+    if layer in (Layer.FLOW, Layer.FLOW_BACKWARD):
+        return flow_to_color(data)
+    if layer in (Layer.SHADING, Layer.ALPHA):
+        return shading_to_control(data)
+    if layer in (Layer.RGB, Layer.ALBEDO, Layer.POSE):
+        return data.clamp(0, 1).float()
+    raise ValueError(f"no control encoding for layer {layer.value!r}")
+
+
+def control_images(layers: Layers, which: Iterable[Layer | str] | None = None) -> dict[str, Tensor]:
+    """Control images of a clip keyed by layer name, for every requested layer (default: every
+    control layer that was rendered)."""
+    names = [Layer(w) for w in which] if which is not None else [
+        layer for layer in CONTROL_LAYERS if layer in layers]
+    missing = [n.value for n in names if n not in layers]
+    if missing:
+        raise ValueError(f"layers not rendered: {missing}; rendered: {[k.value for k in layers]}")
+    with torch.no_grad():
+        return {n.value: control_image(n, layers[n]) for n in names}

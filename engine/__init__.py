@@ -1,0 +1,9 @@
+"""The deterministic layer: simulation (physics, bodies, Gaussians), cameras and rendering."""
+
+from .camera import CameraFrames, camera_frames, intrinsics, look_at
+from .layers import LAYER_DOCS, Layer, Layers
+from .render import render
+from .simulate import Trajectory, simulate
+
+__all__ = ["LAYER_DOCS", "CameraFrames", "Layer", "Layers", "Trajectory", "camera_frames",
+           "intrinsics", "look_at", "render", "simulate"]

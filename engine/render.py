@@ -1,0 +1,316 @@
+"""render(): a trajectory in, named layers out.
+
+Per frame, every triangle mesh of the scene is rasterized in one pass (depth, face, perspective
+barycentrics) and every Gaussian cloud is splatted in one pass; the two are composited by depth.
+Attributes (albedo, material, ids, screen-space motion) ride along as per-vertex or per-Gaussian
+channels, so one rasterization yields every layer. Shading then lights the composited surface.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from rendiff.scenes.spec import Ambient, Directional, Environment, Point, Scene, Spot
+
+from .camera import CameraFrames
+from .layers import Layer, Layers
+from .simulate import Trajectory
+
+__all__ = ["render", "lights_in_camera"]
+
+
+def lights_in_camera(scene: Scene, viewmat: Tensor):
+    """The scene's lights transformed into one camera's frame, as a ``LightSet``."""
+    from rendiff.kernels.shading import LightSet
+
+    R, t = viewmat[:3, :3], viewmat[:3, 3]
+    kinds, pos, dirs, rad, co, ci = [], [], [], [], [], []
+    ambient = torch.zeros(3)
+    sh = None
+    for light in scene.lights:
+        radiance = torch.tensor(light.color, dtype=torch.float32) * light.intensity
+        if isinstance(light, Ambient):
+            ambient = ambient + radiance
+            continue
+        if isinstance(light, Environment):
+            coeffs = torch.tensor(light.sh, dtype=torch.float32) * light.intensity
+            coeffs = coeffs * torch.tensor(light.color, dtype=torch.float32)
+            sh = _rotate_sh(coeffs, R) if sh is None else sh + _rotate_sh(coeffs, R)
+            continue
+        if isinstance(light, Directional):
+            d = torch.tensor(light.direction, dtype=torch.float32)
+            kinds.append(0)
+            pos.append(torch.zeros(3))
+            dirs.append(R @ (d / d.norm().clamp_min(1e-9)))
+            co.append(-1.0)
+            ci.append(-1.0)
+        elif isinstance(light, Point | Spot):
+            p = torch.tensor(light.position, dtype=torch.float32)
+            kinds.append(1 if isinstance(light, Point) else 2)
+            pos.append(R @ p + t)
+            if isinstance(light, Spot):
+                d = torch.tensor(light.direction, dtype=torch.float32)
+                dirs.append(R @ (d / d.norm().clamp_min(1e-9)))
+                half = math.radians(light.angle_deg) / 2
+                co.append(math.cos(half))
+                ci.append(math.cos(half * (1 - light.softness)))
+            else:
+                dirs.append(torch.zeros(3))
+                co.append(-1.0)
+                ci.append(-1.0)
+        rad.append(radiance)
+    if not kinds:
+        ls = LightSet.empty()
+    else:
+        ls = LightSet(torch.tensor(kinds), torch.stack(pos), torch.stack(dirs), torch.stack(rad),
+                      torch.tensor(co), torch.tensor(ci))
+    ls.ambient = ambient
+    ls.sh = sh
+    return ls
+
+
+def _rotate_sh(coeffs: Tensor, R: Tensor) -> Tensor:
+    """Rotates degree-2 SH radiance coefficients [9, 3] from world to camera frame by fitting
+    the rotated function on a fixed set of directions (exact for band-limited functions)."""
+    dirs = _fibonacci_dirs(64)
+    Y_cam = _sh_basis(dirs)  # [64, 9]
+    world_dirs = dirs @ R  # camera -> world: R^T d, written row-wise
+    values = _sh_basis(world_dirs) @ coeffs  # [64, 3]
+    return torch.linalg.lstsq(Y_cam, values).solution
+
+
+def _fibonacci_dirs(n: int) -> Tensor:
+    i = torch.arange(n, dtype=torch.float32) + 0.5
+    phi = torch.acos(1 - 2 * i / n)
+    theta = math.pi * (1 + 5**0.5) * i
+    return torch.stack([torch.cos(theta) * torch.sin(phi), torch.sin(theta) * torch.sin(phi),
+                        torch.cos(phi)], -1)
+
+
+def _sh_basis(d: Tensor) -> Tensor:
+    x, y, z = d.unbind(-1)
+    return torch.stack([
+        torch.full_like(x, 0.282095), 0.488603 * y, 0.488603 * z, 0.488603 * x,
+        1.092548 * x * y, 1.092548 * y * z, 0.315392 * (3 * z * z - 1), 1.092548 * x * z,
+        0.546274 * (x * x - y * y)], -1)
+
+
+def _frame_meshes(traj: Trajectory, k: int):
+    """All meshes at frame k concatenated, with per-vertex attribute channels."""
+    from .meshes import vertex_normals
+
+    verts, faces, normals, attrs, moves = [], [], [], [], []
+    offset = 0
+    T = traj.frames
+    for m in traj.meshes:
+        v = m.vertices[k]
+        verts.append(v)
+        faces.append(m.faces + offset)
+        normals.append(vertex_normals(v, m.faces))
+        n = v.shape[0]
+        sem = (m.part_labels.float() if m.part_labels is not None
+               else torch.full((n,), float(m.semantic_id)))
+        attrs.append(torch.cat([
+            m.albedo, torch.full((n, 1), m.specular), torch.full((n, 1), m.roughness),
+            torch.full((n, 1), float(m.instance_id)), sem[:, None]], dim=1))
+        moves.append((m.vertices[min(k + 1, T - 1)], m.vertices[max(k - 1, 0)]))
+        offset += n
+    if not verts:
+        return None
+    return (torch.cat(verts), torch.cat(faces), torch.cat(normals), torch.cat(attrs),
+            torch.cat([a for a, _ in moves]), torch.cat([b for _, b in moves]))
+
+
+def _screen_motion(cams: CameraFrames, k: int, now: Tensor, nxt: Tensor, prv: Tensor):
+    """Per-point forward and backward motion in pixels: the point at its next (previous)
+    position seen by the next (previous) frame's camera, minus where it is now."""
+    T = len(cams)
+    sel = torch.tensor([k, min(k + 1, T - 1), max(k - 1, 0)])
+    sub = CameraFrames(cams.K[sel], cams.viewmats[sel], cams.width, cams.height, cams.near,
+                       cams.far)
+    uv_all, _ = sub.project(torch.stack([now, nxt, prv]))
+    fwd = uv_all[1] - uv_all[0] if k + 1 < T else torch.zeros_like(uv_all[0])
+    bwd = uv_all[2] - uv_all[0] if k > 0 else torch.zeros_like(uv_all[0])
+    return fwd, bwd
+
+
+def _to_camera_normals(n_world: Tensor, viewmat: Tensor, points_cam: Tensor) -> Tensor:
+    n = n_world @ viewmat[:3, :3].T
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    facing = (n * points_cam).sum(-1, keepdim=True) > 0
+    return torch.where(facing, -n, n)
+
+
+def render(
+    traj: Trajectory,
+    layers: Iterable[Layer | str] | None = None,
+    *,
+    shadows: bool = True,
+    progress: bool = True,
+) -> Layers:
+    """Renders every layer of a simulated clip.
+
+    Args:
+        traj: output of :func:`rendiff.simulate`.
+        layers: which layers to return (default: all of :class:`Layer`).
+        shadows: compute shadow maps for lights that cast shadows.
+        progress: show a progress bar.
+    Returns:
+        :class:`Layers`: a mapping ``Layer -> Tensor`` with the cameras, classes and keypoints.
+    """
+    from rendiff.kernels.gaussian_raster import rasterize_gaussians
+    from rendiff.kernels.mesh_raster import interpolate, rasterize_triangles
+    from rendiff.kernels.shading import shade
+    from rendiff.kernels.skeleton import draw_openpose
+
+    t0 = time.perf_counter()
+    scene = traj.scene
+    cams = traj.cameras
+    T, W, H = traj.frames, cams.width, cams.height
+    wanted = [Layer(x) for x in (layers if layers is not None else list(Layer))]
+    bg = torch.tensor(scene.background, dtype=torch.float32)
+    out = {
+        Layer.RGB: torch.zeros(T, H, W, 3), Layer.ALBEDO: torch.zeros(T, H, W, 3),
+        Layer.DEPTH: torch.full((T, H, W), math.inf), Layer.NORMAL: torch.zeros(T, H, W, 3),
+        Layer.ALPHA: torch.zeros(T, H, W), Layer.INSTANCE: torch.zeros(T, H, W, dtype=torch.int32),
+        Layer.SEMANTIC: torch.zeros(T, H, W, dtype=torch.int32),
+        Layer.SHADING: torch.zeros(T, H, W), Layer.FLOW: torch.zeros(T, H, W, 2),
+        Layer.FLOW_BACKWARD: torch.zeros(T, H, W, 2),
+    }
+    shadow_fn = None
+    if shadows and any(getattr(li, "shadows", False) for li in scene.lights):
+        from .shadows import scene_shadow_visibility
+
+        shadow_fn = scene_shadow_visibility
+
+    bar = tqdm(range(T), desc="render", unit="frame", disable=not progress, leave=False)
+    for k in bar:
+        viewmat, K = cams.viewmats[k], cams.K[k]
+        depth = torch.full((H, W), math.inf)
+        normal = torch.zeros(H, W, 3)
+        albedo = torch.zeros(H, W, 3)
+        spec = torch.zeros(H, W)
+        rough = torch.full((H, W), 0.5)
+        inst = torch.zeros(H, W, dtype=torch.int32)
+        sem = torch.zeros(H, W, dtype=torch.int32)
+        flow = torch.zeros(H, W, 2)
+        flow_b = torch.zeros(H, W, 2)
+        alpha = torch.zeros(H, W)
+
+        frame = _frame_meshes(traj, k)
+        if frame is not None:
+            verts, faces, vnorm, attrs, v_next, v_prev = frame
+            frags = rasterize_triangles(verts, faces, viewmat, K, W, H, near=cams.near)
+            hit = frags.face_id >= 0
+            fwd, bwd = _screen_motion(cams, k, verts, v_next, v_prev)
+            chans = interpolate(torch.cat([attrs[:, :5], vnorm, fwd, bwd], 1), faces, frags)
+            # Discrete ids come from the face corner with the largest barycentric weight.
+            corner = frags.bary.argmax(-1, keepdim=True)
+            vid = torch.gather(faces[frags.face_id.clamp_min(0)], -1, corner)[..., 0]
+            depth = torch.where(hit, frags.depth, depth)
+            pts = _backproject(depth, K)
+            normal = torch.where(hit[..., None],
+                                 _to_camera_normals(chans[..., 5:8], viewmat, pts), normal)
+            albedo = torch.where(hit[..., None], chans[..., 0:3], albedo)
+            spec = torch.where(hit, chans[..., 3], spec)
+            rough = torch.where(hit, chans[..., 4], rough)
+            inst = torch.where(hit, attrs[vid, 5].round().int(), inst)
+            sem = torch.where(hit, attrs[vid, 6].round().int(), sem)
+            flow = torch.where(hit[..., None], chans[..., 8:10], flow)
+            flow_b = torch.where(hit[..., None], chans[..., 10:12], flow_b)
+            alpha = hit.float()
+
+        if traj.gaussians:
+            gs = traj.gaussians
+            means = torch.cat([g.means[k] for g in gs])
+            nxt = torch.cat([g.means[min(k + 1, T - 1)] for g in gs])
+            prv = torch.cat([g.means[max(k - 1, 0)] for g in gs])
+            gfwd, gbwd = _screen_motion(cams, k, means, nxt, prv)
+            ids_per = torch.cat([torch.full((g.means.shape[1],), g.instance_id) for g in gs])
+            sem_per = torch.cat([torch.full((g.means.shape[1],), g.semantic_id) for g in gs])
+            mat = torch.cat([torch.tensor([[g.specular, g.roughness]]).expand(g.means.shape[1], 2)
+                             for g in gs])
+            feats = torch.cat([gfwd, gbwd, mat], 1)
+            gr = rasterize_gaussians(
+                means, torch.cat([g.quats[k] for g in gs]), torch.cat([g.scales for g in gs]),
+                torch.cat([g.opacities for g in gs]), torch.cat([g.colors[k] for g in gs]),
+                viewmat, K, W, H, features=feats, near=cams.near, far=cams.far,
+            )
+            a = gr.alpha
+            a_safe = a.clamp_min(1e-6)[..., None]
+            front = (gr.depth < depth) & (a > 1e-3)
+            # Gaussians in front of the mesh surface are blended over it.
+            over = torch.where(front, a, torch.zeros_like(a))[..., None]
+            g_alb = gr.color / a_safe
+            albedo = over * g_alb + (1 - over) * albedo
+            g_feat = gr.features / a_safe
+            flow = over * g_feat[..., 0:2] + (1 - over) * flow
+            flow_b = over * g_feat[..., 2:4] + (1 - over) * flow_b
+            spec = over[..., 0] * g_feat[..., 4] + (1 - over[..., 0]) * spec
+            rough = over[..., 0] * g_feat[..., 5] + (1 - over[..., 0]) * rough
+            solid = front & (a > 0.5)
+            depth = torch.where(solid, gr.depth, depth)
+            normal = torch.where(solid[..., None], gr.normal, normal)
+            gid = gr.ids.clamp_min(0)
+            inst = torch.where(solid, ids_per[gid].int(), inst)
+            sem = torch.where(solid, sem_per[gid].int(), sem)
+            alpha = torch.maximum(alpha, torch.where(front, a, alpha))
+
+        hit = torch.isfinite(depth)
+        pts = _backproject(depth, K)
+        lights = lights_in_camera(scene, viewmat)
+        vis = None
+        if shadow_fn is not None and bool(hit.any()):
+            vis = shadow_fn(traj, k, pts, hit)
+        sh = shade(pts, normal, albedo, lights, specular=spec, roughness=rough, visibility=vis,
+                   mask=hit)
+        a3 = alpha[..., None]
+        rgb = sh.rgb.clamp(0, 1) * a3 + bg * (1 - a3)
+        out[Layer.RGB][k] = rgb
+        out[Layer.ALBEDO][k] = albedo * a3
+        out[Layer.DEPTH][k] = depth
+        out[Layer.NORMAL][k] = normal
+        out[Layer.ALPHA][k] = alpha
+        out[Layer.INSTANCE][k] = inst
+        out[Layer.SEMANTIC][k] = sem
+        out[Layer.SHADING][k] = sh.shading
+        out[Layer.FLOW][k] = flow * a3
+        out[Layer.FLOW_BACKWARD][k] = flow_b * a3
+
+    kp = kp_coco = None
+    if traj.humans:
+        kp = _keypoints_2d(cams, [h.openpose18 for h in traj.humans])
+        kp_coco = _keypoints_2d(cams, [h.coco17 for h in traj.humans])
+        out[Layer.POSE] = draw_openpose(kp, W, H)
+    else:
+        out[Layer.POSE] = torch.zeros(T, H, W, 3)
+    result = Layers({k: out[k] for k in wanted}, cams, scene.fps,
+                    [e.name for e in scene.entities], traj.semantic_classes, kp, kp_coco, scene)
+    traj.timings["render"] = time.perf_counter() - t0
+    return result
+
+
+def _backproject(depth: Tensor, K: Tensor) -> Tensor:
+    """Camera-space points [H, W, 3] from depth [H, W] (0 where empty)."""
+    H, W = depth.shape
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32) + 0.5,
+                          torch.arange(W, dtype=torch.float32) + 0.5, indexing="ij")
+    z = torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))
+    return torch.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], -1)
+
+
+def _keypoints_2d(cams: CameraFrames, people: list[Tensor]) -> Tensor:
+    """World keypoints per person [T, J, 3] -> pixels [T, P, J, 3] with visibility 1 where the
+    point is in front of the camera and inside the image."""
+    pts = torch.stack(people, 1)  # [T, P, J, 3]
+    T, P, J, _ = pts.shape
+    uv, z = cams.project(pts.reshape(T, P * J, 3))
+    inside = ((z > cams.near) & (uv[..., 0] >= 0) & (uv[..., 0] < cams.width)
+              & (uv[..., 1] >= 0) & (uv[..., 1] < cams.height))
+    return torch.cat([uv, inside[..., None].float()], -1).reshape(T, P, J, 3)

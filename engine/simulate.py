@@ -1,0 +1,386 @@
+"""simulate(): a scene in, per-frame state of everything out.
+
+Each entity becomes a root transform per frame (static, keyframed, or from physics) and either a
+triangle mesh over time (primitives, mesh files, SMPL bodies) or a Gaussian cloud over time
+(3DGS files or sampled clouds, deformed by Gaussian-Flow's DDDM).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from rendiff.scenes.spec import (
+    AmassMotion,
+    Box,
+    Capsule,
+    Cylinder,
+    Deformation,
+    Entity,
+    Gaussians,
+    Human,
+    Keyframes,
+    Mesh,
+    Motion,
+    Plane,
+    Scene,
+    Sphere,
+)
+
+from .camera import CameraFrames, camera_frames, interpolate_points
+from .transforms import interpolate_quats, quat_multiply, quat_normalize, quat_to_matrix
+
+__all__ = ["MeshTrack", "GaussianTrack", "HumanTrack", "RigidTrack", "Trajectory", "simulate",
+           "SMPL_PART_NAMES", "semantic_classes"]
+
+SMPL_PART_NAMES = [
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
+    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hand", "right_hand",
+]
+
+
+@dataclass
+class RigidTrack:
+    """An entity's root transform over the clip."""
+
+    positions: Tensor  # [T, 3]
+    quats: Tensor  # [T, 4] (w, x, y, z)
+    linear_velocity: Tensor  # [T, 3] world, m/s
+    angular_velocity: Tensor  # [T, 3] world, rad/s
+
+
+@dataclass
+class MeshTrack:
+    """A triangle mesh over the clip, in world coordinates."""
+
+    name: str
+    instance_id: int
+    semantic_id: int
+    vertices: Tensor  # [T, V, 3]
+    faces: Tensor  # [F, 3] int64
+    albedo: Tensor  # [V, 3] in [0, 1]
+    specular: float
+    roughness: float
+    part_labels: Tensor | None = None  # [V] semantic ids per vertex (SMPL parts), else None
+
+
+@dataclass
+class GaussianTrack:
+    """A Gaussian cloud over the clip, in world coordinates."""
+
+    name: str
+    instance_id: int
+    semantic_id: int
+    means: Tensor  # [T, N, 3]
+    quats: Tensor  # [T, N, 4]
+    scales: Tensor  # [N, 3]
+    opacities: Tensor  # [N]
+    colors: Tensor  # [T, N, 3] RGB in [0, 1]
+    specular: float
+    roughness: float
+
+
+@dataclass
+class HumanTrack:
+    """Skeleton of an SMPL body over the clip (world coordinates)."""
+
+    name: str
+    joints: Tensor  # [T, 24, 3]
+    coco17: Tensor  # [T, 17, 3]
+    openpose18: Tensor  # [T, 18, 3]
+    body_model: str  # 'smpl' or 'standin'
+
+
+@dataclass
+class Trajectory:
+    """Everything that moves, per frame. ``times[k] = k / fps``."""
+
+    scene: Scene
+    times: Tensor  # [T]
+    cameras: CameraFrames
+    rigid: dict[str, RigidTrack]
+    meshes: list[MeshTrack] = field(default_factory=list)
+    gaussians: list[GaussianTrack] = field(default_factory=list)
+    humans: list[HumanTrack] = field(default_factory=list)
+    contacts: list[dict] = field(default_factory=list)
+    semantic_classes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return int(self.times.shape[0])
+
+
+def semantic_classes(scene: Scene) -> list[str]:
+    """Class names by id (id = index + 1): the 24 SMPL body parts first (fixed ids 1-24), then
+    every other entity label in scene order."""
+    names = [f"body/{p}" for p in SMPL_PART_NAMES]
+    for e in scene.entities:
+        if isinstance(e.geometry, Human):
+            continue
+        if e.semantic_label not in names:
+            names.append(e.semantic_label)
+    return names
+
+
+def _local_mesh(geom: Sphere | Box | Capsule | Cylinder | Plane | Mesh):
+    from . import meshes
+
+    if isinstance(geom, Sphere):
+        return meshes.sphere(geom.radius, subdivisions=3)
+    if isinstance(geom, Box):
+        return meshes.box(tuple(s / 2 for s in geom.size))
+    if isinstance(geom, Capsule):
+        return meshes.capsule(geom.radius, geom.length / 2)
+    if isinstance(geom, Cylinder):
+        return meshes.cylinder(geom.radius, geom.height / 2)
+    if isinstance(geom, Plane):
+        return meshes.plane(*geom.size)
+    mesh = meshes.load_mesh(geom.path)
+    scale = torch.as_tensor(geom.scale, dtype=torch.float32)
+    return meshes.TriMesh(mesh.verts * scale, mesh.faces,
+                          meshes.vertex_normals(mesh.verts * scale, mesh.faces))
+
+
+def _static_track(e: Entity, T: int) -> RigidTrack:
+    pos = torch.tensor(e.pose.position, dtype=torch.float32).expand(T, 3).clone()
+    q = quat_normalize(torch.tensor(e.pose.rotation, dtype=torch.float32)).expand(T, 4).clone()
+    return RigidTrack(pos, q, torch.zeros(T, 3), torch.zeros(T, 3))
+
+
+def _keyframed_track(anim: Keyframes, times: Tensor) -> RigidTrack:
+    pos = interpolate_points(anim.times, torch.tensor(anim.positions), times,
+                             anim.interpolation == "cubic")
+    if anim.rotations is not None:
+        q = interpolate_quats(anim.times, torch.tensor(anim.rotations), times)
+    else:
+        q = torch.tensor([1.0, 0, 0, 0]).expand(times.shape[0], 4).clone()
+    vel = torch.zeros_like(pos)
+    if times.shape[0] > 1:
+        vel = torch.gradient(pos, spacing=(times,), dim=0)[0]
+    return RigidTrack(pos, q, vel, torch.zeros_like(pos))
+
+
+def _physics(scene: Scene, times: Tensor, progress: bool) -> tuple[dict[str, RigidTrack], list]:
+    """Runs Newton on every dynamic entity, with static primitives as colliders."""
+    from .physics import PhysicsSettings, RigidBodyDesc, simulate_rigid
+
+    dynamic = [e for e in scene.entities if e.dynamic]
+    if not dynamic:
+        return {}, []
+    bodies = []
+    ground = None
+    for e in scene.entities:
+        g = e.geometry
+        if isinstance(g, Plane) and not e.dynamic:
+            up = quat_to_matrix(torch.tensor(e.pose.rotation, dtype=torch.float32))[:, 2]
+            if ground is None and float(up[2]) > 0.999:
+                ground = e
+                continue
+        if isinstance(g, Human | Gaussians | Plane) or (e.animation is not None):
+            continue
+        desc = dict(name=e.name, position=e.pose.position, quat=e.pose.rotation,
+                    linear_velocity=e.velocity, angular_velocity=e.angular_velocity,
+                    density=e.material.density, mass=e.material.mass,
+                    friction=e.material.friction, restitution=e.material.restitution,
+                    static=not e.dynamic)
+        if isinstance(g, Sphere):
+            desc.update(shape="sphere", radius=g.radius)
+        elif isinstance(g, Box):
+            desc.update(shape="box", half_extents=tuple(s / 2 for s in g.size))
+        elif isinstance(g, Capsule):
+            desc.update(shape="capsule", radius=g.radius, half_height=g.length / 2)
+        elif isinstance(g, Cylinder):
+            desc.update(shape="cylinder", radius=g.radius, half_height=g.height / 2)
+        elif isinstance(g, Mesh):
+            m = _local_mesh(g)
+            desc.update(shape="mesh", mesh_verts=m.verts.numpy(), mesh_faces=m.faces.numpy())
+        bodies.append(RigidBodyDesc(**desc))
+    settings = PhysicsSettings(
+        rate_hz=scene.physics.rate_hz, gravity=scene.physics.gravity,
+        ground=ground is not None,
+        ground_height=float(ground.pose.position[2]) if ground is not None else 0.0,
+        ground_friction=ground.material.friction if ground is not None else 0.5,
+        ground_restitution=ground.material.restitution if ground is not None else 0.0,
+        solver=scene.physics.solver,
+    )
+    T = times.shape[0]
+    bar = tqdm(total=T, desc="physics", unit="frame", disable=not progress, leave=False)
+    try:
+        traj = simulate_rigid(bodies, settings, fps=scene.fps, frames=T,
+                              progress=lambda k: bar.update(1))
+    finally:
+        bar.close()
+    tracks = {}
+    for i, name in enumerate(traj.names):
+        tracks[name] = RigidTrack(traj.positions[:, i].float(), traj.quats[:, i].float(),
+                                  traj.linear_velocity[:, i].float(),
+                                  traj.angular_velocity[:, i].float())
+    return tracks, list(traj.contacts)
+
+
+def _procedural_dddm(anim: Deformation, cloud):
+    """Writes a procedural motion as DDDM coefficients (one Fourier term at the given
+    frequency), so the built-in deformations exercise the same evaluation path as fitted ones."""
+    from .deformation import DDDM
+
+    n = cloud.means.shape[0]
+    L = 2
+    d = DDDM.zeros(n, L)
+    p = cloud.means
+    lo, hi = p[:, 2].min(), p[:, 2].max()
+    h = ((p[:, 2] - lo) / (hi - lo).clamp_min(1e-6))
+    A = anim.amplitude * L  # the 1/L in the DDDM formula
+    d.time_scale = float(anim.frequency)
+    if anim.procedural == "wobble":
+        d.sin[:, 1, 0] = A * h * h
+        d.cos[:, 1, 1] = A * 0.5 * h * h
+    elif anim.procedural == "twist":
+        # small rotation about z that grows with height: dq ~ (0, 0, 0, theta/2); positions follow
+        theta = anim.amplitude * 4 * h
+        d.sin[:, 1, 6] = L * theta / 2
+        d.sin[:, 1, 0] = -L * theta * p[:, 1]
+        d.sin[:, 1, 1] = L * theta * p[:, 0]
+    else:  # breathe: radial pulsing about the centroid
+        c = p.mean(0)
+        d.sin[:, 1, 0:3] = A * (p - c)
+    return d
+
+
+def _gaussian_track(e: Entity, times: Tensor, root: RigidTrack, iid: int, sid: int,
+                    seed: int) -> GaussianTrack:
+    from .gaussians import from_primitive, load_ply
+
+    g = e.geometry
+    assert isinstance(g, Gaussians)
+    if g.path is not None:
+        cloud = load_ply(g.path)
+    else:
+        kw = {"radius": g.radius}
+        cloud = from_primitive(g.shape, g.count, seed=seed, color=e.appearance.color, **kw)
+    T = times.shape[0]
+    if isinstance(e.animation, Deformation):
+        from .deformation import DDDM, deform
+
+        dddm = (DDDM.load(e.animation.path) if e.animation.path is not None
+                else _procedural_dddm(e.animation, cloud))
+        frames = [deform(cloud, dddm, float(t)) for t in times]
+    else:
+        frames = [cloud] * T
+    R = quat_to_matrix(root.quats)  # [T,3,3]
+    means = torch.stack([f.means for f in frames])
+    quats = torch.stack([f.quats for f in frames])
+    colors = torch.stack([f.colors() for f in frames])
+    means = torch.einsum("tij,tnj->tni", R, means) + root.positions[:, None]
+    quats = quat_multiply(root.quats[:, None].expand_as(quats), quats)
+    return GaussianTrack(e.name, iid, sid, means, quats, cloud.scales, cloud.opacities, colors,
+                         e.appearance.specular, e.appearance.roughness)
+
+
+def _human(e: Entity, times: Tensor, scene: Scene, iid: int, sid0: int, cache: dict):
+    from . import motion as motion_lib
+    from .body import BodyModel
+
+    g = e.geometry
+    assert isinstance(g, Human)
+    key = (g.body_model, g.gender)
+    if key not in cache:
+        cache[key] = BodyModel(g.body_model, gender=g.gender)
+    model = cache[key]
+    T = times.shape[0]
+    anim = e.animation
+    if isinstance(anim, AmassMotion):
+        mot = motion_lib.load_amass(anim.path, scene.fps)
+        start = int(round(anim.start * scene.fps))
+        mot = mot.slice(start, start + T)
+    else:
+        name = anim.name if isinstance(anim, Motion) else "idle"
+        speed = anim.speed if isinstance(anim, Motion) else 1.2
+        mot = getattr(motion_lib, name)(frames=T, fps=scene.fps, speed=speed)
+        if isinstance(anim, Motion) and anim.path is not None:
+            mot = motion_lib.follow_path(mot, torch.tensor(anim.path), speed)
+    betas = torch.zeros(10)
+    if g.betas:
+        betas[: len(g.betas)] = torch.tensor(g.betas)
+    posed = model.pose(mot.global_orient[:T], mot.body_pose[:T], betas, mot.transl[:T])
+    # The entity pose places the whole motion in the world.
+    R = quat_to_matrix(torch.tensor(e.pose.rotation, dtype=torch.float32))
+    t = torch.tensor(e.pose.position, dtype=torch.float32)
+
+    def place(x: Tensor) -> Tensor:
+        return x @ R.T + t
+
+    verts = place(posed.vertices)
+    albedo = torch.tensor(e.appearance.color, dtype=torch.float32).expand(verts.shape[1], 3)
+    track = MeshTrack(e.name, iid, sid0, verts, model.faces, albedo.clone(),
+                      e.appearance.specular, e.appearance.roughness,
+                      part_labels=model.part_labels + 1)
+    joints = place(posed.joints)
+    pelvis = joints[:, 0]
+    vel = torch.gradient(pelvis, spacing=(times,), dim=0)[0] if T > 1 else torch.zeros_like(pelvis)
+    root = RigidTrack(pelvis, torch.tensor([1.0, 0, 0, 0]).expand(T, 4).clone(), vel,
+                      torch.zeros_like(pelvis))
+    human = HumanTrack(e.name, joints, place(posed.coco17), place(posed.openpose18), model.kind)
+    return track, root, human
+
+
+def simulate(scene: Scene, progress: bool = True) -> Trajectory:
+    """Simulates the scene: physics for dynamic bodies, keyframes, SMPL motion, Gaussian
+    deformation; then evaluates the camera at every frame.
+
+    Args:
+        scene: a validated scene.
+        progress: show progress bars for long steps.
+    Returns:
+        The :class:`Trajectory` of every entity, light and camera.
+    """
+    t0 = time.perf_counter()
+    torch.manual_seed(scene.seed)
+    T = scene.frames
+    times = torch.arange(T, dtype=torch.float32) / scene.fps
+    classes = semantic_classes(scene)
+    rigid, contacts = _physics(scene, times, progress)
+    meshes, gaussians, humans = [], [], []
+    body_cache: dict = {}
+    for idx, e in enumerate(scene.entities):
+        iid = idx + 1
+        sid = classes.index(e.semantic_label) + 1 if not isinstance(e.geometry, Human) else 0
+        g = e.geometry
+        if isinstance(g, Human):
+            track, root, human = _human(e, times, scene, iid, sid, body_cache)
+            meshes.append(track)
+            humans.append(human)
+            rigid[e.name] = root
+            continue
+        if e.name not in rigid:
+            if isinstance(e.animation, Keyframes):
+                rigid[e.name] = _keyframed_track(e.animation, times)
+            else:
+                rigid[e.name] = _static_track(e, T)
+        root = rigid[e.name]
+        if isinstance(g, Gaussians):
+            gaussians.append(_gaussian_track(e, times, root, iid, sid, scene.seed + idx))
+            continue
+        local = _local_mesh(g)
+        R = quat_to_matrix(root.quats)
+        verts = torch.einsum("tij,vj->tvi", R, local.verts) + root.positions[:, None]
+        albedo = torch.tensor(e.appearance.color, dtype=torch.float32).expand(
+            local.verts.shape[0], 3).clone()
+        meshes.append(MeshTrack(e.name, iid, sid, verts, local.faces, albedo,
+                                e.appearance.specular, e.appearance.roughness))
+    positions = {name: tr.positions for name, tr in rigid.items()}
+    cams = camera_frames(scene.camera, scene.width, scene.height, times, positions)
+    for name, tr in rigid.items():
+        bad = ~torch.isfinite(tr.positions).all(-1)
+        if bool(bad.any()):
+            k = int(bad.nonzero()[0])
+            raise RuntimeError(f"entity {name!r}: position is not finite at frame {k}")
+    traj = Trajectory(scene, times, cams, rigid, meshes, gaussians, humans, contacts, classes)
+    traj.timings["simulate"] = time.perf_counter() - t0
+    return traj

@@ -1,0 +1,93 @@
+"""The generation half of the public API: condition(), generate(), save()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rendiff.conditioners.controls import control_images
+from rendiff.engine.layers import Layer, Layers
+from rendiff.io.outputs import save
+
+__all__ = ["DEFAULT_MODEL_DIR", "condition", "generate", "save"]
+
+#: The shipped default model (a diffusers pipeline folder), trained by tools/train_default_model.py.
+DEFAULT_MODEL_DIR = Path(__file__).parent / "data" / "models" / "default"
+
+
+def condition(layers: Layers, maps: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The control images [T, H, W, 3] in [0, 1] of the rendered layers, keyed by map name, in
+    the frozen encodings of :mod:`rendiff.kernels.encodings`."""
+    return control_images(layers, maps)
+
+
+def _reference_image(reference, layers: Layers) -> torch.Tensor:
+    if reference is None:
+        return layers[Layer.RGB][0]
+    if isinstance(reference, str | Path):
+        from PIL import Image
+
+        img = Image.open(reference).convert("RGB").resize(layers.size, Image.BICUBIC)
+        return torch.from_numpy(np.asarray(img).astype(np.float32) / 255.0)
+    return torch.as_tensor(reference, dtype=torch.float32)
+
+
+def generate(
+    layers: Layers,
+    model: str | Path | None = None,
+    *,
+    maps: list[str] | None = None,
+    weights: dict[str, float] | None = None,
+    reference: str | Path | torch.Tensor | None = None,
+    steps: int | None = None,
+    scheduler: str | None = None,
+    seed: int | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Generates a video conditioned on the rendered layers.
+
+    Args:
+        layers: output of :func:`rendiff.render`.
+        model: a local folder holding a pipeline in diffusers format; None = the shipped default.
+        maps: control layers to condition on (default: those the model was trained with).
+        weights: per-map control strength in [0, 1].
+        reference: appearance reference image (path or [H, W, 3]); default: the engine's first
+            RGB frame.
+        steps, scheduler, seed, window, overlap: sampling settings; defaults from the scene's
+            ``generation`` options.
+    Returns:
+        [T, H, W, 3] float32 frames in [0, 1].
+    """
+    from rendiff.conditioners.pipeline import RendiffVideoPipeline
+
+    gen = getattr(layers.scene, "generation", None)
+    path = Path(model) if model is not None else (
+        Path(gen.model) if gen is not None and gen.model else DEFAULT_MODEL_DIR)
+    if not (path / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"{path}: not a rendiff model folder (no model_index.json); pass a folder written by "
+            "save_pretrained, or reinstall rendiff to restore the shipped default model")
+    pipe = RendiffVideoPipeline.from_pretrained(str(path))
+    maps = maps or (gen.maps if gen is not None and gen.maps else None)
+    trained = list(pipe.control_names)
+    use = maps or [m for m in trained if Layer(m) in layers]
+    controls = condition(layers, use)
+    weights = weights if weights is not None else (dict(gen.weights) if gen is not None else {})
+    ref = reference if reference is not None else (gen.reference if gen is not None else None)
+    out = pipe(
+        controls,
+        reference_image=_reference_image(ref, layers),
+        num_inference_steps=steps or (gen.steps if gen is not None else 20),
+        scheduler=scheduler or (gen.scheduler if gen is not None else None),
+        seed=seed if seed is not None else getattr(layers.scene, "seed", 0),
+        control_weights=weights or None,
+        window=window or (gen.window if gen is not None else 16),
+        overlap=overlap if overlap is not None else (gen.overlap if gen is not None else 4),
+        output_type="pt",
+        progress=progress,
+    )
+    return out.frames

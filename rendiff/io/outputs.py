@@ -1,0 +1,122 @@
+"""Writing a run's outputs: resolved scene, metadata, raw layers, map videos, contact sheet.
+
+Every file is written under a temporary name and renamed; ``metadata.json`` is written last, so
+its presence marks a complete output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rendiff.conditioners.controls import control_image
+from rendiff.engine.layers import LAYER_DOCS, Layer, Layers
+from rendiff.scenes.io import save_scene
+
+from .atomic import atomic_path, write_text
+from .contact_sheet import contact_sheet
+from .video import write_video
+
+__all__ = ["save", "versions"]
+
+# Order of rows in the contact sheet and of files in maps/.
+_MAP_ORDER = [Layer.DEPTH, Layer.NORMAL, Layer.SEMANTIC, Layer.INSTANCE, Layer.POSE,
+              Layer.SHADING, Layer.ALBEDO, Layer.FLOW, Layer.FLOW_BACKWARD, Layer.ALPHA]
+
+
+def versions() -> dict[str, str]:
+    """Versions of rendiff and the libraries that shape its output."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("rendiff", "torch", "triton", "warp-lang", "newton", "smplx", "diffusers",
+                "numpy"):
+        try:
+            out[pkg] = importlib_metadata.version(pkg)
+        except importlib_metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def save(
+    out_dir: str | Path,
+    layers: Layers,
+    generated: torch.Tensor | None = None,
+    *,
+    contacts: list | None = None,
+    timings: dict[str, float] | None = None,
+    extra: dict | None = None,
+    sheet_layers: list[Layer] | None = None,
+) -> dict[str, Path]:
+    """Writes every output of a run into ``out_dir`` and returns the paths written.
+
+    Files: ``scene.yaml`` (the resolved scene, seed included), ``layers.npz`` (raw float layers,
+    cameras, keypoints), ``maps/<layer>.mp4`` (each control layer in its control encoding),
+    ``render.mp4`` (the engine's lit RGB), ``generated.mp4`` (when ``generated`` [T, H, W, 3] is
+    given), ``contact_sheet.png`` and, last, ``metadata.json``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metadata.json").unlink(missing_ok=True)
+    written: dict[str, Path] = {}
+    if layers.scene is not None:
+        written["scene"] = save_scene(layers.scene, out / "scene.yaml")
+
+    with atomic_path(out / "layers.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **layers.to_numpy())
+    written["layers"] = out / "layers.npz"
+
+    fps = layers.fps
+    maps: dict[str, torch.Tensor] = {}
+    for layer in _MAP_ORDER:
+        if layer in layers:
+            maps[layer.value] = control_image(layer, layers[layer])
+            written[f"maps/{layer.value}"] = write_video(out / "maps" / f"{layer.value}.mp4",
+                                                         maps[layer.value], fps)
+    if Layer.RGB in layers:
+        written["render"] = write_video(out / "render.mp4", layers[Layer.RGB], fps)
+    if generated is not None:
+        written["generated"] = write_video(out / "generated.mp4", generated, fps)
+
+    rows: dict[str, torch.Tensor] = {}
+    if Layer.RGB in layers:
+        rows["render"] = layers[Layer.RGB]
+    for layer in sheet_layers or _MAP_ORDER:
+        if layer.value in maps and layer not in (Layer.FLOW_BACKWARD, Layer.ALPHA):
+            rows[layer.value] = maps[layer.value]
+    if generated is not None:
+        rows["generated"] = generated
+    scene = layers.scene
+    title = None
+    if scene is not None:
+        title = (f"{scene.name}  seed {scene.seed}  {layers.frames} frames @ {fps:g} fps  "
+                 f"{layers.size[0]}x{layers.size[1]}")
+    contact_sheet(rows, out / "contact_sheet.png", title=title)
+    written["contact_sheet"] = out / "contact_sheet.png"
+
+    meta = {
+        "rendiff_output": 1,
+        "scene": scene.name if scene is not None else None,
+        "seed": scene.seed if scene is not None else None,
+        "frames": layers.frames,
+        "fps": fps,
+        "size": list(layers.size),
+        "versions": versions(),
+        "layers": {k.value: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""),
+                             "doc": LAYER_DOCS[k]} for k, v in layers.items()},
+        "entities": layers.entity_names,
+        "semantic_classes": layers.semantic_classes,
+        "cameras": layers.cameras.as_dict(),
+        "timings_s": {k: round(v, 3) for k, v in (timings or {}).items()},
+        "contacts": contacts or [],
+        "files": sorted(str(p.relative_to(out)) for p in written.values()),
+    }
+    if extra:
+        meta.update(extra)
+    written["metadata"] = write_text(out / "metadata.json", json.dumps(meta, indent=2) + "\n")
+    return written

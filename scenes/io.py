@@ -1,0 +1,220 @@
+"""Scene files: strict YAML/JSON in and out, with one-line errors that name the file and field.
+
+``load_scene(save_scene(scene, p)) == scene`` holds exactly: floats are written with their full
+repr and every field (defaults included) is written out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from rendiff.io.atomic import write_text
+
+from .spec import Scene
+
+__all__ = ["SceneError", "load_scene", "save_scene", "scene_from_dict", "scene_to_dict"]
+
+_SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+
+
+class SceneError(ValueError):
+    """A scene file or scene dict that is not valid. ``str(err)`` is one line:
+    ``scene.yaml: entities[2].material.friction: must be >= 0``."""
+
+    def __init__(self, source: str, where: str, message: str, more: int = 0):
+        self.source, self.where, self.message, self.more = source, where, message, more
+        text = f"{source}: {where + ': ' if where else ''}{message}"
+        if more:
+            text += f" (and {more} more error{'s' if more > 1 else ''})"
+        super().__init__(text)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    """Turns pydantic's error location into ``entities[2].material.friction``.
+
+    Pydantic inserts the tag of a discriminated union (e.g. ``'sphere'``) into the location; it
+    is dropped here because it is not a key the user wrote."""
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif str(item).startswith("function-") or _is_union_tag(parts, str(item)):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+_UNION_FIELDS = {"geometry", "animation", "path"}
+_TAGS = {
+    "sphere", "box", "capsule", "cylinder", "plane", "mesh", "gaussians", "human",
+    "keyframes", "motion", "amass", "dddm",
+    "ambient", "environment", "directional", "point", "spot",
+    "static", "orbit", "dolly", "follow",
+}
+
+
+def _is_union_tag(parts: list[str], item: str) -> bool:
+    if item not in _TAGS or not parts:
+        return False
+    last = parts[-1].lstrip(".")
+    if last in _UNION_FIELDS:
+        return True
+    return len(parts) >= 2 and last.startswith("[") and parts[-2].lstrip(".") == "lights"
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names valid at ``loc`` (for 'did you mean' hints), best effort."""
+    cls: Any = model
+    for item in loc[:-1]:
+        if isinstance(item, int) or cls is None:
+            continue
+        fields = getattr(cls, "model_fields", None)
+        if fields is None:
+            return []
+        if item in fields:
+            cls = _model_of(fields[item].annotation)
+        elif item in _TAGS:
+            cls = _tagged(cls, item)
+        else:
+            return []
+    return list(getattr(cls, "model_fields", {}).keys())
+
+
+def _model_of(annotation: Any) -> Any:
+    """The pydantic model inside an annotation like ``list[Entity]`` or ``Pose | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    for arg in getattr(annotation, "__metadata__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    origin = getattr(annotation, "__origin__", None)
+    if origin is not None and origin is not annotation:
+        return _model_of(origin)
+    return None
+
+
+def _tagged(cls: Any, tag: str) -> Any:
+    """Within a union-typed field's owner, the model whose ``type`` literal is ``tag``."""
+    import typing
+
+    from . import spec
+
+    for name in getattr(spec, "__all__", []):
+        m = getattr(spec, name)
+        if isinstance(m, type) and issubclass(m, BaseModel) and "type" in m.model_fields:
+            args = typing.get_args(m.model_fields["type"].annotation)
+            if args and args[0] == tag:
+                return m
+    return None
+
+
+def _message(err: dict[str, Any], model: type[BaseModel]) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(model, err["loc"])
+        name = str(err["loc"][-1])
+        hint = difflib.get_close_matches(name, allowed, n=1)
+        if hint:
+            return f"unknown field (did you mean {hint[0]!r}?)"
+        return f"unknown field (allowed: {', '.join(allowed)})" if allowed else "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+              "less_than": "<"}[kind]
+        bound = next(iter(ctx.values()))
+        return f"must be {op} {bound} (got {err.get('input')!r})"
+    if kind == "union_tag_invalid":
+        return f"unknown type {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
+    if kind == "union_tag_not_found":
+        return "needs a 'type' field"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')} (got {err.get('input')!r})"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", err["msg"]))
+    if kind in ("too_short", "too_long"):
+        return err["msg"].lower()
+    return f"{err['msg'][0].lower()}{err['msg'][1:]} (got {err.get('input')!r})"
+
+
+def scene_from_dict(
+    data: Any, source: str = "<scene>", base_dir: str | Path | None = None,
+    check_assets: bool = True,
+) -> Scene:
+    """Validates a plain dict into a :class:`Scene`, raising :class:`SceneError` on bad input."""
+    if not isinstance(data, dict):
+        raise SceneError(source, "", f"the top level must be a mapping, not {type(data).__name__}")
+    try:
+        return Scene.model_validate(
+            data, context={"base_dir": base_dir, "check_assets": check_assets}
+        )
+    except ValidationError as e:
+        errors = e.errors()
+        first = errors[0]
+        where = _format_loc(first["loc"])
+        msg = _message(first, Scene)
+        if msg.startswith(where + ": ") and where:
+            msg = msg[len(where) + 2:]
+        head = msg.split(": ", 1)[0]
+        if first["type"] == "value_error" and ": " in msg and re.fullmatch(r"[A-Za-z_][\w.\[\]]*", head):
+            msg = msg.split(": ", 1)[1]
+            where = f"{where}.{head}" if where else head
+        raise SceneError(source, where, msg, more=len(errors) - 1) from None
+
+
+def scene_to_dict(scene: Scene) -> dict[str, Any]:
+    """The scene as plain JSON-compatible data, every field written out."""
+    return scene.model_dump(mode="json")
+
+
+def load_scene(path: str | Path) -> Scene:
+    """Reads a scene from a ``.yaml``/``.yml``/``.json`` file; relative asset paths are taken
+    relative to the file's folder. Raises :class:`SceneError` naming the file and field."""
+    path = Path(path)
+    src = path.name
+    if path.suffix.lower() not in _SUFFIXES:
+        raise SceneError(src, "", "scene files must end in .yaml, .yml or .json")
+    if not path.is_file():
+        raise SceneError(src, "", f"file not found ({path})")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if _SUFFIXES[path.suffix.lower()] == "json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise SceneError(src, f"line {e.lineno}", f"invalid JSON: {e.msg}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        raise SceneError(src, where, f"invalid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        raise SceneError(src, "", "the file is empty")
+    return scene_from_dict(data, source=src, base_dir=path.parent)
+
+
+def save_scene(scene: Scene, path: str | Path) -> Path:
+    """Writes the scene (every field) to YAML or JSON by the file's suffix, atomically."""
+    path = Path(path)
+    kind = _SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: scene files must end in .yaml, .yml or .json")
+    data = scene_to_dict(scene)
+    if kind == "json":
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return write_text(path, text)

@@ -1,0 +1,585 @@
+"""The scene specification: what exists, how it moves, how it is seen.
+
+One strict pydantic model tree serves the Python API and the YAML/JSON scene files alike. Every
+model forbids unknown fields, so a misspelt key is an error that names its path rather than a
+silently ignored setting. Geometry (with pose), physics material and appearance are separate
+fields of an entity, as in Genesis' ``add_entity(morph, material, surface)``.
+
+Units are metres, seconds and radians (angles in scene files are degrees where the field name says
+``_deg``); the world is right-handed with +Z up; quaternions are (w, x, y, z).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "Ambient",
+    "AmassMotion",
+    "Appearance",
+    "Box",
+    "Camera",
+    "Capsule",
+    "Cylinder",
+    "Deformation",
+    "Directional",
+    "DollyPath",
+    "Entity",
+    "Environment",
+    "FollowPath",
+    "Gaussians",
+    "GenerationOptions",
+    "Human",
+    "Keyframes",
+    "KeyframedPath",
+    "Material",
+    "Mesh",
+    "Motion",
+    "OrbitPath",
+    "PhysicsOptions",
+    "Plane",
+    "Point",
+    "Pose",
+    "Scene",
+    "Sphere",
+    "Spot",
+    "StaticPath",
+]
+
+Vec2 = tuple[float, float]
+Vec3 = tuple[float, float, float]
+Quat = tuple[float, float, float, float]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+RGB = tuple[Unit, Unit, Unit]
+PosFloat = Annotated[float, Field(gt=0.0)]
+NonNeg = Annotated[float, Field(ge=0.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def _check_asset(path: str, info: ValidationInfo) -> str:
+    """Resolves an asset path (relative to the scene file's folder, else the working folder) to
+    an absolute one, so a resolved scene written elsewhere still finds it; checks it exists."""
+    ctx = info.context or {}
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = Path(ctx.get("base_dir") or Path.cwd()) / p
+    p = p.resolve()
+    if ctx.get("check_assets", True) and not p.exists():
+        raise ValueError(f"file not found: {path!r} (looked for {p})")
+    return str(p)
+
+
+AssetPath = Annotated[str, AfterValidator(_check_asset)]
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry (shape and, for humans and clouds, their own model)
+
+
+class Sphere(_Strict):
+    """A sphere of the given radius centred on the entity's origin."""
+
+    type: Literal["sphere"] = "sphere"
+    radius: PosFloat = 0.1
+
+
+class Box(_Strict):
+    """A box with the given full side lengths (x, y, z), centred on the entity's origin."""
+
+    type: Literal["box"] = "box"
+    size: tuple[PosFloat, PosFloat, PosFloat] = (0.2, 0.2, 0.2)
+
+
+class Capsule(_Strict):
+    """A capsule along local Z: a cylinder of ``length`` capped by two hemispheres."""
+
+    type: Literal["capsule"] = "capsule"
+    radius: PosFloat = 0.05
+    length: PosFloat = 0.2
+
+
+class Cylinder(_Strict):
+    """A capped cylinder along local Z of the given radius and full height."""
+
+    type: Literal["cylinder"] = "cylinder"
+    radius: PosFloat = 0.1
+    height: PosFloat = 0.2
+
+
+class Plane(_Strict):
+    """A finite rectangle in the local XY plane facing +Z; as a static body, an infinite ground."""
+
+    type: Literal["plane"] = "plane"
+    size: tuple[PosFloat, PosFloat] = (10.0, 10.0)
+
+
+class Mesh(_Strict):
+    """A triangle mesh read from a file (.obj, .ply, .stl, .off, .glb)."""
+
+    type: Literal["mesh"] = "mesh"
+    path: AssetPath
+    scale: PosFloat | tuple[PosFloat, PosFloat, PosFloat] = 1.0
+
+
+
+class Gaussians(_Strict):
+    """A 3D Gaussian cloud: a 3DGS ``.ply`` file, or sampled on a primitive's surface."""
+
+    type: Literal["gaussians"] = "gaussians"
+    path: AssetPath | None = None
+    shape: Literal["sphere", "box", "torus"] | None = "sphere"
+    count: Annotated[int, Field(ge=1, le=5_000_000)] = 4000
+    radius: PosFloat = 0.3
+
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Gaussians:
+        if self.path is not None:
+            self.shape = None
+        elif self.shape is None:
+            raise ValueError("give either 'path' (a 3DGS .ply file) or 'shape'")
+        return self
+
+
+class Human(_Strict):
+    """An SMPL body. ``body_model`` is a folder or file of real SMPL files; None uses the
+    ``RENDIFF_SMPL_PATH`` environment variable, then the shipped stand-in body."""
+
+    type: Literal["human"] = "human"
+    body_model: AssetPath | None = None
+    gender: Literal["neutral", "male", "female"] = "neutral"
+    betas: Annotated[list[float], Field(max_length=10)] = Field(default_factory=list)
+
+
+
+Geometry = Annotated[
+    Sphere | Box | Capsule | Cylinder | Plane | Mesh | Gaussians | Human,
+    Field(discriminator="type"),
+]
+
+
+class Pose(_Strict):
+    """Placement in the world: position in metres, rotation as a unit quaternion (w, x, y, z)."""
+
+    position: Vec3 = (0.0, 0.0, 0.0)
+    rotation: Quat = (1.0, 0.0, 0.0, 0.0)
+
+    @field_validator("rotation")
+    @classmethod
+    def _unit(cls, q: Quat) -> Quat:
+        n = math.sqrt(sum(c * c for c in q))
+        if not n > 1e-8:
+            raise ValueError("quaternion (w, x, y, z) must not be zero")
+        return q
+
+    @classmethod
+    def from_euler(cls, position: Vec3 = (0.0, 0.0, 0.0), rpy_deg: Vec3 = (0, 0, 0)) -> Pose:
+        """Pose from roll, pitch, yaw in degrees (rotations about X, then Y, then Z)."""
+        r, p, y = (math.radians(a) / 2 for a in rpy_deg)
+        cr, sr, cp, sp, cy, sy = (
+            math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
+        )
+        q = (
+            cr * cp * cy + sr * sp * sy,
+            sr * cp * cy - cr * sp * sy,
+            cr * sp * cy + sr * cp * sy,
+            cr * cp * sy - sr * sp * cy,
+        )
+        return cls(position=position, rotation=q)
+
+
+class Material(_Strict):
+    """Physics material. ``mass`` overrides ``density`` when given."""
+
+    density: PosFloat = 1000.0
+    mass: PosFloat | None = None
+    friction: NonNeg = 0.5
+    restitution: Unit = 0.3
+
+
+class Appearance(_Strict):
+    """Surface appearance: albedo colour, Blinn-Phong roughness and specular strength."""
+
+    color: RGB = (0.7, 0.7, 0.7)
+    roughness: Unit = 0.6
+    specular: Unit = 0.2
+
+
+# --------------------------------------------------------------------------------------------
+# Animation (motion not produced by physics)
+
+
+class Keyframes(_Strict):
+    """Kinematic keyframes: the entity's pose at given times, interpolated in between
+    (positions linearly or with Catmull-Rom splines, rotations by slerp)."""
+
+    type: Literal["keyframes"] = "keyframes"
+    times: list[NonNeg]
+    positions: list[Vec3]
+    rotations: list[Quat] | None = None
+    interpolation: Literal["linear", "cubic"] = "linear"
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Keyframes:
+        if len(self.times) < 1:
+            raise ValueError("needs at least one keyframe")
+        if any(b <= a for a, b in zip(self.times, self.times[1:], strict=False)):
+            raise ValueError("times must be strictly increasing")
+        if len(self.positions) != len(self.times):
+            raise ValueError(f"{len(self.positions)} positions for {len(self.times)} times")
+        if self.rotations is not None and len(self.rotations) != len(self.times):
+            raise ValueError(f"{len(self.rotations)} rotations for {len(self.times)} times")
+        return self
+
+
+class Motion(_Strict):
+    """A built-in procedural body motion, optionally walked along a path of ground waypoints."""
+
+    type: Literal["motion"] = "motion"
+    name: Literal["walk", "wave", "jump", "turn", "idle"] = "walk"
+    speed: PosFloat = 1.2
+    path: list[Vec2] | None = None
+
+
+class AmassMotion(_Strict):
+    """An AMASS-style ``.npz`` sequence (poses, trans, betas, mocap_framerate)."""
+
+    type: Literal["amass"] = "amass"
+    path: AssetPath
+    start: NonNeg = 0.0
+
+
+
+class Deformation(_Strict):
+    """Gaussian-Flow deformation (DDDM) of a Gaussian cloud: coefficients from an ``.npz`` file,
+    or a procedural motion written in DDDM coefficients (``wobble``, ``twist``, ``breathe``)."""
+
+    type: Literal["dddm"] = "dddm"
+    path: AssetPath | None = None
+    procedural: Literal["wobble", "twist", "breathe"] | None = "wobble"
+    amplitude: NonNeg = 0.1
+    frequency: PosFloat = 1.0
+
+
+
+Animation = Annotated[Keyframes | Motion | AmassMotion | Deformation, Field(discriminator="type")]
+
+
+class Entity(_Strict):
+    """Something in the scene. ``dynamic`` entities are moved by physics from their initial pose
+    and velocity; others are static colliders or follow their ``animation``."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    geometry: Geometry
+    pose: Pose = Field(default_factory=Pose)
+    material: Material = Field(default_factory=Material)
+    appearance: Appearance = Field(default_factory=Appearance)
+    dynamic: bool = False
+    velocity: Vec3 = (0.0, 0.0, 0.0)
+    angular_velocity: Vec3 = (0.0, 0.0, 0.0)
+    animation: Animation | None = None
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Entity:
+        g, a = self.geometry, self.animation
+        if self.dynamic and isinstance(g, Human | Gaussians):
+            raise ValueError(f"dynamic: a {g.type} cannot be a rigid physics body")
+        if self.dynamic and a is not None:
+            raise ValueError("animation: a dynamic entity is moved by physics; remove one of them")
+        if isinstance(a, Motion | AmassMotion) and not isinstance(g, Human):
+            raise ValueError(f"animation: '{a.type}' drives a human, not a {g.type}")
+        if isinstance(a, Deformation) and not isinstance(g, Gaussians):
+            raise ValueError(f"animation: 'dddm' deforms a Gaussian cloud, not a {g.type}")
+        if isinstance(g, Plane) and self.dynamic:
+            raise ValueError("dynamic: a plane can only be static")
+        return self
+
+    @property
+    def semantic_label(self) -> str:
+        """The class name used for the semantic layer."""
+        return self.label or self.geometry.type
+
+
+# --------------------------------------------------------------------------------------------
+# Lights
+
+
+class _Light(_Strict):
+    color: RGB = (1.0, 1.0, 1.0)
+    intensity: NonNeg = 1.0
+
+
+class Ambient(_Light):
+    """Uniform light from every direction."""
+
+    type: Literal["ambient"] = "ambient"
+    intensity: NonNeg = 0.3
+
+
+class Environment(_Light):
+    """Spherical-harmonics environment light: 9 RGB coefficients (degree 2, world frame)."""
+
+    type: Literal["environment"] = "environment"
+    sh: Annotated[list[tuple[float, float, float]], Field(min_length=9, max_length=9)]
+
+
+class Directional(_Light):
+    """Sunlight travelling along ``direction`` (world frame)."""
+
+    type: Literal["directional"] = "directional"
+    direction: Vec3 = (-0.4, 0.3, -1.0)
+    shadows: bool = True
+
+
+class Point(_Light):
+    """A point light with inverse-square falloff (intensity is the irradiance at 1 m)."""
+
+    type: Literal["point"] = "point"
+    position: Vec3 = (0.0, 0.0, 3.0)
+    shadows: bool = False
+
+
+class Spot(_Light):
+    """A spot light: a point light limited to a cone with a soft edge."""
+
+    type: Literal["spot"] = "spot"
+    position: Vec3 = (0.0, 0.0, 3.0)
+    direction: Vec3 = (0.0, 0.0, -1.0)
+    angle_deg: Annotated[float, Field(gt=0.0, lt=180.0)] = 30.0
+    softness: Unit = 0.2
+    shadows: bool = False
+
+
+Light = Annotated[Ambient | Environment | Directional | Point | Spot, Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------------------------
+# Camera
+
+
+class StaticPath(_Strict):
+    """A fixed camera at ``eye`` looking at ``target``."""
+
+    type: Literal["static"] = "static"
+    eye: Vec3 = (3.0, -3.0, 2.0)
+    target: Vec3 = (0.0, 0.0, 0.3)
+
+
+class OrbitPath(_Strict):
+    """A camera circling ``target`` at ``radius`` and ``height`` above it, sweeping
+    ``degrees`` over the clip, starting at azimuth ``start_deg`` (0 = +X)."""
+
+    type: Literal["orbit"] = "orbit"
+    target: Vec3 = (0.0, 0.0, 0.3)
+    radius: PosFloat = 3.0
+    height: float = 1.5
+    start_deg: float = -90.0
+    degrees: float = 90.0
+
+
+class DollyPath(_Strict):
+    """A camera moving in a straight line from ``start`` to ``end`` while looking at ``target``."""
+
+    type: Literal["dolly"] = "dolly"
+    start: Vec3 = (3.0, -3.0, 1.5)
+    end: Vec3 = (2.0, -2.0, 1.0)
+    target: Vec3 = (0.0, 0.0, 0.3)
+
+
+class KeyframedPath(_Strict):
+    """Camera keyframes (eye and target per time), interpolated linearly or by Catmull-Rom."""
+
+    type: Literal["keyframes"] = "keyframes"
+    times: list[NonNeg]
+    eyes: list[Vec3]
+    targets: list[Vec3]
+    interpolation: Literal["linear", "cubic"] = "cubic"
+
+    @model_validator(mode="after")
+    def _lengths(self) -> KeyframedPath:
+        if not self.times:
+            raise ValueError("needs at least one keyframe")
+        if any(b <= a for a, b in zip(self.times, self.times[1:], strict=False)):
+            raise ValueError("times must be strictly increasing")
+        if not len(self.eyes) == len(self.targets) == len(self.times):
+            raise ValueError("times, eyes and targets must have the same length")
+        return self
+
+
+class FollowPath(_Strict):
+    """A camera that follows an entity, keeping ``offset`` from it and looking at it."""
+
+    type: Literal["follow"] = "follow"
+    entity: str
+    offset: Vec3 = (0.5, -3.0, 1.2)
+    look_height: float = 0.9
+    smoothing: Unit = 0.0
+
+
+CameraPath = Annotated[
+    StaticPath | OrbitPath | DollyPath | KeyframedPath | FollowPath, Field(discriminator="type")
+]
+
+
+class Camera(_Strict):
+    """A pinhole camera: vertical field of view, or intrinsics ``K`` in pixels (which must match
+    the scene size), and a path over time. The up direction is world +Z."""
+
+    fov_deg: Annotated[float, Field(gt=1.0, lt=179.0)] = 45.0
+    K: tuple[Vec3, Vec3, Vec3] | None = None
+    near: PosFloat = 0.05
+    far: PosFloat = 100.0
+    path: CameraPath = Field(default_factory=StaticPath)
+
+    @model_validator(mode="after")
+    def _range(self) -> Camera:
+        if self.far <= self.near:
+            raise ValueError(f"far ({self.far}) must be greater than near ({self.near})")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Engine options
+
+
+class PhysicsOptions(_Strict):
+    """Physics settings: the physics rate is independent of the video frame rate."""
+
+    rate_hz: Annotated[float, Field(ge=30.0, le=20000.0)] = 240.0
+    gravity: Vec3 = (0.0, 0.0, -9.81)
+    solver: Literal["xpbd", "mujoco", "featherstone", "semi_implicit"] = "xpbd"
+
+
+class GenerationOptions(_Strict):
+    """Video generation: ``model`` is a local folder in diffusers format (None = the shipped
+    default model); ``maps`` the control layers fed to it, with optional per-map weights."""
+
+    model: AssetPath | None = None
+    steps: Annotated[int, Field(ge=1, le=1000)] = 20
+    scheduler: Literal["ddim", "euler", "dpm"] = "ddim"
+    maps: list[str] | None = None
+    weights: dict[str, Unit] = Field(default_factory=dict)
+    reference: AssetPath | None = None
+    window: Annotated[int, Field(ge=2)] = 16
+    overlap: Annotated[int, Field(ge=0)] = 4
+
+
+    @model_validator(mode="after")
+    def _window(self) -> GenerationOptions:
+        if self.overlap >= self.window:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than window ({self.window})")
+        return self
+
+
+class Scene(_Strict):
+    """A whole scene: entities, lights, camera, clip length and size, seed, engine options.
+
+    Build it in Python (``Scene(name=...)`` then :meth:`add`, :meth:`add_light`) or load it from
+    YAML/JSON with :func:`rendiff.load_scene`.
+    """
+
+    name: Annotated[str, Field(min_length=1)] = "scene"
+    description: str = ""
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    frames: Annotated[int, Field(ge=1, le=100_000)] = 32
+    fps: Annotated[float, Field(gt=0.0, le=1000.0)] = 16.0
+    size: tuple[Annotated[int, Field(ge=8, le=8192)], Annotated[int, Field(ge=8, le=8192)]] = (
+        128,
+        128,
+    )
+    background: RGB = (0.05, 0.05, 0.07)
+    entities: list[Entity] = Field(default_factory=list)
+    lights: list[Light] = Field(default_factory=list)
+    camera: Camera = Field(default_factory=Camera)
+    physics: PhysicsOptions = Field(default_factory=PhysicsOptions)
+    generation: GenerationOptions = Field(default_factory=GenerationOptions)
+
+    @model_validator(mode="after")
+    def _references(self) -> Scene:
+        names = [e.name for e in self.entities]
+        seen: set[str] = set()
+        for i, n in enumerate(names):
+            if n in seen:
+                raise ValueError(f"entities[{i}].name: duplicate entity name {n!r}")
+            seen.add(n)
+        path = self.camera.path
+        if isinstance(path, FollowPath) and path.entity not in seen:
+            raise ValueError(f"camera.path.entity: no entity named {path.entity!r}")
+        if self.camera.K is not None:
+            (fx, _, cx), (_, fy, cy), _ = self.camera.K
+            if fx <= 0 or fy <= 0:
+                raise ValueError("camera.K: focal lengths must be positive")
+        return self
+
+    # ---- builder API --------------------------------------------------------------------
+
+    def add(
+        self,
+        geometry: Sphere | Box | Capsule | Cylinder | Plane | Mesh | Gaussians | Human,
+        pose: Pose | None = None,
+        material: Material | None = None,
+        appearance: Appearance | None = None,
+        *,
+        name: str | None = None,
+        dynamic: bool = False,
+        velocity: Vec3 = (0.0, 0.0, 0.0),
+        angular_velocity: Vec3 = (0.0, 0.0, 0.0),
+        animation: Keyframes | Motion | AmassMotion | Deformation | None = None,
+        label: str | None = None,
+    ) -> Entity:
+        """Add an entity; geometry, pose, physics material and appearance are separate arguments.
+        Returns the validated entity (its ``name`` defaults to ``<type>_<index>``)."""
+        entity = Entity(
+            name=name or f"{geometry.type}_{len(self.entities)}",
+            geometry=geometry,
+            pose=pose or Pose(),
+            material=material or Material(),
+            appearance=appearance or Appearance(),
+            dynamic=dynamic,
+            velocity=velocity,
+            angular_velocity=angular_velocity,
+            animation=animation,
+            label=label,
+        )
+        self.entities = [*self.entities, entity]
+        return entity
+
+    def add_light(self, light: Ambient | Environment | Directional | Point | Spot) -> None:
+        """Add a light."""
+        self.lights = [*self.lights, light]
+
+    def entity(self, name: str) -> Entity:
+        """The entity called ``name``."""
+        for e in self.entities:
+            if e.name == name:
+                return e
+        raise KeyError(f"no entity named {name!r}; entities: {[e.name for e in self.entities]}")
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame to the last."""
+        return (self.frames - 1) / self.fps
