@@ -45,8 +45,8 @@ def _ground(scene: Scene, color=(0.55, 0.55, 0.52), size=(12.0, 12.0)) -> None:
 
 
 def _lights(scene: Scene, direction=(-0.5, 0.35, -1.0)) -> None:
-    scene.add_light(Ambient(intensity=0.35))
-    scene.add_light(Directional(direction=direction, intensity=0.9, shadows=True))
+    scene.add_light(Ambient(intensity=0.3))
+    scene.add_light(Directional(direction=direction, intensity=0.75, shadows=True))
 
 
 def falling_objects(seed: int = 0) -> Scene:
@@ -60,7 +60,7 @@ def falling_objects(seed: int = 0) -> Scene:
     palette = [(0.85, 0.25, 0.2), (0.2, 0.55, 0.85), (0.95, 0.75, 0.2), (0.3, 0.75, 0.35),
                (0.7, 0.35, 0.8), (0.9, 0.5, 0.2)]
     for i, geom in enumerate(shapes):
-        pos = (rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), 0.4 + 0.25 * i)
+        pos = (rng.uniform(-0.35, 0.35), rng.uniform(-0.35, 0.35), 0.35 + 0.15 * i)
         rpy = (rng.uniform(0, 90), rng.uniform(0, 90), rng.uniform(0, 180))
         scene.add(geom, Pose.from_euler(pos, rpy),
                   Material(density=600.0, friction=0.5, restitution=0.45),
@@ -69,8 +69,8 @@ def falling_objects(seed: int = 0) -> Scene:
                   velocity=(0.0, 0.0, 0.0),
                   angular_velocity=(rng.uniform(-2, 2), rng.uniform(-2, 2), 0.0))
     _lights(scene)
-    scene.camera = Camera(fov_deg=45.0, path=StaticPath(eye=(2.4, -2.4, 1.7),
-                                                        target=(0.0, 0.0, 0.35)))
+    scene.camera = Camera(fov_deg=40.0, path=StaticPath(eye=(1.5, -1.7, 1.1),
+                                                        target=(0.0, 0.0, 0.3)))
     return scene
 
 
