@@ -270,7 +270,7 @@ def _gaussian_track(e: Entity, times: Tensor, root: RigidTrack, iid: int, sid: i
 
         dddm = (DDDM.load(e.animation.path) if e.animation.path is not None
                 else _procedural_dddm(e.animation, cloud))
-        frames = [deform(cloud, dddm, float(t)) for t in times]
+        frames = deform(cloud, dddm, times)
     else:
         frames = [cloud] * T
     R = quat_to_matrix(root.quats)  # [T,3,3]
