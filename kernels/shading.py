@@ -2,15 +2,30 @@
 environment, directional, point and spot lights, with optional per-light shadow visibility.
 
 Everything is in camera space (OpenCV axes); the caller transforms lights into it. The torch
-reference here is the definition; see ``shade`` for the formulas.
+reference ``_shade_reference`` is the definition; see ``shade`` for the formulas. The Triton kernel
+does the same math in one fused pass per pixel (all lights in a loop) and writes shading,
+irradiance and rgb at once.
+
+Dispatch: Triton on CUDA tensors, the torch reference on CPU, and Triton through its interpreter on
+CPU when the environment variable ``RENDIFF_TRITON=interpret`` is set. Triton picks compile or
+interpret when ``@triton.jit`` runs, from ``TRITON_INTERPRET``; this module sets
+``TRITON_INTERPRET=1`` before defining its kernel when ``RENDIFF_TRITON=interpret``, so the variable
+must be set before ``rendiff.kernels.shading`` is first imported (tests use a subprocess).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+if os.environ.get("RENDIFF_TRITON") == "interpret":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 __all__ = ["LightSet", "ShadingResult", "shade", "sh_irradiance"]
 
@@ -61,11 +76,228 @@ def sh_irradiance(normal: Tensor, sh: Tensor) -> Tensor:
     e = (
         _C4 * L[0]
         + 2 * _C2 * (L[3] * x + L[1] * y + L[2] * z)
-        + _C3 * L[6] * z * z - _C5 * L[6]
+        + _C3 * L[6] * z * z
+        - _C5 * L[6]
         + _C1 * L[8] * (x * x - y * y)
         + 2 * _C1 * (L[4] * x * y + L[7] * x * z + L[5] * y * z)
     )
     return e / torch.pi
+
+
+def _shade_reference(
+    points: Tensor,
+    normal: Tensor,
+    albedo: Tensor,
+    lights: LightSet,
+    specular: Tensor,
+    roughness: Tensor,
+    visibility: Tensor | None,
+    mask: Tensor,
+) -> ShadingResult:
+    """Torch definition of ``shade`` (all arguments given, same shapes and device)."""
+    H, W = normal.shape[:2]
+    n = normal
+    v = -points / points.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    irr = lights.ambient.view(1, 1, 3).expand(H, W, 3).clone()
+    if lights.sh is not None:
+        irr = irr + sh_irradiance(n, lights.sh).clamp_min(0)
+    spec = torch.zeros_like(irr)
+    p = (2.0 / roughness.clamp(0.02, 1.0) ** 4 - 2.0).clamp(1.0, 4096.0)
+    for i in range(len(lights)):
+        kind = int(lights.kind[i])
+        E = lights.radiance[i].view(1, 1, 3)
+        if kind == 0:
+            l_dir = (-lights.direction[i]).view(1, 1, 3).expand(H, W, 3)
+            atten = torch.ones_like(specular)
+        else:
+            to_light = lights.position[i].view(1, 1, 3) - points
+            d2 = (to_light * to_light).sum(-1).clamp_min(1e-6)
+            l_dir = to_light / d2.sqrt()[..., None]
+            atten = 1.0 / d2
+            if kind == 2:
+                cos_a = -(l_dir * lights.direction[i].view(1, 1, 3)).sum(-1)
+                lo, hi = lights.cos_outer[i], lights.cos_inner[i]
+                s = ((cos_a - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1)
+                atten = atten * s * s * (3 - 2 * s)
+        if visibility is not None:
+            atten = atten * visibility[i]
+        ndl = (n * l_dir).sum(-1).clamp_min(0.0)
+        irr = irr + E * (atten * ndl)[..., None]
+        h = l_dir + v
+        h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+        ndh = (n * h).sum(-1).clamp_min(0.0)
+        spec = spec + E * (atten * ndl * specular * ndh.pow(p))[..., None]
+    m = mask[..., None]
+    irr = torch.where(m, irr, torch.zeros_like(irr))
+    rgb = torch.where(m, albedo * irr + spec, torch.zeros_like(irr))
+    return ShadingResult(shading=irr.mean(-1), irradiance=irr, rgb=rgb)
+
+
+@triton.jit
+def _shade_kernel(
+    points_ptr,  # [N, 3]
+    normal_ptr,  # [N, 3]
+    albedo_ptr,  # [N, 3]
+    specular_ptr,  # [N]
+    roughness_ptr,  # [N]
+    mask_ptr,  # [N] int8
+    lights_ptr,  # [L, 12] (kind, position, direction, radiance, cos_outer, cos_inner)
+    env_ptr,  # [30] ambient (3) then SH radiance [9, 3]
+    vis_ptr,  # [L, N] (read only when HAS_VIS)
+    shading_ptr,  # [N] out
+    irr_ptr,  # [N, 3] out
+    rgb_ptr,  # [N, 3] out
+    n_pixels,
+    n_lights,
+    HAS_SH: tl.constexpr,
+    HAS_VIS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < n_pixels
+    o3 = offs.to(tl.int64) * 3
+    px = tl.load(points_ptr + o3, mask=valid, other=0.0)
+    py = tl.load(points_ptr + o3 + 1, mask=valid, other=0.0)
+    pz = tl.load(points_ptr + o3 + 2, mask=valid, other=0.0)
+    nx = tl.load(normal_ptr + o3, mask=valid, other=0.0)
+    ny = tl.load(normal_ptr + o3 + 1, mask=valid, other=0.0)
+    nz = tl.load(normal_ptr + o3 + 2, mask=valid, other=0.0)
+    ks = tl.load(specular_ptr + offs, mask=valid, other=0.0)
+    rough = tl.load(roughness_ptr + offs, mask=valid, other=1.0)
+    inv_pn = 1.0 / tl.maximum(tl.sqrt(px * px + py * py + pz * pz), 1e-9)
+    vx, vy, vz = -px * inv_pn, -py * inv_pn, -pz * inv_pn
+    r = tl.minimum(tl.maximum(rough, 0.02), 1.0)
+    r2 = r * r
+    expo = tl.minimum(tl.maximum(2.0 / (r2 * r2) - 2.0, 1.0), 4096.0)
+
+    ir = tl.zeros([BLOCK], tl.float32) + tl.load(env_ptr + 0)
+    ig = tl.zeros([BLOCK], tl.float32) + tl.load(env_ptr + 1)
+    ib = tl.zeros([BLOCK], tl.float32) + tl.load(env_ptr + 2)
+    if HAS_SH:
+        # Ramamoorthi-Hanrahan irradiance per channel, divided by pi (see sh_irradiance).
+        xx, yy, zz = nx * nx, ny * ny, nz * nz
+        for c in tl.static_range(3):
+            sh = env_ptr + 3 + c  # coefficient k of channel c at sh + 3 * k
+            e = (
+                0.886227 * tl.load(sh)
+                + 1.023328 * (tl.load(sh + 9) * nx + tl.load(sh + 3) * ny + tl.load(sh + 6) * nz)
+                + 0.743125 * tl.load(sh + 18) * zz
+                - 0.247708 * tl.load(sh + 18)
+                + 0.429043 * tl.load(sh + 24) * (xx - yy)
+                + 0.858086 * tl.load(sh + 12) * nx * ny
+                + 0.858086 * tl.load(sh + 21) * nx * nz
+                + 0.858086 * tl.load(sh + 15) * ny * nz
+            )
+            e = tl.maximum(e / 3.141592653589793, 0.0)
+            if c == 0:
+                ir += e
+            elif c == 1:
+                ig += e
+            else:
+                ib += e
+
+    sr = tl.zeros([BLOCK], tl.float32)
+    sg = tl.zeros([BLOCK], tl.float32)
+    sb = tl.zeros([BLOCK], tl.float32)
+    for i in range(n_lights):
+        light = lights_ptr + i * 12
+        kind = tl.load(light + 0)
+        dx, dy, dz = tl.load(light + 4), tl.load(light + 5), tl.load(light + 6)
+        tx = tl.load(light + 1) - px
+        ty = tl.load(light + 2) - py
+        tz = tl.load(light + 3) - pz
+        d2 = tl.maximum(tx * tx + ty * ty + tz * tz, 1e-6)
+        inv_d = 1.0 / tl.sqrt(d2)
+        directional = kind == 0.0
+        lx = tl.where(directional, -dx, tx * inv_d)
+        ly = tl.where(directional, -dy, ty * inv_d)
+        lz = tl.where(directional, -dz, tz * inv_d)
+        atten = tl.where(directional, 1.0, 1.0 / d2)
+        cos_a = -(lx * dx + ly * dy + lz * dz)
+        lo = tl.load(light + 10)
+        s = (cos_a - lo) / tl.maximum(tl.load(light + 11) - lo, 1e-6)
+        s = tl.minimum(tl.maximum(s, 0.0), 1.0)
+        atten = tl.where(kind == 2.0, atten * (s * s * (3.0 - 2.0 * s)), atten)
+        if HAS_VIS:
+            atten *= tl.load(vis_ptr + i * n_pixels + offs, mask=valid, other=1.0)
+        ndl = tl.maximum(nx * lx + ny * ly + nz * lz, 0.0)
+        hx, hy, hz = lx + vx, ly + vy, lz + vz
+        inv_h = 1.0 / tl.maximum(tl.sqrt(hx * hx + hy * hy + hz * hz), 1e-9)
+        ndh = tl.maximum((nx * hx + ny * hy + nz * hz) * inv_h, 0.0)
+        lobe = tl.where(ndh > 0.0, tl.exp2(expo * tl.log2(tl.maximum(ndh, 1e-30))), 0.0)
+        diffuse = atten * ndl
+        glossy = diffuse * ks * lobe
+        er, eg, eb = tl.load(light + 7), tl.load(light + 8), tl.load(light + 9)
+        ir += er * diffuse
+        ig += eg * diffuse
+        ib += eb * diffuse
+        sr += er * glossy
+        sg += eg * glossy
+        sb += eb * glossy
+
+    hit = tl.load(mask_ptr + offs, mask=valid, other=0) != 0
+    ar = tl.load(albedo_ptr + o3, mask=valid, other=0.0)
+    ag = tl.load(albedo_ptr + o3 + 1, mask=valid, other=0.0)
+    ab = tl.load(albedo_ptr + o3 + 2, mask=valid, other=0.0)
+    ir = tl.where(hit, ir, 0.0)
+    ig = tl.where(hit, ig, 0.0)
+    ib = tl.where(hit, ib, 0.0)
+    tl.store(shading_ptr + offs, (ir + ig + ib) / 3.0, mask=valid)
+    tl.store(irr_ptr + o3, ir, mask=valid)
+    tl.store(irr_ptr + o3 + 1, ig, mask=valid)
+    tl.store(irr_ptr + o3 + 2, ib, mask=valid)
+    tl.store(rgb_ptr + o3, tl.where(hit, ar * ir + sr, 0.0), mask=valid)
+    tl.store(rgb_ptr + o3 + 1, tl.where(hit, ag * ig + sg, 0.0), mask=valid)
+    tl.store(rgb_ptr + o3 + 2, tl.where(hit, ab * ib + sb, 0.0), mask=valid)
+
+
+def _shade_triton(
+    points: Tensor,
+    normal: Tensor,
+    albedo: Tensor,
+    lights: LightSet,
+    specular: Tensor,
+    roughness: Tensor,
+    visibility: Tensor | None,
+    mask: Tensor,
+) -> ShadingResult:
+    """Same contract as `_shade_reference`: one program per block of pixels, all lights in a
+    loop."""
+    H, W = normal.shape[:2]
+    n_pix, device, f32 = H * W, normal.device, torch.float32
+    packed = torch.cat(
+        [
+            lights.kind.to(device=device, dtype=f32)[:, None],
+            lights.position.to(device=device, dtype=f32).reshape(-1, 3),
+            lights.direction.to(device=device, dtype=f32).reshape(-1, 3),
+            lights.radiance.to(device=device, dtype=f32).reshape(-1, 3),
+            lights.cos_outer.to(device=device, dtype=f32)[:, None],
+            lights.cos_inner.to(device=device, dtype=f32)[:, None],
+        ],
+        1,
+    ).contiguous()
+    sh = lights.sh if lights.sh is not None else torch.zeros(9, 3)
+    env = torch.cat([lights.ambient.reshape(3), sh.reshape(27)]).to(device=device, dtype=f32)
+    vis = visibility if visibility is not None else torch.ones(1, device=device)
+
+    def flat(x: Tensor, dtype: torch.dtype = f32) -> Tensor:
+        return x.to(device=device, dtype=dtype).contiguous()
+
+    shading = torch.empty(H, W, dtype=f32, device=device)
+    irr = torch.empty(H, W, 3, dtype=f32, device=device)
+    rgb = torch.empty(H, W, 3, dtype=f32, device=device)
+    block = 128
+    _shade_kernel[(triton.cdiv(n_pix, block),)](
+        flat(points), flat(normal), flat(albedo), flat(specular), flat(roughness),
+        flat(mask, torch.int8), packed, env.contiguous(), flat(vis), shading, irr, rgb,
+        n_pix, len(lights), HAS_SH=lights.sh is not None, HAS_VIS=visibility is not None,
+        BLOCK=block,
+    )  # fmt: skip
+    return ShadingResult(shading=shading, irradiance=irr, rgb=rgb)
+
+
+def _use_triton(device: torch.device) -> bool:
+    return device.type == "cuda" or os.environ.get("RENDIFF_TRITON") == "interpret"
 
 
 def shade(
@@ -96,46 +328,17 @@ def shade(
         roughness: [H, W] in (0, 1] (default 0.5).
         visibility: [L, H, W] in [0, 1] per-light shadow factor (1 = lit), e.g. from shadow maps.
         mask: [H, W] bool, pixels with geometry (default: non-zero normal).
+    Returns:
+        ShadingResult with shading [H, W], irradiance [H, W, 3], rgb [H, W, 3]; 0 outside mask.
     """
     H, W = normal.shape[:2]
+    device = normal.device
     if mask is None:
         mask = normal.abs().sum(-1) > 0
     if specular is None:
-        specular = torch.zeros(H, W)
+        specular = torch.zeros(H, W, device=device)
     if roughness is None:
-        roughness = torch.full((H, W), 0.5)
-    n = normal
-    v = -points / points.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    irr = lights.ambient.view(1, 1, 3).expand(H, W, 3).clone()
-    if lights.sh is not None:
-        irr = irr + sh_irradiance(n, lights.sh).clamp_min(0)
-    spec = torch.zeros(H, W, 3)
-    p = (2.0 / roughness.clamp(0.02, 1.0) ** 4 - 2.0).clamp(1.0, 4096.0)
-    for i in range(len(lights)):
-        kind = int(lights.kind[i])
-        E = lights.radiance[i].view(1, 1, 3)
-        if kind == 0:
-            l_dir = (-lights.direction[i]).view(1, 1, 3).expand(H, W, 3)
-            atten = torch.ones(H, W)
-        else:
-            to_light = lights.position[i].view(1, 1, 3) - points
-            d2 = (to_light * to_light).sum(-1).clamp_min(1e-6)
-            l_dir = to_light / d2.sqrt()[..., None]
-            atten = 1.0 / d2
-            if kind == 2:
-                cos_a = -(l_dir * lights.direction[i].view(1, 1, 3)).sum(-1)
-                lo, hi = lights.cos_outer[i], lights.cos_inner[i]
-                s = ((cos_a - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1)
-                atten = atten * s * s * (3 - 2 * s)
-        if visibility is not None:
-            atten = atten * visibility[i]
-        ndl = (n * l_dir).sum(-1).clamp_min(0.0)
-        irr = irr + E * (atten * ndl)[..., None]
-        h = l_dir + v
-        h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-        ndh = (n * h).sum(-1).clamp_min(0.0)
-        spec = spec + E * (atten * ndl * specular * ndh.pow(p))[..., None]
-    m = mask[..., None]
-    irr = torch.where(m, irr, torch.zeros_like(irr))
-    rgb = torch.where(m, albedo * irr + spec, torch.zeros_like(irr))
-    return ShadingResult(shading=irr.mean(-1), irradiance=irr, rgb=rgb)
+        roughness = torch.full((H, W), 0.5, device=device)
+    if _use_triton(device):
+        return _shade_triton(points, normal, albedo, lights, specular, roughness, visibility, mask)
+    return _shade_reference(points, normal, albedo, lights, specular, roughness, visibility, mask)

@@ -74,6 +74,8 @@ def save(
     fps = layers.fps
     maps: dict[str, torch.Tensor] = {}
     for layer in _MAP_ORDER:
+        if layer == Layer.POSE and layers.keypoints is None:
+            continue  # no people in the scene: the pose map would be black
         if layer in layers:
             maps[layer.value] = control_image(layer, layers[layer])
             written[f"maps/{layer.value}"] = write_video(out / "maps" / f"{layer.value}.mp4",

@@ -1,0 +1,105 @@
+"""The rendiff command: each command, exit codes, and the outputs it writes (which must decode
+to the requested frame count and size)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from rendiff.cli import main
+from rendiff.io.video import read_video
+from rendiff.scenes import load_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--frames", "5", "--size", "48x40", "--quiet"]
+
+
+def test_scenes_lists_builtins(capsys):
+    assert main(["scenes"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    names = {line.split()[0] for line in out}
+    assert {"falling_objects", "walking_human", "dynamic_gaussians"} <= names
+    assert all(len(line.split(maxsplit=1)) == 2 for line in out)
+
+
+def test_scenes_show_prints_loadable_yaml(capsys, tmp_path):
+    assert main(["scenes", "--show", "falling_objects"]) == 0
+    p = tmp_path / "s.yaml"
+    p.write_text(capsys.readouterr().out)
+    assert load_scene(p).name == "falling_objects"
+
+
+def test_bad_scene_file_exit_2_one_line(tmp_path, capsys):
+    p = tmp_path / "scene.yaml"
+    p.write_text(yaml.safe_dump({"entities": [{"name": "a", "geometry": {"type": "sphere"},
+                                               "material": {"friction": -1}}]}))
+    assert main(["render", str(p), "-o", str(tmp_path / "o")] + SMALL) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "rendiff: error: scene.yaml: entities[0].material.friction: must be >= 0.0 (got -1)"
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_scene_name_exit_2(tmp_path, capsys):
+    assert main(["render", "no_such_scene", "-o", str(tmp_path / "o")]) == 2
+    assert "not a built-in scene" in capsys.readouterr().err
+
+
+def test_bad_size_option_exit_2(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["render", "falling_objects", "-o", str(tmp_path), "--size", "big"])
+    assert e.value.code == 2
+
+
+def _check_outputs(out, frames, w, h, generated=False):
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["frames"] == frames and meta["size"] == [w, h]
+    assert set(meta["timings_s"]) >= {"simulate", "render"}
+    assert len(meta["cameras"]["viewmats"]) == frames
+    assert "torch" in meta["versions"]
+    scene = load_scene(out / "scene.yaml")
+    assert scene.frames == frames and scene.size == (w, h) and scene.seed == meta["seed"]
+    for f in ["render.mp4", "maps/depth.mp4", "maps/normal.mp4", "maps/semantic.mp4",
+              "maps/flow.mp4"] + (["generated.mp4"] if generated else []):
+        video, fps = read_video(out / f)
+        assert video.shape == (frames, h, w, 3), f
+        assert fps == pytest.approx(meta["fps"], rel=1e-3)
+    npz = np.load(out / "layers.npz")
+    assert npz["depth"].shape == (frames, h, w) and npz["depth"].dtype == np.float32
+    assert npz["rgb"].shape == (frames, h, w, 3)
+    assert npz["viewmats"].shape == (frames, 4, 4)
+    sheet = Image.open(out / "contact_sheet.png")
+    assert sheet.size[0] > w and sheet.size[1] > h
+    assert not list(out.rglob("*.partial*"))
+
+
+def test_render_falling_objects_outputs(tmp_path):
+    out = tmp_path / "o"
+    assert main(["render", "falling_objects", "-o", str(out), "--seed", "4", "--fps", "8"]
+                + SMALL) == 0
+    _check_outputs(out, 5, 48, 40)
+    assert load_scene(out / "scene.yaml").seed == 4
+
+
+def test_render_yaml_example(tmp_path):
+    out = tmp_path / "o"
+    assert main(["render", str(ROOT / "examples" / "bouncing.yaml"), "-o", str(out)] + SMALL) == 0
+    _check_outputs(out, 5, 48, 40)
+
+
+def test_run_generates_video(tmp_path):
+    out = tmp_path / "o"
+    assert main(["run", "falling_objects", "-o", str(out), "--steps", "2"] + SMALL) == 0
+    _check_outputs(out, 5, 48, 40, generated=True)
+
+
+def test_entry_point_installed(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "rendiff.cli", "scenes"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "falling_objects" in r.stdout
