@@ -128,16 +128,42 @@ def _frame_meshes(traj: Trajectory, k: int):
 
 
 def _screen_motion(cams: CameraFrames, k: int, now: Tensor, nxt: Tensor, prv: Tensor):
-    """Per-point forward and backward motion in pixels: the point at its next (previous)
-    position seen by the next (previous) frame's camera, minus where it is now."""
+    """Per-point forward and backward motion in pixels [N, 2]: the point at its next (previous)
+    position seen by the next (previous) frame's camera, minus where it is now. Zero at the ends
+    of the clip and wherever either end lies behind its camera's near plane."""
     T = len(cams)
     sel = torch.tensor([k, min(k + 1, T - 1), max(k - 1, 0)])
     sub = CameraFrames(cams.K[sel], cams.viewmats[sel], cams.width, cams.height, cams.near,
                        cams.far)
-    uv_all, _ = sub.project(torch.stack([now, nxt, prv]))
-    fwd = uv_all[1] - uv_all[0] if k + 1 < T else torch.zeros_like(uv_all[0])
-    bwd = uv_all[2] - uv_all[0] if k > 0 else torch.zeros_like(uv_all[0])
+    uv, z = sub.project(torch.stack([now, nxt, prv]))
+    ok = z > cams.near
+    zero = torch.zeros_like(uv[0])
+    fwd = torch.where((ok[0] & ok[1])[:, None], uv[1] - uv[0], zero) if k + 1 < T else zero
+    bwd = torch.where((ok[0] & ok[2])[:, None], uv[2] - uv[0], zero) if k > 0 else zero
     return fwd, bwd
+
+
+def _pixel_motion(cams: CameraFrames, k: int, p_next: Tensor, p_prev: Tensor, hit: Tensor):
+    """Per-pixel forward and backward flow [H, W, 2] from the surface point's world position
+    at the next and previous frame (interpolated over the mesh), projected by those frames'
+    cameras, minus the pixel centre."""
+    H, W = hit.shape
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32) + 0.5,
+                          torch.arange(W, dtype=torch.float32) + 0.5, indexing="ij")
+    centre = torch.stack([u, v], -1)
+    T = len(cams)
+    out = []
+    for other, pts in ((k + 1, p_next), (k - 1, p_prev)):
+        if other < 0 or other >= T:
+            out.append(torch.zeros(H, W, 2))
+            continue
+        sub = CameraFrames(cams.K[other:other + 1], cams.viewmats[other:other + 1], cams.width,
+                           cams.height, cams.near, cams.far)
+        uv, z = sub.project(pts.reshape(1, -1, 3))
+        uv, z = uv.reshape(H, W, 2), z.reshape(H, W)
+        ok = hit & (z > cams.near)
+        out.append(torch.where(ok[..., None], uv - centre, torch.zeros_like(uv)))
+    return out[0], out[1]
 
 
 def _to_camera_normals(n_world: Tensor, viewmat: Tensor, points_cam: Tensor) -> Tensor:
@@ -208,8 +234,9 @@ def render(
             verts, faces, vnorm, attrs, v_next, v_prev = frame
             frags = rasterize_triangles(verts, faces, viewmat, K, W, H, near=cams.near)
             hit = frags.face_id >= 0
-            fwd, bwd = _screen_motion(cams, k, verts, v_next, v_prev)
-            chans = interpolate(torch.cat([attrs[:, :5], vnorm, fwd, bwd], 1), faces, frags)
+            chans = interpolate(torch.cat([attrs[:, :5], vnorm, v_next, v_prev], 1), faces,
+                                frags)
+            mesh_fwd, mesh_bwd = _pixel_motion(cams, k, chans[..., 8:11], chans[..., 11:14], hit)
             # Discrete ids come from the face corner with the largest barycentric weight.
             corner = frags.bary.argmax(-1, keepdim=True)
             vid = torch.gather(faces[frags.face_id.clamp_min(0)], -1, corner)[..., 0]
@@ -222,8 +249,8 @@ def render(
             rough = torch.where(hit, chans[..., 4], rough)
             inst = torch.where(hit, attrs[vid, 5].round().int(), inst)
             sem = torch.where(hit, attrs[vid, 6].round().int(), sem)
-            flow = torch.where(hit[..., None], chans[..., 8:10], flow)
-            flow_b = torch.where(hit[..., None], chans[..., 10:12], flow_b)
+            flow = mesh_fwd
+            flow_b = mesh_bwd
             alpha = hit.float()
 
         if traj.gaussians:
