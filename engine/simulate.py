@@ -295,19 +295,21 @@ def _human(e: Entity, times: Tensor, scene: Scene, iid: int, sid0: int, cache: d
     model = cache[key]
     T = times.shape[0]
     anim = e.animation
+    betas = torch.zeros(10)
+    if g.betas:
+        betas[: len(g.betas)] = torch.tensor(g.betas)
     if isinstance(anim, AmassMotion):
-        mot = motion_lib.load_amass(anim.path, scene.fps)
+        mot = motion_lib.load_amass(anim.path, scene.fps, body=model)
         start = int(round(anim.start * scene.fps))
         mot = mot.slice(start, start + T)
     else:
         name = anim.name if isinstance(anim, Motion) else "idle"
-        speed = anim.speed if isinstance(anim, Motion) else 1.2
-        mot = getattr(motion_lib, name)(frames=T, fps=scene.fps, speed=speed)
+        # Only a walk travels; the other motions stay in place unless given a path.
+        speed = anim.speed if isinstance(anim, Motion) and name == "walk" else 0.0
+        mot = getattr(motion_lib, name)(frames=T, fps=scene.fps, speed=speed, body=model,
+                                        betas=betas)
         if isinstance(anim, Motion) and anim.path is not None:
-            mot = motion_lib.follow_path(mot, torch.tensor(anim.path), speed)
-    betas = torch.zeros(10)
-    if g.betas:
-        betas[: len(g.betas)] = torch.tensor(g.betas)
+            mot = motion_lib.follow_path(mot, torch.tensor(anim.path), anim.speed)
     posed = model.pose(mot.global_orient[:T], mot.body_pose[:T], betas, mot.transl[:T])
     # The entity pose places the whole motion in the world.
     R = quat_to_matrix(torch.tensor(e.pose.rotation, dtype=torch.float32))
