@@ -463,7 +463,7 @@ class PhysicsOptions(_Strict):
 
     rate_hz: Annotated[float, Field(ge=30.0, le=20000.0)] = 240.0
     gravity: Vec3 = (0.0, 0.0, -9.81)
-    solver: Literal["xpbd", "mujoco", "featherstone", "semi_implicit"] = "xpbd"
+    solver: Literal["xpbd", "steel"] = "xpbd"
 
 
 class GenerationOptions(_Strict):
