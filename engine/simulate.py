@@ -262,7 +262,7 @@ def _gaussian_track(e: Entity, times: Tensor, root: RigidTrack, iid: int, sid: i
     if g.path is not None:
         cloud = load_ply(g.path)
     else:
-        kw = {"radius": g.radius}
+        kw = {"half_extents": g.radius} if g.shape == "box" else {"radius": g.radius}
         cloud = from_primitive(g.shape, g.count, seed=seed, color=e.appearance.color, **kw)
     T = times.shape[0]
     if isinstance(e.animation, Deformation):

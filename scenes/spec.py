@@ -138,7 +138,8 @@ class Mesh(_Strict):
 
 
 class Gaussians(_Strict):
-    """A 3D Gaussian cloud: a 3DGS ``.ply`` file, or sampled on a primitive's surface."""
+    """A 3D Gaussian cloud: a 3DGS ``.ply`` file, or ``count`` Gaussians sampled on a
+    primitive's surface (``radius`` is the sphere's or torus' radius, or the box's half side)."""
 
     type: Literal["gaussians"] = "gaussians"
     path: AssetPath | None = None
