@@ -263,7 +263,11 @@ def _gaussian_track(e: Entity, times: Tensor, root: RigidTrack, iid: int, sid: i
         cloud = load_ply(g.path)
     else:
         kw = {"half_extents": g.radius} if g.shape == "box" else {"radius": g.radius}
-        cloud = from_primitive(g.shape, g.count, seed=seed, color=e.appearance.color, **kw)
+        cloud = from_primitive(g.shape, g.count, seed=seed, color=e.appearance.color,
+                               opacity=0.95, **kw)
+        # Discs as wide as the sample spacing (not half of it) so random samples close the
+        # surface: no holes through which the background's depth and normals show.
+        cloud.scales = cloud.scales * 2.0
     T = times.shape[0]
     if isinstance(e.animation, Deformation):
         from .deformation import DDDM, deform
