@@ -73,6 +73,7 @@ __all__ = [
     "RigidBodyDesc",
     "RigidTrajectory",
     "simulate_rigid",
+    "warmup",
 ]
 
 SOLVERS = ("xpbd", "steel")
@@ -566,3 +567,20 @@ def simulate_rigid(
         angular_velocity=torch.from_numpy(qd[..., 3:]).float(),
         contacts=recorder.events if recorder is not None else [],
     )
+
+
+def warmup(solver: str = "xpbd") -> None:
+    """Compiles (and caches in ``~/.cache/warp``) the kernels a typical scene needs: every
+    primitive shape and a mesh on a ground plane for two frames. Run once at install time so the
+    first real simulation does not pay Warp's one-time compilation."""
+    tri = np.array([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0], [0, 0, 0.1]], dtype=np.float32)
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], dtype=np.int64)
+    bodies = [
+        RigidBodyDesc("sphere", "sphere", radius=0.1, position=(0, 0, 0.3)),
+        RigidBodyDesc("box", "box", half_extents=(0.1, 0.1, 0.1), position=(0.5, 0, 0.3)),
+        RigidBodyDesc("capsule", "capsule", radius=0.05, half_height=0.1, position=(1, 0, 0.3)),
+        RigidBodyDesc("cylinder", "cylinder", radius=0.1, half_height=0.1,
+                      position=(1.5, 0, 0.3)),
+        RigidBodyDesc("mesh", "mesh", mesh_verts=tri, mesh_faces=faces, position=(2, 0, 0.3)),
+    ]
+    simulate_rigid(bodies, PhysicsSettings(solver=solver), fps=30.0, frames=2)

@@ -31,4 +31,6 @@ fi
 echo "rendiff setup: installing torch (CPU) and rendiff into $VENV (first time: a few minutes)"
 "${pip[@]}" install -q "torch==2.13.0"
 "${pip[@]}" install -q -c tools/constraints.txt -e ".[test]"
+echo "rendiff setup: compiling the physics kernels once (cached in ~/.cache/warp)"
+"$VENV/bin/python" -c "from rendiff.engine.physics import warmup; warmup()"
 touch "$stamp"
