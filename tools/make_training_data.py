@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 import rendiff
@@ -52,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="128x128")
     ap.add_argument("--stride", type=int, default=1, help="take every stride-th seed")
     ap.add_argument("--offset", type=int, default=0, help="seed offset within the stride")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per process (run several processes for more cores)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     w, h = (int(v) for v in args.size.split("x"))
     args.out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.start + args.offset, args.start + args.clips, args.stride))
