@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from rendiff.kernels.dddm import dddm_residual
 
 RESULTS = Path(__file__).resolve().parent / "results"

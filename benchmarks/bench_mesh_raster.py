@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 import torch
+
 from rendiff.engine.meshes import sphere
 from rendiff.kernels.mesh_raster import mesh_normals_camera, rasterize_triangles
 

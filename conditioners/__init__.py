@@ -1,5 +1,29 @@
-"""Conditioners: control-image encodings, guidance encoders, latent conditioning, pipelines."""
+"""Conditioners: control-image encodings, guidance encoders, latent conditioning, the video
+diffusion pipeline, its training and its metrics.
+
+The control images are imported eagerly; everything built on diffusers loads on first use
+(importing diffusers costs seconds), e.g. ``rendiff.conditioners.RendiffVideoPipeline``.
+"""
+
+from importlib import import_module
 
 from .controls import CONTROL_LAYERS, control_image, control_images
 
-__all__ = ["CONTROL_LAYERS", "control_image", "control_images"]
+_LAZY = {
+    "RendiffVideoPipeline": "pipeline", "RendiffVideoPipelineOutput": "pipeline",
+    "build_pipeline": "pipeline", "PRESETS": "pipeline", "INJECTIONS": "pipeline",
+    "SpatioTemporalUNet": "models", "build_vae": "models", "vae_encode_video": "models",
+    "vae_decode_video": "models", "GuidanceEncoder": "guidance",
+    "resolve_control_weights": "guidance", "LatentControlEncoder": "latent",
+    "TrainConfig": "train", "train": "train", "load_trained": "train",
+    "write_synthetic_clips": "train", "l1": "metrics", "psnr": "metrics", "ssim": "metrics",
+    "warping_error": "metrics", "evaluate_video": "metrics",
+}
+
+__all__ = ["CONTROL_LAYERS", "control_image", "control_images", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

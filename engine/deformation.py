@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rendiff.engine.gaussians import SH_C0, GaussianCloud, _quat_to_matrix
-from rendiff.kernels.dddm import dddm_residual
 from scipy.spatial import cKDTree
 from torch import Tensor
+
+from rendiff.engine.gaussians import SH_C0, GaussianCloud, _quat_to_matrix
+from rendiff.kernels.dddm import dddm_residual
 
 __all__ = ["DDDM", "NUM_CHANNELS", "deform", "fit_dddm", "load_dddm", "save_dddm"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import torch
 from torch import Tensor
@@ -14,7 +14,7 @@ from .camera import CameraFrames
 __all__ = ["Layer", "Layers", "LAYER_DOCS"]
 
 
-class Layer(str, Enum):
+class Layer(StrEnum):
     """The layers the engine renders. Shapes are per clip of T frames at H x W."""
 
     RGB = "rgb"
@@ -28,9 +28,6 @@ class Layer(str, Enum):
     SHADING = "shading"
     FLOW = "flow"
     FLOW_BACKWARD = "flow_backward"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 LAYER_DOCS: dict[Layer, str] = {

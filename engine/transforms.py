@@ -60,8 +60,9 @@ def quat_slerp(a: Tensor, b: Tensor, u: Tensor) -> Tensor:
     s = torch.sin(theta)
     u = u[..., None]
     near = (s < 1e-6)[..., None]
-    wa = torch.where(near, 1 - u, torch.sin((1 - u) * theta[..., None]) / s[..., None].clamp_min(1e-12))
-    wb = torch.where(near, u, torch.sin(u * theta[..., None]) / s[..., None].clamp_min(1e-12))
+    th, sn = theta[..., None], s[..., None].clamp_min(1e-12)
+    wa = torch.where(near, 1 - u, torch.sin((1 - u) * th) / sn)
+    wb = torch.where(near, u, torch.sin(u * th) / sn)
     return quat_normalize(wa * a + wb * b)
 
 

@@ -49,7 +49,7 @@ from rendiff.scenes import (
     save_scene,
 )
 
-from .api import condition, generate, save
+from .api import ModelError, condition, generate, save
 
 try:
     __version__ = version("rendiff")
@@ -60,6 +60,7 @@ __all__ = [
     "AmassMotion", "Ambient", "Appearance", "Box", "Camera", "Capsule", "Cylinder",
     "Deformation", "Directional", "DollyPath", "Entity", "Environment", "FollowPath",
     "Gaussians", "Human", "KeyframedPath", "Keyframes", "Layer", "Layers", "Material", "Mesh",
+    "ModelError",
     "Motion", "OrbitPath", "Plane", "Point", "Pose", "Scene", "SceneError", "Sphere", "Spot",
     "StaticPath", "Trajectory", "__version__", "builtin_scene", "condition", "generate",
     "list_builtin_scenes", "load_scene", "render", "save", "save_scene", "simulate",

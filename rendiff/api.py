@@ -11,7 +11,12 @@ from rendiff.conditioners.controls import control_images
 from rendiff.engine.layers import Layer, Layers
 from rendiff.io.outputs import save
 
-__all__ = ["DEFAULT_MODEL_DIR", "condition", "generate", "save"]
+__all__ = ["DEFAULT_MODEL_DIR", "ModelError", "condition", "generate", "save"]
+
+
+class ModelError(ValueError):
+    """A model folder that is missing, of the wrong kind, or asked for maps it was not trained
+    with."""
 
 #: The shipped default model (a diffusers pipeline folder), trained by tools/train_default_model.py.
 DEFAULT_MODEL_DIR = Path(__file__).parent / "data" / "models" / "default"
@@ -32,6 +37,52 @@ def _reference_image(reference, layers: Layers) -> torch.Tensor:
         img = Image.open(reference).convert("RGB").resize(layers.size, Image.BICUBIC)
         return torch.from_numpy(np.asarray(img).astype(np.float32) / 255.0)
     return torch.as_tensor(reference, dtype=torch.float32)
+
+
+def _check_model_folder(path: Path) -> None:
+    """A clear error for a missing folder or one holding another kind of model."""
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise ModelError(
+            f"{path}: not a rendiff model folder (no model_index.json); pass a folder written by "
+            "save_pretrained, or reinstall rendiff to restore the shipped default model")
+    import json
+
+    try:
+        kind = json.loads(index.read_text()).get("_class_name")
+    except (json.JSONDecodeError, AttributeError):
+        raise ModelError(f"{index}: not valid JSON") from None
+    if kind != "RendiffVideoPipeline":
+        raise ModelError(f"{path}: holds a {kind!r}, not a RendiffVideoPipeline; rendiff's default "
+                         "model or one trained by tools/train_default_model.py is needed here")
+
+
+def _load_pipeline(path: Path):
+    """Loads a pipeline folder quietly (no hub, no loading bars, no advice about accelerate)."""
+    from diffusers.utils import logging as dlogging
+
+    from rendiff.conditioners.pipeline import RendiffVideoPipeline
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()
+    dlogging.disable_progress_bar()
+    try:
+        return RendiffVideoPipeline.from_pretrained(str(path), local_files_only=True,
+                                                    low_cpu_mem_usage=False)
+    finally:
+        dlogging.set_verbosity(level)
+        dlogging.enable_progress_bar()
+
+
+def _scheduler(name: str, config):
+    """A diffusers scheduler by short name, sharing the trained scheduler's configuration."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    classes = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler,
+               "dpm": DPMSolverMultistepScheduler}
+    if name not in classes:
+        raise ValueError(f"unknown scheduler {name!r}; expected one of {sorted(classes)}")
+    return classes[name].from_config(config)
 
 
 def generate(
@@ -62,18 +113,20 @@ def generate(
     Returns:
         [T, H, W, 3] float32 frames in [0, 1].
     """
-    from rendiff.conditioners.pipeline import RendiffVideoPipeline
-
     gen = getattr(layers.scene, "generation", None)
     path = Path(model) if model is not None else (
         Path(gen.model) if gen is not None and gen.model else DEFAULT_MODEL_DIR)
-    if not (path / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"{path}: not a rendiff model folder (no model_index.json); pass a folder written by "
-            "save_pretrained, or reinstall rendiff to restore the shipped default model")
-    pipe = RendiffVideoPipeline.from_pretrained(str(path))
+    _check_model_folder(path)
+    pipe = _load_pipeline(path)
+    name = scheduler or (gen.scheduler if gen is not None else None)
+    if name is not None:
+        pipe.scheduler = _scheduler(name, pipe.scheduler.config)
     maps = maps or (gen.maps if gen is not None and gen.maps else None)
-    trained = list(pipe.control_names)
+    trained = list(pipe.map_names)
+    unknown = [m for m in (maps or []) if m not in trained]
+    if unknown:
+        raise ModelError(f"{path}: the model was not trained with map(s) {unknown}; it takes "
+                         f"{trained}")
     use = maps or [m for m in trained if Layer(m) in layers]
     controls = condition(layers, use)
     weights = weights if weights is not None else (dict(gen.weights) if gen is not None else {})
@@ -82,7 +135,6 @@ def generate(
         controls,
         reference_image=_reference_image(ref, layers),
         num_inference_steps=steps or (gen.steps if gen is not None else 20),
-        scheduler=scheduler or (gen.scheduler if gen is not None else None),
         seed=seed if seed is not None else getattr(layers.scene, "seed", 0),
         control_weights=weights or None,
         window=window or (gen.window if gen is not None else 16),

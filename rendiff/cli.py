@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
+    from rendiff.api import ModelError
     from rendiff.scenes.io import SceneError
 
     try:
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             print(yaml.safe_dump(scene_to_dict(scene), sort_keys=False), end="")
             return 0
         return _run(args, generate=args.command == "run")
-    except (SceneError, _UsageError) as e:
+    except (SceneError, ModelError, _UsageError) as e:
         print(f"rendiff: error: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:

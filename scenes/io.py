@@ -169,7 +169,8 @@ def scene_from_dict(
         if msg.startswith(where + ": ") and where:
             msg = msg[len(where) + 2:]
         head = msg.split(": ", 1)[0]
-        if first["type"] == "value_error" and ": " in msg and re.fullmatch(r"[A-Za-z_][\w.\[\]]*", head):
+        is_path = re.fullmatch(r"[A-Za-z_][\w.\[\]]*", head) is not None
+        if first["type"] == "value_error" and ": " in msg and is_path:
             msg = msg.split(": ", 1)[1]
             where = f"{where}.{head}" if where else head
         raise SceneError(source, where, msg, more=len(errors) - 1) from None

@@ -484,7 +484,8 @@ class GenerationOptions(_Strict):
     @model_validator(mode="after")
     def _window(self) -> GenerationOptions:
         if self.overlap >= self.window:
-            raise ValueError(f"overlap ({self.overlap}) must be smaller than window ({self.window})")
+            raise ValueError(
+                f"overlap ({self.overlap}) must be smaller than window ({self.window})")
         return self
 
 

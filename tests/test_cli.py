@@ -42,7 +42,8 @@ def test_bad_scene_file_exit_2_one_line(tmp_path, capsys):
                                                "material": {"friction": -1}}]}))
     assert main(["render", str(p), "-o", str(tmp_path / "o")] + SMALL) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "rendiff: error: scene.yaml: entities[0].material.friction: must be >= 0.0 (got -1)"
+    assert err == ("rendiff: error: scene.yaml: entities[0].material.friction: "
+                   "must be >= 0.0 (got -1)")
     assert not (tmp_path / "o").exists()
 
 
@@ -103,3 +104,26 @@ def test_entry_point_installed(tmp_path):
     r = subprocess.run([sys.executable, "-m", "rendiff.cli", "scenes"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and "falling_objects" in r.stdout
+
+
+def test_run_with_missing_model_folder_exit_2(tmp_path, capsys):
+    code = main(["run", "falling_objects", "-o", str(tmp_path / "o"), "--model",
+                 str(tmp_path / "nope")] + SMALL)
+    assert code == 2
+    assert "not a rendiff model folder" in capsys.readouterr().err
+
+
+def test_run_with_wrong_kind_of_model_exit_2(tmp_path, capsys):
+    other = tmp_path / "sd15"
+    other.mkdir()
+    (other / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    code = main(["run", "falling_objects", "-o", str(tmp_path / "o"), "--model", str(other)]
+                + SMALL)
+    assert code == 2
+    assert "not a RendiffVideoPipeline" in capsys.readouterr().err
+
+
+def test_run_with_map_the_model_lacks_exit_2(tmp_path, capsys):
+    code = main(["run", "falling_objects", "-o", str(tmp_path / "o"), "--maps", "flow"] + SMALL)
+    assert code == 2
+    assert "was not trained with map(s) ['flow']" in capsys.readouterr().err

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
 from rendiff.engine.deformation import DDDM, deform, fit_dddm, load_dddm, save_dddm
 from rendiff.engine.gaussians import SH_C0, from_primitive
 from rendiff.kernels.dddm import _dddm_kernel, _dddm_residual_reference, dddm_residual
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
 
 
 def _random_dddm(n: int, L: int, seed: int, canonical_form: bool = False) -> DDDM:

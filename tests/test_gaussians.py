@@ -10,6 +10,8 @@ import numpy as np
 import open3d as o3d
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
+
 from rendiff.engine.gaussians import (
     SH_C0,
     GaussianCloud,
@@ -20,7 +22,6 @@ from rendiff.engine.gaussians import (
     load_ply,
     save_ply,
 )
-from scipy.spatial.transform import Rotation
 
 
 def _random_cloud(n: int, degree: int, seed: int = 0) -> GaussianCloud:

@@ -13,6 +13,7 @@ import numpy as np
 import open3d as o3d
 import pytest
 import torch
+
 from rendiff.engine.meshes import box, plane, sphere
 from rendiff.kernels.mesh_raster import (
     interpolate,

@@ -7,6 +7,7 @@ import math
 import open3d as o3d
 import pytest
 import torch
+
 from rendiff.engine.meshes import (
     TriMesh,
     box,

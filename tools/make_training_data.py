@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **data)
-    print(f"{len(seeds) - failed} clips in {args.out} ({failed} failed) in {time.time() - t0:.0f} s")
+    done = len(seeds) - failed
+    print(f"{done} clips in {args.out} ({failed} failed) in {time.time() - t0:.0f} s")
     return 1 if failed else 0
 
 

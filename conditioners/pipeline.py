@@ -1,0 +1,530 @@
+"""``RendiffVideoPipeline``: paint an RGB video over rendered control maps.
+
+A diffusers ``DiffusionPipeline`` with components ``vae`` (per-frame ``AutoencoderKL``), ``unet``
+(``SpatioTemporalUNet``), ``scheduler`` (any diffusers scheduler with ``set_timesteps`` /
+``scale_model_input`` / ``step``; DDIM, Euler and DPM-Solver++ are tested), and the optional
+conditioners ``guidance_encoder`` (pixel-space, features added after ``conv_in``) and
+``latent_encoder`` (latent-space, concatenated with the noisy latents). The reference image's
+latent is concatenated as well (SVD-style) when the UNet has reference channels.
+
+Long clips are denoised in overlapping temporal windows: at every denoising step each window's
+prediction is weighted by a linear ramp over the frames it shares with its neighbours and the
+weighted predictions are summed, so the scheduler steps one seamless latent video. Guidance
+encoding and VAE coding run ``chunk_size`` frames at a time, so memory does not grow with the
+clip's length beyond the latents themselves.
+
+Saved and loaded with ``save_pretrained`` / ``from_pretrained`` on a local folder.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from rendiff.conditioners.guidance import GuidanceEncoder, MapWeight, resolve_control_weights
+from rendiff.conditioners.latent import LatentControlEncoder, concat_conditions, encode_reference
+from rendiff.conditioners.models import (
+    SpatioTemporalUNet,
+    build_vae,
+    vae_decode_video,
+    vae_downsample_factor,
+)
+
+__all__ = [
+    "INJECTIONS",
+    "PRESETS",
+    "RendiffVideoPipeline",
+    "RendiffVideoPipelineOutput",
+    "blend_weights",
+    "build_pipeline",
+    "default_scheduler_config",
+    "temporal_windows",
+]
+
+INJECTIONS = ("pixel", "latent", "both", "none")
+"""Where control maps enter the UNet: guidance encoder, latent concatenation, both, or nowhere."""
+
+PRESETS: dict[str, dict] = {
+    "default": dict(
+        vae=dict(block_out_channels=(32, 64, 128), latent_channels=4, norm_num_groups=16),
+        unet=dict(
+            block_out_channels=(32, 64, 128),
+            layers_per_block=1,
+            norm_num_groups=16,
+            attention_head_dim=32,
+        ),
+        guidance=dict(block_out_channels=(16, 32, 96, 128)),
+        latent=dict(block_out_channels=(16, 32, 32), channels_per_map=4),
+    ),
+    "large": dict(
+        vae=dict(block_out_channels=(32, 64, 128), latent_channels=4, norm_num_groups=16),
+        unet=dict(
+            block_out_channels=(128, 256, 512),
+            layers_per_block=2,
+            norm_num_groups=32,
+            attention_head_dim=64,
+        ),
+        guidance=dict(block_out_channels=(16, 32, 96, 256)),
+        latent=dict(block_out_channels=(16, 32, 64), channels_per_map=4),
+    ),
+    "tiny": dict(
+        vae=dict(block_out_channels=(16, 32), latent_channels=4, norm_num_groups=8),
+        unet=dict(
+            block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, attention_head_dim=8
+        ),
+        guidance=dict(block_out_channels=(8, 16)),
+        latent=dict(block_out_channels=(8, 16), channels_per_map=2),
+    ),
+}
+"""Model sizes. "default": 4x VAE (128x128 -> 32x32x4 latents), UNet widths (32, 64, 128) —
+the shipped model, sized for 16 frames at 128x128 in under a minute on 2 CPU cores and for
+training on a CPU in hours. "large": the same VAE (latents are interchangeable) and a GPU-sized
+UNet (128, 256, 512), two blocks per level. "tiny": 2x VAE, widths (16, 32), for tests."""
+
+
+def default_scheduler_config(prediction_type: str = "v_prediction") -> dict:
+    """The noise schedule the default model trains and samples with.
+
+    SD's scaled-linear betas; with v-prediction the schedule is rescaled to zero terminal SNR
+    (the last step is pure noise, so sampling starts where training ended) and timesteps are
+    spaced "trailing" so the first sampling step is that pure-noise step.
+    """
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(
+            f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}"
+        )
+    zero_snr = prediction_type == "v_prediction"
+    return dict(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type=prediction_type,
+        rescale_betas_zero_snr=zero_snr,
+        timestep_spacing="trailing",
+        clip_sample=False,
+    )
+
+
+def build_pipeline(
+    maps: tuple[str, ...] = ("depth", "normal", "semantic"),
+    injection: str = "pixel",
+    preset: str = "default",
+    temporal_layers: str = "conv",
+    reference: bool = True,
+    prediction_type: str = "v_prediction",
+) -> RendiffVideoPipeline:
+    """A randomly initialised pipeline of a preset size (what training starts from).
+
+    Args:
+        maps: control map names the model takes.
+        injection: one of ``INJECTIONS``.
+        preset: a key of ``PRESETS``.
+        temporal_layers: "conv", "attention" or "none".
+        reference: whether the UNet takes a reference-image latent.
+        prediction_type: "v_prediction" or "epsilon".
+    """
+    if injection not in INJECTIONS:
+        raise ValueError(f"injection must be one of {INJECTIONS}, got {injection!r}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    sizes = PRESETS[preset]
+    maps = tuple(maps)
+    if not maps:
+        injection = "none"
+    vae = build_vae(**sizes["vae"])
+    factor = vae_downsample_factor(vae)
+    latent_channels = vae.config.latent_channels
+    c0 = sizes["unet"]["block_out_channels"][0]
+    guidance = latent = None
+    if injection in ("pixel", "both"):
+        guidance = GuidanceEncoder(
+            map_names=maps, out_channels=c0, downsample_factor=factor, **sizes["guidance"]
+        )
+    if injection in ("latent", "both"):
+        latent = LatentControlEncoder(map_names=maps, downsample_factor=factor, **sizes["latent"])
+    unet = SpatioTemporalUNet(
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        reference_channels=latent_channels if reference else 0,
+        control_channels=latent.out_channels if latent is not None else 0,
+        temporal_layers=temporal_layers,
+        **sizes["unet"],
+    )
+    scheduler = DDIMScheduler(**default_scheduler_config(prediction_type))
+    return RendiffVideoPipeline(
+        vae=vae, unet=unet, scheduler=scheduler, guidance_encoder=guidance, latent_encoder=latent
+    )
+
+
+def temporal_windows(num_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """``[start, end)`` frame ranges of length ``window`` covering ``num_frames``.
+
+    Consecutive windows share ``overlap`` frames; the last window is moved back to end at the last
+    frame (it may then share more). A clip no longer than ``window`` is one window.
+    """
+    if window < 1 or not 0 <= overlap < window:
+        raise ValueError(f"need window >= 1 and 0 <= overlap < window, got {window}, {overlap}")
+    if num_frames <= window:
+        return [(0, num_frames)]
+    starts = list(range(0, num_frames - window + 1, window - overlap))
+    if starts[-1] + window < num_frames:
+        starts.append(num_frames - window)
+    return [(s, s + window) for s in starts]
+
+
+def blend_weights(num_frames: int, windows: list[tuple[int, int]]) -> Tensor:  # [N, T]
+    """Per-window, per-frame blending weights that sum to 1 over windows at every frame.
+
+    Inside the frames a window shares with a neighbour its weight ramps linearly,
+    (k + 1) / (n + 1) for the k-th of n shared frames, towards the neighbour; elsewhere it is 1.
+    """
+    w = torch.zeros(len(windows), num_frames)
+    for i, (s, e) in enumerate(windows):
+        ramp = torch.ones(e - s)
+        if i > 0:
+            n = max(0, windows[i - 1][1] - s)
+            ramp[:n] = torch.minimum(ramp[:n], torch.arange(1, n + 1) / (n + 1))
+        if i < len(windows) - 1:
+            n = max(0, e - windows[i + 1][0])
+            if n:
+                ramp[-n:] = torch.minimum(ramp[-n:], torch.arange(n, 0, -1) / (n + 1))
+        w[i, s:e] = ramp
+    return w / w.sum(0, keepdim=True)
+
+
+@dataclass
+class RendiffVideoPipelineOutput(BaseOutput):
+    """Output of ``RendiffVideoPipeline``.
+
+    Attributes:
+        frames: the video, ``[T, H, W, 3]`` float32 in [0, 1] (numpy for ``output_type="np"``,
+            torch for ``"pt"``), or the denoised latents ``[1, C, T, h, w]`` for ``"latent"``
+            (of the frame size padded to ``size_multiple``).
+    """
+
+    frames: np.ndarray | Tensor
+
+
+def _to_tensor(x: np.ndarray | Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    return torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).to(device, dtype)
+
+
+class RendiffVideoPipeline(DiffusionPipeline):
+    """Generates a video from control maps and an optional reference image.
+
+    Components: ``vae``, ``unet``, ``scheduler``, and the optional ``guidance_encoder`` and
+    ``latent_encoder`` (at least one of them for a model that takes maps).
+    """
+
+    model_cpu_offload_seq = "guidance_encoder->latent_encoder->unet->vae"
+    _optional_components = ["guidance_encoder", "latent_encoder"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        unet: SpatioTemporalUNet,
+        scheduler: SchedulerMixin,
+        guidance_encoder: GuidanceEncoder | None = None,
+        latent_encoder: LatentControlEncoder | None = None,
+    ):
+        super().__init__()
+        expected = latent_encoder.out_channels if latent_encoder is not None else 0
+        if unet.config.control_channels != expected:
+            raise ValueError(
+                f"unet takes {unet.config.control_channels} latent control channels but the latent "
+                f"encoder gives {expected}"
+            )
+        c0 = unet.config.block_out_channels[0]
+        if guidance_encoder is not None and guidance_encoder.config.out_channels != c0:
+            raise ValueError(
+                f"guidance encoder gives {guidance_encoder.config.out_channels} channels, the "
+                "unet's "
+                f"first width is {c0}"
+            )
+        if unet.config.reference_channels not in (0, vae.config.latent_channels):
+            raise ValueError("unet reference_channels must be 0 or the VAE's latent channels")
+        self.register_modules(
+            vae=vae,
+            unet=unet,
+            scheduler=scheduler,
+            guidance_encoder=guidance_encoder,
+            latent_encoder=latent_encoder,
+        )
+
+    @property
+    def map_names(self) -> tuple[str, ...]:
+        """Control maps the model was trained with (guidance encoder's, then latent encoder's)."""
+        names: list[str] = []
+        for enc in (self.guidance_encoder, self.latent_encoder):
+            if enc is not None:
+                names += [n for n in enc.map_names if n not in names]
+        return tuple(names)
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame height and width are padded to a multiple of this (VAE factor x UNet levels)."""
+        return vae_downsample_factor(self.vae) * self.unet.latent_multiple
+
+    def check_inputs(
+        self,
+        controls: Mapping[str, np.ndarray | Tensor],
+        reference_image: np.ndarray | Tensor | None,
+        num_frames: int | None,
+        control_weights: Mapping[str, MapWeight] | None,
+        window: int,
+        overlap: int,
+        output_type: str,
+        guidance_scale: float,
+        num_inference_steps: int,
+    ) -> tuple[int, int, int]:
+        """Validate the inputs and return the clip's (T, H, W); raise ``ValueError`` if wrong."""
+        if output_type not in ("np", "pt", "latent"):
+            raise ValueError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if guidance_scale < 1:
+            raise ValueError(
+                f"guidance_scale must be >= 1 (1 disables guidance), got {guidance_scale}"
+            )
+        if guidance_scale > 1 and self.unet.config.reference_channels == 0:
+            raise ValueError(
+                "guidance_scale > 1 guides on the reference image; this model takes none"
+            )
+        temporal_windows(1, window, overlap)
+        known = self.map_names
+        unknown = sorted(set(controls) - set(known))
+        if unknown:
+            raise ValueError(
+                f"control maps {unknown} are not ones the model was trained with; it takes "
+                f"{list(known) or 'no maps'}"
+            )
+        shape = None
+        for name, img in controls.items():
+            s = tuple(img.shape)
+            if len(s) != 4 or s[-1] != 3:
+                raise ValueError(f"control {name!r} must be [T, H, W, 3], got shape {list(s)}")
+            if shape is not None and s != shape:
+                raise ValueError(f"control {name!r} has shape {list(s)}, others {list(shape)}")
+            shape = s
+            arr = _to_tensor(img, torch.device("cpu"), torch.float32)
+            if not torch.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+                raise ValueError(f"control {name!r} must be float values in [0, 1]")
+        if shape is None:
+            if reference_image is None or num_frames is None:
+                raise ValueError("without control maps, give reference_image and num_frames")
+            shape = (num_frames, *tuple(reference_image.shape)[:2], 3)
+        elif num_frames is not None and num_frames != shape[0]:
+            raise ValueError(f"num_frames={num_frames} but the controls have {shape[0]} frames")
+        t, h, w = shape[:3]
+        if t < 1 or h < 1 or w < 1:
+            raise ValueError(f"empty clip: T, H, W = {t}, {h}, {w}")
+        if reference_image is not None:
+            if tuple(reference_image.shape) != (h, w, 3):
+                raise ValueError(
+                    f"reference_image must be [H, W, 3] = [{h}, {w}, 3], "
+                    f"got {list(reference_image.shape)}"
+                )
+            if self.unet.config.reference_channels == 0:
+                raise ValueError("this model takes no reference image")
+        resolve_control_weights(known, list(controls), control_weights, t, h, w)
+        return t, h, w
+
+    def prepare_latents(
+        self,
+        num_frames: int,
+        height: int,
+        width: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | None,
+        latents: Tensor | None = None,
+    ) -> Tensor:  # [1, C, T, height / f, width / f]
+        """Initial noise scaled by the scheduler's ``init_noise_sigma``."""
+        f = vae_downsample_factor(self.vae)
+        shape = (1, self.vae.config.latent_channels, num_frames, height // f, width // f)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {list(shape)}, got {list(latents.shape)}")
+        return latents.to(device, dtype) * self.scheduler.init_noise_sigma
+
+    def encode_conditions(
+        self,
+        video: dict[str, Tensor],  # name -> [1, 3, T, H, W] in [0, 1], padded
+        weights: Tensor,  # [1, M, T, H, W] resolved weights, padded
+        reference_image: np.ndarray | Tensor | None,  # [h, w, 3] unpadded
+        num_frames: int,
+        pad_h: int,
+        pad_w: int,
+        chunk_size: int,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+        """Guidance features ``[1, C0, T, h, w]``, latent maps ``[1, Cc, T, h, w]``, and the
+        reference latent and its unconditional (zero) stand-in ``[1, Cr, 1, h, w]``; ``None``
+        for what the model does not take."""
+        device, dtype = self._execution_device, self.unet.dtype
+        f = vae_downsample_factor(self.vae)
+        _, _, _, height, width = weights.shape
+        latent_hw = (height // f, width // f)
+        features = control = reference = uncond = None
+        if video and self.guidance_encoder is not None:
+            names = self.guidance_encoder.map_names
+            sub = {k: v for k, v in video.items() if k in names}
+            idx = [self.map_names.index(n) for n in names]
+            if sub:
+                features = self.guidance_encoder(sub, weights[:, idx], chunk_size=chunk_size)
+        if self.latent_encoder is not None:
+            names = self.latent_encoder.map_names
+            sub = {k: v for k, v in video.items() if k in names}
+            idx = [self.map_names.index(n) for n in names]
+            if sub:
+                control = self.latent_encoder(sub, weights[:, idx], chunk_size=chunk_size)
+            else:
+                shape = (1, self.latent_encoder.out_channels, num_frames, *latent_hw)
+                control = torch.zeros(shape, device=device, dtype=dtype)
+        if self.unet.config.reference_channels:
+            shape = (1, self.unet.config.reference_channels, 1, *latent_hw)
+            uncond = reference = torch.zeros(shape, device=device, dtype=dtype)
+            if reference_image is not None:
+                img = _to_tensor(reference_image, device, dtype).permute(2, 0, 1)[None]
+                img = F.pad(img, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else img
+                reference = encode_reference(self.vae, img)
+        return features, control, reference, uncond
+
+    def _step_kwargs(self, generator: torch.Generator | None) -> dict:
+        params = set(inspect.signature(self.scheduler.step).parameters)
+        return {"generator": generator} if "generator" in params else {}
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        controls: Mapping[str, np.ndarray | Tensor] | None = None,
+        reference_image: np.ndarray | Tensor | None = None,
+        num_inference_steps: int = 20,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        control_weights: Mapping[str, MapWeight] | None = None,
+        window: int = 16,
+        overlap: int = 4,
+        output_type: str = "np",
+        progress: bool = True,
+        guidance_scale: float = 1.0,
+        num_frames: int | None = None,
+        chunk_size: int = 8,
+        latents: Tensor | None = None,
+    ) -> RendiffVideoPipelineOutput:
+        """Generate a video.
+
+        Args:
+            controls: map name -> control image ``[T, H, W, 3]`` in [0, 1], any subset of
+                ``map_names`` (absent maps are treated as dropped, weight 0).
+            reference_image: ``[H, W, 3]`` in [0, 1], the appearance to follow (typically the
+                engine's first RGB frame); ``None`` uses the model's "no reference" input.
+            num_inference_steps: denoising steps.
+            generator, seed: randomness; ``generator`` wins, else ``seed`` (default 0).
+            control_weights: map name -> scalar in [0, 1] or ``[T, H, W]`` weight map; where the
+                weights at a pixel sum above 1 they are normalised to sum to 1.
+            window, overlap: temporal window length and frames shared by neighbours.
+            output_type: "np", "pt" (``[T, H, W, 3]`` in [0, 1]) or "latent" (``[1, C, T, h, w]``).
+            progress: show a progress bar.
+            guidance_scale: classifier-free guidance on the reference image (1 = off; > 1 costs a
+                second UNet pass per step).
+            num_frames: clip length when no control maps are given.
+            chunk_size: frames per chunk in guidance encoding and VAE coding.
+            latents: initial noise ``[1, C, T, h, w]`` (unscaled); drawn from the generator if None.
+
+        Returns:
+            ``RendiffVideoPipelineOutput`` with ``frames``.
+        """
+        controls = dict(controls or {})
+        # 1. Check inputs
+        t, h, w = self.check_inputs(
+            controls,
+            reference_image,
+            num_frames,
+            control_weights,
+            window,
+            overlap,
+            output_type,
+            guidance_scale,
+            num_inference_steps,
+        )
+        device = self._execution_device
+        dtype = self.unet.dtype
+        if generator is None:
+            generator = torch.Generator(device="cpu").manual_seed(0 if seed is None else seed)
+
+        # 2. Pad frames to a size the VAE and UNet take (cropped back after decoding)
+        m = self.size_multiple
+        ph, pw = (-h) % m, (-w) % m
+        H, W = h + ph, w + pw
+
+        def pad(x: Tensor) -> Tensor:  # [B, C, T, h, w] -> [B, C, T, H, W]
+            return F.pad(x, (0, pw, 0, ph, 0, 0), mode="replicate") if ph or pw else x
+
+        video = {
+            k: pad(_to_tensor(v, device, dtype).permute(3, 0, 1, 2)[None])
+            for k, v in controls.items()
+        }
+        weights = resolve_control_weights(self.map_names, list(controls), control_weights, t, h, w)
+        weights = pad(weights[None].to(device, dtype))
+
+        # 3. Encode the conditions: guidance features, latent maps, reference latent
+        features, control, reference, uncond = self.encode_conditions(
+            video, weights, reference_image, t, ph, pw, chunk_size
+        )
+        use_cfg = guidance_scale > 1
+
+        # 4. Timesteps and initial latents
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = self.prepare_latents(t, H, W, dtype, device, generator, latents)
+        windows = temporal_windows(t, window, overlap)
+        blend = blend_weights(t, windows).to(device, dtype)
+        step_kwargs = self._step_kwargs(generator)
+
+        # 5. Denoising loop over overlapping temporal windows
+        bar = tqdm(
+            total=len(self.scheduler.timesteps),
+            **{**getattr(self, "_progress_bar_config", {}), "disable": not progress},
+        )
+        for step_t in self.scheduler.timesteps:
+            model_in = self.scheduler.scale_model_input(latents, step_t)
+            pred = torch.zeros_like(latents)
+            for (s, e), bw in zip(windows, blend, strict=True):
+                ctrl = control[:, :, s:e] if control is not None else None
+                feats = features[:, :, s:e] if features is not None else None
+                x = concat_conditions(model_in[:, :, s:e], reference, ctrl)
+                if use_cfg:
+                    x_u = concat_conditions(model_in[:, :, s:e], uncond, ctrl)
+                    x = torch.cat([x_u, x])
+                    feats = torch.cat([feats, feats]) if feats is not None else None
+                out = self.unet(x, step_t, feats)
+                if use_cfg:
+                    out_u, out_c = out.chunk(2)
+                    out = out_u + guidance_scale * (out_c - out_u)
+                pred[:, :, s:e] += out * bw[s:e].view(1, 1, -1, 1, 1)
+            latents = self.scheduler.step(pred, step_t, latents, **step_kwargs).prev_sample
+            bar.update()
+        bar.close()
+
+        # 6. Decode in chunks, crop the padding, return frames [T, H, W, 3]
+        if output_type == "latent":
+            self.maybe_free_model_hooks()
+            return RendiffVideoPipelineOutput(frames=latents)
+        video_out = vae_decode_video(self.vae, latents, chunk_size=chunk_size)
+        frames = (video_out[0, :, :, :h, :w].permute(1, 2, 3, 0).float() / 2 + 0.5).clamp(0, 1)
+        self.maybe_free_model_hooks()
+        return RendiffVideoPipelineOutput(
+            frames=frames.cpu().numpy() if output_type == "np" else frames
+        )

@@ -1,0 +1,116 @@
+"""Train rendiff's default video diffusion model (a thin CLI over ``rendiff.conditioners.train``).
+
+Examples:
+    # the shipped model, from clips the engine rendered (uint8 .npz: rgb + one array per map)
+    python tools/train_default_model.py --data clips/ --output runs/default \
+        --export rendiff/data/default_model
+    # continue after an interruption
+    python tools/train_default_model.py --data clips/ --output runs/default --resume
+    # ablations: no maps, latent-space injection, a subset of maps, per-frame UNet
+    python tools/train_default_model.py --data clips/ --output runs/nomaps --injection none
+    python tools/train_default_model.py --data clips/ --output runs/latent --injection latent
+    python tools/train_default_model.py --data clips/ --output runs/depth --maps depth
+    python tools/train_default_model.py --data clips/ --output runs/frame --temporal none
+    # smoke run on synthetic clips (shaded spheres with analytic maps)
+    python tools/train_default_model.py --synthetic 16 --data /tmp/syn --output /tmp/run \
+        --preset tiny --size 32 --vae-steps 50 --unet-steps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from dataclasses import fields
+
+import torch
+
+from rendiff.conditioners.models import TEMPORAL_LAYERS
+from rendiff.conditioners.pipeline import INJECTIONS, PRESETS
+from rendiff.conditioners.train import TrainConfig, train, write_synthetic_clips
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", required=True, help="folder of .npz clips")
+    p.add_argument("--output", required=True, help="run folder: checkpoint, log, final pipeline")
+    p.add_argument("--maps", nargs="+", default=list(defaults["maps"]))
+    p.add_argument("--injection", choices=INJECTIONS, default=defaults["injection"])
+    p.add_argument("--preset", choices=sorted(PRESETS), default=defaults["preset"])
+    p.add_argument("--temporal", choices=TEMPORAL_LAYERS, default=defaults["temporal_layers"])
+    p.add_argument(
+        "--prediction", choices=("v_prediction", "epsilon"), default=defaults["prediction_type"]
+    )
+    for name in (
+        "size",
+        "num_frames",
+        "batch_size",
+        "vae_steps",
+        "vae_batch_frames",
+        "unet_steps",
+        "seed",
+        "log_every",
+    ):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name])
+    for name in (
+        "vae_lr",
+        "kl_weight",
+        "lr",
+        "map_dropout",
+        "reference_dropout",
+        "checkpoint_minutes",
+    ):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name])
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    p.add_argument("--vae", default=None, help="a trained VAE folder (RUN/vae): skip VAE training")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--synthetic", type=int, default=0, help="first write this many synthetic clips into --data"
+    )
+    p.add_argument("--export", default=None, help="copy the final pipeline folder here")
+    a = p.parse_args(argv)
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.synthetic:
+        write_synthetic_clips(
+            a.data, a.synthetic, num_frames=max(a.num_frames, 8), size=max(a.size, 32), seed=a.seed
+        )
+    cfg = TrainConfig(
+        data_dir=a.data,
+        output_dir=a.output,
+        maps=tuple(a.maps),
+        injection=a.injection,
+        preset=a.preset,
+        temporal_layers=a.temporal,
+        prediction_type=a.prediction,
+        size=a.size,
+        num_frames=a.num_frames,
+        batch_size=a.batch_size,
+        vae_steps=a.vae_steps,
+        vae_batch_frames=a.vae_batch_frames,
+        unet_steps=a.unet_steps,
+        seed=a.seed,
+        log_every=a.log_every,
+        vae_lr=a.vae_lr,
+        kl_weight=a.kl_weight,
+        lr=a.lr,
+        map_dropout=a.map_dropout,
+        reference_dropout=a.reference_dropout,
+        checkpoint_minutes=a.checkpoint_minutes,
+        resume=a.resume,
+        vae_path=a.vae,
+        device=a.device,
+    )
+    final = train(cfg)
+    print(f"pipeline saved to {final}")
+    if a.export:
+        shutil.copytree(final, a.export, dirs_exist_ok=True)
+        print(f"exported to {a.export}")
+
+
+if __name__ == "__main__":
+    main()
