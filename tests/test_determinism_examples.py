@@ -33,3 +33,24 @@ def test_example_script_runs(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "o" / "metadata.json").exists()
+
+
+def test_training_data_tool_writes_complete_resumable_clips(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_training_data as tool
+    finally:
+        sys.path.pop(0)
+    import numpy as np
+
+    args = ["-o", str(tmp_path), "--clips", "2", "--frames", "3", "--size", "32x24"]
+    assert tool.main(args) == 0
+    files = sorted(tmp_path.glob("*.npz"))
+    assert [f.name for f in files] == ["falling_objects_00000.npz", "walking_human_00001.npz"]
+    d = np.load(files[0])
+    for key in tool.MAPS + ["rgb"]:
+        assert d[key].shape == (3, 24, 32, 3) and d[key].dtype == np.uint8, key
+    assert d["flow_raw"].shape == (3, 24, 32, 2)
+    before = files[0].stat().st_mtime_ns
+    assert tool.main(args) == 0  # resume: finished clips are kept as they are
+    assert files[0].stat().st_mtime_ns == before
