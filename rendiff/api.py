@@ -68,7 +68,8 @@ def _load_pipeline(path: Path):
     dlogging.disable_progress_bar()
     try:
         return RendiffVideoPipeline.from_pretrained(str(path), local_files_only=True,
-                                                    low_cpu_mem_usage=False)
+                                                    low_cpu_mem_usage=False,
+                                                    torch_dtype=torch.float32)
     finally:
         dlogging.set_verbosity(level)
         dlogging.enable_progress_bar()
@@ -97,6 +98,7 @@ def generate(
     seed: int | None = None,
     window: int | None = None,
     overlap: int | None = None,
+    device: str = "cpu",
     progress: bool = True,
 ) -> torch.Tensor:
     """Generates a video conditioned on the rendered layers.
@@ -110,6 +112,7 @@ def generate(
             RGB frame.
         steps, scheduler, seed, window, overlap: sampling settings; defaults from the scene's
             ``generation`` options.
+        device: where the model runs ("cpu" or "cuda").
     Returns:
         [T, H, W, 3] float32 frames in [0, 1].
     """
@@ -117,7 +120,7 @@ def generate(
     path = Path(model) if model is not None else (
         Path(gen.model) if gen is not None and gen.model else DEFAULT_MODEL_DIR)
     _check_model_folder(path)
-    pipe = _load_pipeline(path)
+    pipe = _load_pipeline(path).to(device)
     name = scheduler or (gen.scheduler if gen is not None else None)
     if name is not None:
         pipe.scheduler = _scheduler(name, pipe.scheduler.config)
@@ -142,4 +145,4 @@ def generate(
         output_type="pt",
         progress=progress,
     )
-    return out.frames
+    return out.frames.float().cpu()

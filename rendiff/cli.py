@@ -114,7 +114,8 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
         t = time.perf_counter()
         maps = args.maps.split(",") if args.maps else None
         video = rendiff.generate(layers, model=args.model, maps=maps, steps=args.steps,
-                                 reference=args.reference, progress=progress)
+                                 reference=args.reference, device=args.device,
+                                 progress=progress)
         timings["generate"] = time.perf_counter() - t
     t = time.perf_counter()
     written = rendiff.save(args.out, layers, video, contacts=traj.contacts, timings=timings)

@@ -103,13 +103,15 @@ def test_depth_to_normals_of_a_tilted_plane():
 
 
 def test_flow_colour_wheel():
-    flow = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
+    # Middlebury wheel at full magnitude: right = red, left = cyan-blue, down = yellow.
+    flow = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.5, 0.0]])
     c = flow_to_color(flow)
     assert torch.allclose(c[0], torch.ones(3))  # no motion is white
-    # Middlebury wheel: +u (right) is red-magenta side vs -u cyan: complementary hues
-    assert c[1, 0] > c[1, 2] - 1e-6 or c[1, 0] > 0.5
-    assert c[2, 1] > 0.5 and c[2, 0] < 0.5
-    assert not torch.allclose(c[1], c[3])
+    assert c[1, 0] > 0.9 and c[1, 1] < 0.1 and c[1, 2] < 0.3
+    assert c[2, 0] < 0.1 and c[2, 1] > 0.7 and c[2, 2] > 0.9
+    assert c[3, 0] > 0.9 and 0.4 < c[3, 1] < 1.0 and c[3, 2] < 0.1
+    # half the largest magnitude: halfway from white to the hue
+    assert torch.allclose(c[4], 1 - 0.5 * (1 - c[1]), atol=1e-6)
 
 
 def test_id_palette_fixed_and_distinct():
