@@ -1,0 +1,47 @@
+"""Exports a trained pipeline as the shipped default model (float16 weights, loaded as float32).
+
+    python tools/export_default_model.py runs/default/pipeline [--to rendiff/data/models/default]
+
+Commit new default weights only when benchmarks/eval_default_model.py shows they beat the ones
+they replace; the evaluation figures go into the folder's README.md (docs/default-model.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from rendiff.api import DEFAULT_MODEL_DIR, _load_pipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("pipeline", type=Path, help="a pipeline folder written by training")
+    ap.add_argument("--to", type=Path, default=DEFAULT_MODEL_DIR)
+    args = ap.parse_args(argv)
+    from diffusers.utils import logging as dlogging
+
+    dlogging.set_verbosity_error()
+    pipe = _load_pipeline(args.pipeline).to(torch.float16)
+    args.to.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=args.to.parent))
+    try:
+        tmp.chmod(0o755)
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        if args.to.exists():
+            shutil.rmtree(args.to)
+        tmp.rename(args.to)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    size = sum(p.stat().st_size for p in args.to.rglob("*") if p.is_file())
+    print(f"exported {args.pipeline} -> {args.to} ({size / 2**20:.1f} MiB, float16)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
