@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +68,11 @@ def _load_pipeline(path: Path):
     dlogging.set_verbosity_error()
     dlogging.disable_progress_bar()
     try:
-        return RendiffVideoPipeline.from_pretrained(str(path), local_files_only=True,
-                                                    low_cpu_mem_usage=False,
-                                                    torch_dtype=torch.float32)
+        with warnings.catch_warnings():  # diffusers' own torch_dtype deprecation, not ours
+            warnings.simplefilter("ignore", FutureWarning)
+            return RendiffVideoPipeline.from_pretrained(str(path), local_files_only=True,
+                                                        low_cpu_mem_usage=False,
+                                                        dtype=torch.float32)
     finally:
         dlogging.set_verbosity(level)
         dlogging.enable_progress_bar()
