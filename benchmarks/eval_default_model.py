@@ -49,6 +49,18 @@ def _clips(folder: Path, n: int) -> list[Path]:
     return picked
 
 
+def _score(frames: np.ndarray, target: np.ndarray, flow: np.ndarray,
+           valid: np.ndarray) -> dict[str, float]:
+    """Metrics of frames 1.. (frame 0 is the reference itself), plus PSNR over the pixels that
+    changed since the reference frame."""
+    m = evaluate_video(frames[1:], target[1:], flow[1:], valid[1:])
+    changed = np.abs(target[1:] - target[:1]).max(-1) > 0.05
+    err = ((frames[1:] - target[1:]) ** 2).mean(-1)[changed]
+    m["psnr_changed"] = (float(10 * np.log10(1.0 / max(err.mean(), 1e-10))) if err.size
+                         else float("nan"))
+    return m
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="folder of held-out .npz clips")
@@ -75,22 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         out = pipe(controls, reference_image=ref, num_inference_steps=args.steps, seed=0,
                    output_type="np", progress=False).frames
         seconds.append(time.perf_counter() - t0)
-        # Frame 0 is the reference itself: score frames 1.. for every row.
-        changed = np.abs(target[1:] - target[:1]).max(-1) > 0.05  # where the scene moved
-
-        def score(frames):
-            m = evaluate_video(frames[1:], target[1:], flow[1:], valid[1:])
-            err = ((frames[1:] - target[1:]) ** 2).mean(-1)[changed]
-            m["psnr_changed"] = float(10 * np.log10(1.0 / max(err.mean(), 1e-10))) \
-                if err.size else float("nan")
-            return m
-
-        rows["model, all maps"].append(score(out))
+        rows["model, all maps"].append(_score(out, target, flow, valid))
         bare = pipe({}, reference_image=ref, num_inference_steps=args.steps, seed=0,
                     output_type="np", progress=False, num_frames=target.shape[0]).frames
-        rows["model, no maps"].append(score(bare))
+        rows["model, no maps"].append(_score(bare, target, flow, valid))
         rep = np.repeat(target[:1], target.shape[0], axis=0)
-        rows["repeat reference"].append(score(rep))
+        rows["repeat reference"].append(_score(rep, target, flow, valid))
         print(f"{path.name}: psnr {rows['model, all maps'][-1]['psnr']:.2f} "
               f"({seconds[-1]:.1f} s)", flush=True)
     summary = {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
