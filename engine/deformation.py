@@ -35,7 +35,8 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from rendiff.engine.gaussians import SH_C0, GaussianCloud, _quat_to_matrix
+from rendiff.engine.gaussians import SH_C0, GaussianCloud
+from rendiff.engine.transforms import quat_to_matrix
 from rendiff.kernels.dddm import dddm_residual
 
 __all__ = ["DDDM", "NUM_CHANNELS", "deform", "fit_dddm", "load_dddm", "save_dddm"]
@@ -385,7 +386,7 @@ def _refine_adam(
             if base_quats is None:
                 dist = (off[0].norm(dim=-1) - off[1].norm(dim=-1)).square()
             else:
-                R = _quat_to_matrix(base_quats + r[i : i + 2, :, _ROT])  # [2, N, 3, 3]
+                R = quat_to_matrix(base_quats + r[i : i + 2, :, _ROT])  # [2, N, 3, 3]
                 rel = R[0] @ R[1].transpose(-1, -2)
                 dist = (off[0] - torch.einsum("nij,nkj->nki", rel, off[1])).square().sum(-1)
             loss = loss + rigidity * (w * dist).mean()

@@ -31,6 +31,8 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
+from rendiff.engine.transforms import quat_multiply
+
 __all__ = [
     "SH_C0",
     "GaussianCloud",
@@ -126,7 +128,7 @@ class GaussianCloud:
         if torch.linalg.det(R) < 0:
             raise ValueError("transformed: R is a reflection (det -1), not a rotation")
         q_r = _matrix_to_quat(R[None])[0]
-        quats = _quat_multiply(q_r.expand_as(self.quats), self.quats)
+        quats = quat_multiply(q_r.expand_as(self.quats), self.quats)
         return GaussianCloud(
             self.means @ R.T + t,
             quats / quats.norm(dim=-1, keepdim=True),
@@ -172,34 +174,6 @@ def _sh_degree(k: int) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # quaternions (w, x, y, z)
-
-
-def _quat_multiply(a: Tensor, b: Tensor) -> Tensor:
-    """Hamilton product a * b, i.e. rotate by b, then by a.  a, b: [..., 4] -> [..., 4]."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        dim=-1,
-    )
-
-
-def _quat_to_matrix(q: Tensor) -> Tensor:
-    """Rotation matrices of quaternions (normalised here).  q: [..., 4] -> [..., 3, 3]."""
-    w, x, y, z = (q / q.norm(dim=-1, keepdim=True)).unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(*q.shape[:-1], 3, 3)
 
 
 def _matrix_to_quat(R: Tensor) -> Tensor:
