@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 
 from rendiff.engine.body import BodyModel
 
@@ -49,25 +48,7 @@ def _time_pair(a: Callable[[], object], b: Callable[[], object], repeats: int
 
 
 def _machine() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "smplx": importlib.metadata.version("smplx"),
-    }
+    return machine_info(numpy=np.__version__, smplx=importlib.metadata.version("smplx"))
 
 
 def main() -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 
 from rendiff.kernels.dddm import dddm_residual
 
@@ -62,24 +61,7 @@ def _time(
 
 
 def _machine(device: torch.device) -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-    }
+    info = machine_info(numpy=np.__version__)
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -25,13 +25,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import gsplat
 import torch
+from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 from gsplat.cuda._torch_impl import (
     _fully_fused_projection,
     _isect_offset_encode,
@@ -121,25 +121,8 @@ def _gsplat_stages(scene, view, K, size) -> tuple[dict[str, float], dict[str, to
 
 
 def _machine() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
-        "torch": torch.__version__,
-        "gsplat": gsplat.__version__,
-    }
+    return machine_info(omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+                        gsplat=gsplat.__version__)
 
 
 def main() -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 import torch
+from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 
 from rendiff.engine.meshes import sphere
 from rendiff.kernels.mesh_raster import mesh_normals_camera, rasterize_triangles
@@ -108,24 +107,7 @@ def _time(fn: Callable[[], object], repeats: int) -> float:
 
 
 def _machine() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
-        "torch": torch.__version__,
-        "open3d": o3d.__version__,
-    }
+    return machine_info(open3d=o3d.__version__)
 
 
 def main() -> None:
