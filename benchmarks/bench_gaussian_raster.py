@@ -39,21 +39,10 @@ from gsplat.cuda._torch_impl import (
     _quat_scale_to_covar_preci,
 )
 
+from rendiff.engine.camera import look_at
 from rendiff.kernels.gaussian_raster import rasterize_gaussians
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _look_at(eye: tuple[float, ...], target: tuple[float, ...]) -> torch.Tensor:
-    """OpenCV world-to-camera [4, 4] for a +Z-up world."""
-    eye_t, target_t = torch.tensor(eye), torch.tensor(target)
-    fwd = torch.nn.functional.normalize(target_t - eye_t, dim=0)
-    right = torch.linalg.cross(fwd, torch.tensor([0.0, 0.0, 1.0]))
-    right = torch.nn.functional.normalize(right, dim=0)
-    view = torch.eye(4)
-    view[:3, :3] = torch.stack([right, torch.linalg.cross(fwd, right), fwd])
-    view[:3, 3] = -view[:3, :3] @ eye_t
-    return view
 
 
 def _scene(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -136,7 +125,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     size, scene = args.size, _scene(args.n)
-    view = _look_at((0.4, -6.0, 1.2), (0.0, 0.0, 0.0))
+    view = look_at((0.4, -6.0, 1.2), (0.0, 0.0, 0.0))
     K = torch.tensor([[1.0 * size, 0.0, size / 2], [0.0, 1.0 * size, size / 2], [0, 0, 1]])
 
     def ours():

@@ -27,22 +27,11 @@ import open3d as o3d
 import torch
 from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 
+from rendiff.engine.camera import look_at
 from rendiff.engine.meshes import sphere
 from rendiff.kernels.mesh_raster import mesh_normals_camera, rasterize_triangles
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _look_at(eye: tuple[float, ...], target: tuple[float, ...]) -> torch.Tensor:
-    """OpenCV world-to-camera [4, 4] for a +Z-up world."""
-    eye_t, target_t = torch.tensor(eye), torch.tensor(target)
-    fwd = torch.nn.functional.normalize(target_t - eye_t, dim=0)
-    right = torch.linalg.cross(fwd, torch.tensor([0.0, 0.0, 1.0]))
-    right = torch.nn.functional.normalize(right, dim=0)
-    view = torch.eye(4)
-    view[:3, :3] = torch.stack([right, torch.linalg.cross(fwd, right), fwd])
-    view[:3, 3] = -view[:3, :3] @ eye_t
-    return view
 
 
 def _spheres() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -58,7 +47,7 @@ def _spheres() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     verts = torch.cat([p.verts for p in parts])
     faces = torch.cat([p.faces + k * n for k, p in enumerate(parts)])
     normals = torch.cat([p.normals for p in parts])
-    return verts, faces, normals, _look_at((0.3, -3.0, 0.8), (0.0, 0.0, 0.0))
+    return verts, faces, normals, look_at((0.3, -3.0, 0.8), (0.0, 0.0, 0.0))
 
 
 def _ground(n: int = 224, extent: float = 10.0):
@@ -70,7 +59,7 @@ def _ground(n: int = 224, extent: float = 10.0):
     c, d = idx[1:, 1:].flatten(), idx[:-1, 1:].flatten()
     faces = torch.cat([torch.stack([a, b, c], 1), torch.stack([a, c, d], 1)])
     normals = torch.tensor([[0.0, 0.0, 1.0]]).expand_as(verts).contiguous()
-    return verts, faces, normals, _look_at((0.05, 0.03, 1.5), (3.0, 0.0, 0.3))
+    return verts, faces, normals, look_at((0.05, 0.03, 1.5), (3.0, 0.0, 0.3))
 
 
 def _ours(verts, faces, normals, view, K, size):
