@@ -1,0 +1,61 @@
+"""All layers of the built-in scenes' frames: frames per second of rendiff.render on CPU.
+
+    python benchmarks/bench_render.py [--frames 16] [--size 128]
+
+Named alternatives in the same run: the same render without shadow maps (what shadows cost), and
+with 2 torch threads instead of 1. Prints a table, writes benchmarks/results/render_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
+
+import rendiff
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _fps(traj, shadows: bool, threads: int, repeats: int) -> float:
+    torch.set_num_threads(threads)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        rendiff.render(traj, shadows=shadows, progress=False)
+        best = min(best, time.perf_counter() - t0)
+    return traj.frames / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    rows = []
+    print(f"{'scene':20s} {'1 thread':>10s} {'no shadows':>11s} {'2 threads':>10s}  (frames/s)")
+    for name in rendiff.list_builtin_scenes():
+        scene = rendiff.builtin_scene(name).model_copy(
+            update={"frames": args.frames, "size": (args.size, args.size)})
+        traj = rendiff.simulate(scene, progress=False)
+        row = {"scene": name, "frames": args.frames, "size": args.size,
+               "fps_1_thread": _fps(traj, True, 1, args.repeats),
+               "fps_1_thread_no_shadows": _fps(traj, False, 1, args.repeats),
+               "fps_2_threads": _fps(traj, True, 2, args.repeats)}
+        rows.append(row)
+        print(f"{name:20s} {row['fps_1_thread']:10.1f} {row['fps_1_thread_no_shadows']:11.1f} "
+              f"{row['fps_2_threads']:10.1f}")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "render_cpu.json"
+    out.write_text(json.dumps({"benchmark": "rendiff.render, all layers", "results": rows,
+                               "machine": machine_info()}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
