@@ -35,14 +35,8 @@ from .camera import CameraFrames, camera_frames, interpolate_points
 from .transforms import interpolate_quats, quat_multiply, quat_normalize, quat_to_matrix
 
 __all__ = ["MeshTrack", "GaussianTrack", "HumanTrack", "RigidTrack", "Trajectory", "simulate",
-           "SMPL_PART_NAMES", "semantic_classes"]
+           "semantic_classes"]
 
-SMPL_PART_NAMES = [
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hand", "right_hand",
-]
 
 
 @dataclass
@@ -120,7 +114,9 @@ class Trajectory:
 def semantic_classes(scene: Scene) -> list[str]:
     """Class names by id (id = index + 1): the 24 SMPL body parts first (fixed ids 1-24), then
     every other entity label in scene order."""
-    names = [f"body/{p}" for p in SMPL_PART_NAMES]
+    from .body import SMPL_JOINT_NAMES  # the 24 parts are named after their joints
+
+    names = [f"body/{p}" for p in SMPL_JOINT_NAMES]
     for e in scene.entities:
         if isinstance(e.geometry, Human):
             continue
