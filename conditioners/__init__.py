@@ -18,6 +18,8 @@ _LAZY = {
     "TrainConfig": "train", "train": "train", "load_trained": "train",
     "write_synthetic_clips": "train", "l1": "metrics", "psnr": "metrics", "ssim": "metrics",
     "warping_error": "metrics", "evaluate_video": "metrics",
+    "AnimateDiffSpec": "pretrained", "load_spec": "pretrained",
+    "load_animatediff": "pretrained", "generate_animatediff": "pretrained",
 }
 
 __all__ = ["CONTROL_LAYERS", "control_image", "control_images", *_LAZY]

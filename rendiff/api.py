@@ -9,15 +9,17 @@ import numpy as np
 import torch
 
 from rendiff.conditioners.controls import control_images
+from rendiff.conditioners.pretrained import (
+    AnimateDiffSpec,
+    ModelError,
+    component_hint,
+    find_spec,
+    load_spec,
+)
 from rendiff.engine.layers import Layer, Layers
 from rendiff.io.outputs import save
 
 __all__ = ["DEFAULT_MODEL_DIR", "ModelError", "condition", "generate", "save"]
-
-
-class ModelError(ValueError):
-    """A model folder that is missing, of the wrong kind, or asked for maps it was not trained
-    with."""
 
 #: The shipped default model (a diffusers pipeline folder), trained by tools/train_default_model.py.
 DEFAULT_MODEL_DIR = Path(__file__).parent / "data" / "models" / "default"
@@ -89,9 +91,44 @@ def _scheduler(name: str, config):
     return classes[name].from_config(config)
 
 
+def _pretrained_spec(model, gen) -> AnimateDiffSpec | None:
+    """The AnimateDiff setup that ``model`` (or the scene's ``generation.model``) names, if it
+    names one: a spec object, a setup file, or a folder holding ``rendiff_pretrained.yaml``."""
+    source = model if model is not None else (gen.model if gen is not None else None)
+    if source is None:
+        return None
+    if isinstance(source, AnimateDiffSpec):
+        return source
+    spec_file = find_spec(source)
+    return None if spec_file is None else load_spec(spec_file)
+
+
+def _generate_pretrained(layers: Layers, spec: AnimateDiffSpec, gen, *, reference, maps,
+                         weights, window, overlap, steps, scheduler, **kw) -> torch.Tensor:
+    """A pretrained AnimateDiff setup's generation. Each setting comes from the argument, else
+    the setup file, else the scene's ``generation`` options, else the default."""
+    from rendiff.conditioners.pretrained import generate_from_spec
+
+    if reference is None and gen is not None and gen.reference is not None:
+        if spec.sparsectrl is None:
+            warnings.warn("the scene's generation.reference is ignored: AnimateDiff with "
+                          "ControlNets takes no reference image", stacklevel=3)
+        else:
+            reference = gen.reference
+    return generate_from_spec(
+        layers, spec, reference=reference,
+        maps=maps or (gen.maps if gen is not None and gen.maps else None),
+        weights=weights if weights is not None else (dict(gen.weights) if gen is not None else {}),
+        window=window or (gen.window if gen is not None else 16),
+        overlap=overlap if overlap is not None else (gen.overlap if gen is not None else 4),
+        steps=steps or spec.steps or (gen.steps if gen is not None else None),
+        scheduler=scheduler or spec.scheduler or (gen.scheduler if gen is not None else None),
+        **kw)
+
+
 def generate(
     layers: Layers,
-    model: str | Path | None = None,
+    model: str | Path | AnimateDiffSpec | None = None,
     *,
     maps: list[str] | None = None,
     weights: dict[str, float] | None = None,
@@ -103,12 +140,19 @@ def generate(
     overlap: int | None = None,
     device: str = "cpu",
     progress: bool = True,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+    guidance_scale: float | None = None,
+    keyframes: int | list[int] | None = None,
 ) -> torch.Tensor:
     """Generates a video conditioned on the rendered layers.
 
     Args:
         layers: output of :func:`rendiff.render`.
         model: a local folder holding a pipeline in diffusers format; None = the shipped default.
+            A pretrained AnimateDiff setup is named by its ``rendiff_pretrained.yaml`` file, a
+            folder holding one, or an :class:`~rendiff.conditioners.pretrained.AnimateDiffSpec`
+            (see :mod:`rendiff.conditioners.pretrained`).
         maps: control layers to condition on (default: those the model was trained with).
         weights: per-map control strength in [0, 1].
         reference: appearance reference image (path or [H, W, 3]); default: the engine's first
@@ -116,12 +160,33 @@ def generate(
         steps, scheduler, seed, window, overlap: sampling settings; defaults from the scene's
             ``generation`` options.
         device: where the model runs ("cpu" or "cuda").
+        prompt, negative_prompt, guidance_scale: text conditioning of a pretrained AnimateDiff
+            setup (default: its setup file's).
+        keyframes: SparseCtrl setups: the keyframe indices, or k for every k-th frame (default:
+            the setup file's, else the first frame).
     Returns:
         [T, H, W, 3] float32 frames in [0, 1].
     """
     gen = getattr(layers.scene, "generation", None)
+    spec = _pretrained_spec(model, gen)
+    if spec is not None:
+        return _generate_pretrained(
+            layers, spec, gen, reference=reference, maps=maps, weights=weights, window=window,
+            overlap=overlap, steps=steps, scheduler=scheduler,
+            seed=seed if seed is not None else getattr(layers.scene, "seed", 0), device=device,
+            progress=progress, prompt=prompt, negative_prompt=negative_prompt,
+            guidance_scale=guidance_scale, keyframes=keyframes)
+    extra = [n for n, v in (("prompt", prompt), ("negative_prompt", negative_prompt),
+                            ("guidance_scale", guidance_scale), ("keyframes", keyframes))
+             if v is not None]
+    if extra:
+        raise ModelError(f"{', '.join(extra)}: only pretrained AnimateDiff setups take these "
+                         "(model=<folder with rendiff_pretrained.yaml>)")
     path = Path(model) if model is not None else (
         Path(gen.model) if gen is not None and gen.model else DEFAULT_MODEL_DIR)
+    hint = component_hint(path)
+    if hint is not None:
+        raise ModelError(f"{path}: {hint}")
     _check_model_folder(path)
     pipe = _load_pipeline(path).to(device)
     name = scheduler or (gen.scheduler if gen is not None else None)
