@@ -8,7 +8,8 @@ For Gaussian i, channel c and time t the residual is
 a polynomial (time domain) plus a Fourier series (frequency domain), with a global time scale s,
 offset o, and per-Gaussian time centre tau_i (Lin et al., "Gaussian-Flow", CVPR 2024). t'^0 = 1.
 
-`dddm_residual` is the public entry point. It dispatches by device:
+`dddm_residual` is the public entry point. It dispatches by device (``rendiff.kernels._dispatch``,
+which documents the interpreter's limitation once):
 
 * CUDA tensors: the Triton kernel. One program handles a block of Gaussians: it loads their time
   centres once, then for each of the T times evaluates all C channels and all L terms of the
@@ -17,15 +18,6 @@ offset o, and per-Gaussian time centre tau_i (Lin et al., "Gaussian-Flow", CVPR 
 * CPU tensors with the environment variable ``RENDIFF_TRITON=interpret``: the same Triton kernel
   run by Triton's interpreter, which is how the tests check the kernel without a GPU.
 
-What works for the interpreter (Triton 3.9): the switch is read at each call, and the wrapper
-wraps the kernel's Python function in ``triton.runtime.interpreter.InterpretedFunction`` itself,
-so ``TRITON_INTERPRET=1`` is not needed and import order does not matter. That only holds because
-the kernel calls Triton builtins alone: helpers such as ``tl.zeros`` and ``tl.sum`` are themselves
-``@triton.jit`` functions, compiled (not interpreted) unless ``TRITON_INTERPRET=1`` was set before
-``triton`` was first imported, and the interpreter refuses to call them ("Cannot call @triton.jit'd
-outside of the scope of a kernel"). Setting ``TRITON_INTERPRET=1`` before the first import also
-works; ``@triton.jit`` then returns an interpreted function, which the wrapper uses as it is.
-
 Inputs that require grad always take the reference, so fitting (`rendiff.engine.deformation`)
 can differentiate through it; the Triton path is forward only.
 """
@@ -33,13 +25,14 @@ can differentiate through it; the Triton path is forward only.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-from triton.runtime.interpreter import InterpretedFunction
+
+from ._dispatch import get_kernel
+from ._dispatch import use_triton as _use_triton
 
 __all__ = ["dddm_residual"]
 
@@ -110,15 +103,6 @@ def _dddm_residual_reference(
     return out.div_(L)
 
 
-def _triton_mode(device: torch.device) -> str | None:
-    """'compiled', 'interpret' or None (reference) for tensors on `device`."""
-    if device.type == "cuda":
-        return "compiled"
-    if os.environ.get("RENDIFF_TRITON", "").lower() == "interpret":
-        return "interpret"
-    return None
-
-
 def _launch(
     poly: Tensor,
     sin: Tensor,
@@ -127,7 +111,6 @@ def _launch(
     times: Tensor,
     time_scale: float,
     time_offset: float,
-    interpret: bool,
 ) -> Tensor:
     n, L, C = poly.shape
     T = times.shape[0]
@@ -135,10 +118,7 @@ def _launch(
     if n == 0 or T == 0:
         return out
     block_n = 64
-    kernel = _dddm_kernel
-    if interpret and not isinstance(kernel, InterpretedFunction):
-        kernel = InterpretedFunction(_dddm_kernel.fn)
-    kernel[(triton.cdiv(n, block_n),)](
+    get_kernel(_dddm_kernel, poly.device)[(triton.cdiv(n, block_n),)](
         poly, sin, cos, tau, times, out,
         n, T, float(time_scale), float(time_offset),
         L=L, C=C, BLOCK_N=block_n, BLOCK_C=triton.next_power_of_2(C),
@@ -176,11 +156,10 @@ def dddm_residual(
     if tau.shape != poly.shape[:1]:
         raise ValueError(f"tau must be [N] = [{poly.shape[0]}], got {tuple(tau.shape)}")
     times = torch.as_tensor(times, dtype=torch.float32, device=poly.device).reshape(-1)
-    mode = _triton_mode(poly.device)
     needs_grad = torch.is_grad_enabled() and any(
         x.requires_grad for x in (poly, sin, cos, tau, times)
     )
-    if mode is None or needs_grad:
+    if not _use_triton(poly.device) or needs_grad:
         return _dddm_residual_reference(
             poly.float(), sin.float(), cos.float(), tau.float(), times, time_scale, time_offset
         )
@@ -188,5 +167,4 @@ def dddm_residual(
         *(x.detach().float().contiguous() for x in (poly, sin, cos, tau, times)),
         time_scale,
         time_offset,
-        interpret=mode == "interpret",
     )

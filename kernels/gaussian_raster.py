@@ -26,44 +26,25 @@ What runs where:
   in one pass: colour, depth, normal, features and flow as one weighted payload sum, plus the
   transmittance and the index of the largest blend weight).
 
-Dispatch in ``rasterize_gaussians``: CUDA tensors use the Triton kernel; CPU tensors use the torch
-reference, unless the environment variable ``RENDIFF_TRITON=interpret`` is set, in which case the
-Triton kernel runs on CPU through Triton's interpreter (slow: tests only).
-
-What works for the interpreter (Triton 3.9): ``TRITON_INTERPRET=1`` must be in the environment
-before ``triton`` is first imported, not merely before this kernel is decorated. Triton's own
-``tl`` helpers used here (``tl.zeros``, ``tl.max``, ``tl.cumprod``, ...) are ``@triton.jit``
-functions decorated when triton is imported; compiled-mode helpers cannot be called from an
-interpreted kernel ("Cannot call @triton.jit'd outside of the scope of a kernel"). This module
-sets ``TRITON_INTERPRET=1`` (``setdefault``) when ``RENDIFF_TRITON=interpret`` is set at import,
-which is enough only if nothing imported triton earlier (true today for
-``import rendiff.kernels.gaussian_raster``, but any module of the package that imports triton
-first without the same guard breaks it), so the reliable recipe is to export both
-``RENDIFF_TRITON=interpret`` and ``TRITON_INTERPRET=1`` before Python starts; the tests run the
-interpreter check in a subprocess with that environment. If the helpers turn out compiled,
-asking for the interpreter raises a ``RuntimeError`` that says so, instead of Triton's obscure
-error. If this kernel itself was decorated in compiled mode while the helpers are interpreted, it
-is wrapped in ``triton.runtime.interpreter.InterpretedFunction`` at call time.
+Dispatch in ``rasterize_gaussians`` (``rendiff.kernels._dispatch``, which documents the
+interpreter's limitation once): CUDA tensors use the Triton kernel; CPU tensors use the torch
+reference, or the Triton kernel through Triton's interpreter when ``RENDIFF_TRITON=interpret``
+is set (slow: tests only).
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 from dataclasses import dataclass
 
 import torch
+import triton
+import triton.language as tl
 from torch import Tensor
 
+from ._dispatch import get_kernel
+from ._dispatch import use_triton as _use_triton
 from .sh import sh_to_color
-
-if os.environ.get("RENDIFF_TRITON", "").lower() == "interpret":
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import triton  # noqa: E402
-import triton.language as tl  # noqa: E402
-from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
 __all__ = ["GaussianRender", "rasterize_gaussians"]
 
@@ -474,7 +455,7 @@ def _composite_triton(
     trans = torch.empty(height, width, device=device, dtype=torch.float32)
     best = torch.empty(height, width, device=device, dtype=torch.int64)
     n_tiles = offsets.shape[0] - 1
-    _kernel(device)[(n_tiles,)](
+    get_kernel(_composite_kernel, device)[(n_tiles,)](
         means2d.contiguous(),
         conics.contiguous(),
         opacities.contiguous(),
@@ -494,25 +475,6 @@ def _composite_triton(
         num_warps=8,
     )
     return acc, trans, best
-
-
-def _use_triton(device: torch.device) -> bool:
-    """Triton on CUDA; on CPU only when ``RENDIFF_TRITON=interpret`` (see module docstring)."""
-    return device.type == "cuda" or os.environ.get("RENDIFF_TRITON", "").lower() == "interpret"
-
-
-@functools.cache
-def _kernel(device: torch.device):
-    """The compiled kernel for CUDA; an interpreted one for CPU (see module docstring)."""
-    if device.type == "cuda" or isinstance(_composite_kernel, InterpretedFunction):
-        return _composite_kernel
-    if not isinstance(tl.max, InterpretedFunction):
-        raise RuntimeError(
-            "the Triton interpreter needs TRITON_INTERPRET=1 in the environment before triton is "
-            "first imported; export RENDIFF_TRITON=interpret and TRITON_INTERPRET=1 before Python "
-            "starts"
-        )
-    return InterpretedFunction(_composite_kernel.fn)
 
 
 def _payload(

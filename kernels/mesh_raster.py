@@ -20,27 +20,22 @@ Pipeline:
 3. Resolve (torch): recompute the winning sub-triangle's barycentrics at each covered pixel and map
    them back to the original face.
 
-Dispatch: Triton on CUDA tensors, the torch reference on CPU, and Triton through its interpreter on
-CPU when the environment variable `RENDIFF_TRITON=interpret` is set. Triton (3.x) decides between
-compiling and interpreting when `@triton.jit` runs, from `TRITON_INTERPRET`; this module sets
-`TRITON_INTERPRET=1` just before defining its kernel when `RENDIFF_TRITON=interpret`, so the
-variable must be set before `rendiff.kernels.mesh_raster` is first imported (tests do this in a
-subprocess). Importing triton earlier does no harm.
+Dispatch (``rendiff.kernels._dispatch``, which documents the interpreter's limitation once):
+Triton on CUDA tensors, the torch reference on CPU, and Triton through its interpreter on CPU when
+the environment variable `RENDIFF_TRITON=interpret` is set (read at each call).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
+import triton
+import triton.language as tl
 from torch import Tensor
 
-if os.environ.get("RENDIFF_TRITON") == "interpret":
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import triton  # noqa: E402
-import triton.language as tl  # noqa: E402
+from ._dispatch import get_kernel
+from ._dispatch import use_triton as _use_triton
 
 __all__ = ["MeshFragments", "interpolate", "mesh_normals_camera", "rasterize_triangles"]
 
@@ -327,7 +322,7 @@ def _rasterize_triton(screen: Tensor, height: int, width: int) -> tuple[Tensor, 
     index = torch.empty(height * width, dtype=torch.int32, device=device)
     # No FMA contraction and IEEE division (div_rn): every operation then rounds like the torch
     # reference's, so both paths agree on coverage, depth and ties bit for bit.
-    _raster_tile_kernel[(tiles_x * tiles_y,)](
+    get_kernel(_raster_tile_kernel, screen.device)[(tiles_x * tiles_y,)](
         screen,
         tile_start,
         tile_tris,
@@ -358,10 +353,6 @@ def _resolve(setup: _Setup, depth: Tensor, index: Tensor) -> MeshFragments:
     face_id = torch.full_like(index, -1)
     face_id[pix] = setup.face[t]
     return MeshFragments(depth, face_id.view(height, width), bary.view(height, width, 3))
-
-
-def _use_triton(device: torch.device) -> bool:
-    return device.type == "cuda" or os.environ.get("RENDIFF_TRITON") == "interpret"
 
 
 def rasterize_triangles(

@@ -6,26 +6,22 @@ reference ``_shade_reference`` is the definition; see ``shade`` for the formulas
 does the same math in one fused pass per pixel (all lights in a loop) and writes shading,
 irradiance and rgb at once.
 
-Dispatch: Triton on CUDA tensors, the torch reference on CPU, and Triton through its interpreter on
-CPU when the environment variable ``RENDIFF_TRITON=interpret`` is set. Triton picks compile or
-interpret when ``@triton.jit`` runs, from ``TRITON_INTERPRET``; this module sets
-``TRITON_INTERPRET=1`` before defining its kernel when ``RENDIFF_TRITON=interpret``, so the variable
-must be set before ``rendiff.kernels.shading`` is first imported (tests use a subprocess).
+Dispatch (``rendiff.kernels._dispatch``, which documents the interpreter's limitation once):
+Triton on CUDA tensors, the torch reference on CPU, and Triton through its interpreter on CPU when
+the environment variable ``RENDIFF_TRITON=interpret`` is set (read at each call).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import torch
+import triton
+import triton.language as tl
 from torch import Tensor
 
-if os.environ.get("RENDIFF_TRITON") == "interpret":
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import triton  # noqa: E402
-import triton.language as tl  # noqa: E402
+from ._dispatch import get_kernel
+from ._dispatch import use_triton as _use_triton
 
 __all__ = ["LightSet", "ShadingResult", "shade", "sh_irradiance"]
 
@@ -287,17 +283,13 @@ def _shade_triton(
     irr = torch.empty(H, W, 3, dtype=f32, device=device)
     rgb = torch.empty(H, W, 3, dtype=f32, device=device)
     block = 128
-    _shade_kernel[(triton.cdiv(n_pix, block),)](
+    get_kernel(_shade_kernel, device)[(triton.cdiv(n_pix, block),)](
         flat(points), flat(normal), flat(albedo), flat(specular), flat(roughness),
         flat(mask, torch.int8), packed, env.contiguous(), flat(vis), shading, irr, rgb,
         n_pix, len(lights), HAS_SH=lights.sh is not None, HAS_VIS=visibility is not None,
         BLOCK=block,
     )  # fmt: skip
     return ShadingResult(shading=shading, irradiance=irr, rgb=rgb)
-
-
-def _use_triton(device: torch.device) -> bool:
-    return device.type == "cuda" or os.environ.get("RENDIFF_TRITON") == "interpret"
 
 
 def shade(

@@ -20,26 +20,22 @@ edge pixels.
 Both paths compute an integer code per pixel (0 background, 1 + l limb l, 18 + j joint j) from the
 same per-shape parameters, so they agree bit for bit; the wrapper maps codes to colours.
 
-Dispatch: Triton on CUDA tensors, the torch reference on CPU, and Triton through its interpreter on
-CPU when the environment variable ``RENDIFF_TRITON=interpret`` is set. Triton picks compile or
-interpret when ``@triton.jit`` runs, from ``TRITON_INTERPRET``; this module sets
-``TRITON_INTERPRET=1`` before defining its kernel when ``RENDIFF_TRITON=interpret``, so the variable
-must be set before ``rendiff.kernels.skeleton`` is first imported (tests use a subprocess).
+Dispatch (``rendiff.kernels._dispatch``, which documents the interpreter's limitation once):
+Triton on CUDA tensors, the torch reference on CPU, and Triton through its interpreter on CPU when
+the environment variable ``RENDIFF_TRITON=interpret`` is set (read at each call).
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
+import triton
+import triton.language as tl
 from torch import Tensor
 
-if os.environ.get("RENDIFF_TRITON") == "interpret":
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import triton  # noqa: E402
-import triton.language as tl  # noqa: E402
+from ._dispatch import get_kernel
+from ._dispatch import use_triton as _use_triton
 
 __all__ = [
     "COCO17_TO_OPENPOSE18",
@@ -222,12 +218,9 @@ def _codes_triton(params: Tensor, codes: Tensor, height: int, width: int) -> Ten
     T, S = params.shape[:2]
     out = torch.empty(T, height, width, dtype=torch.int32, device=params.device)
     grid = (triton.cdiv(height * width, _BLOCK), T)
-    _skeleton_kernel[grid](params, codes, out, S, height, width, BLOCK=_BLOCK)
+    kernel = get_kernel(_skeleton_kernel, params.device)
+    kernel[grid](params, codes, out, S, height, width, BLOCK=_BLOCK)
     return out
-
-
-def _use_triton(device: torch.device) -> bool:
-    return device.type == "cuda" or os.environ.get("RENDIFF_TRITON") == "interpret"
 
 
 def draw_openpose(
