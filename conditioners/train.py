@@ -1,7 +1,9 @@
 """Training of the default video diffusion model on clips rendered by the engine.
 
-Data: a folder of ``.npz`` clips, each holding ``rgb`` and one array per control map (``depth``,
-``normal``, ...), uint8 ``[T, H, W, 3]`` in the frozen control-image encodings.
+Data: a data set made by ``rendiff dataset`` (its control images are encoded from the stored
+layers as the clips are read), or a folder of ``.npz`` clips, each holding ``rgb`` and one array
+per control map (``depth``, ``normal``, ...), uint8 ``[T, H, W, 3]`` in the frozen control-image
+encodings (what ``tools/make_training_data.py`` writes).
 
 Two phases, both with Adam:
 
@@ -46,6 +48,8 @@ from rendiff.conditioners.pipeline import (
 
 __all__ = [
     "NpzClipDataset",
+    "DatasetClips",
+    "open_clips",
     "TrainConfig",
     "count_parameters",
     "diffusion_loss",
@@ -110,14 +114,17 @@ class NpzClipDataset:
     def __len__(self) -> int:
         return len(self.files)
 
+    def _load(self, index: int) -> dict[str, np.ndarray]:
+        with np.load(self.files[index]) as data:
+            missing = [k for k in ("rgb", *self.maps) if k not in data]
+            if missing:
+                raise ValueError(f"{self.files[index]} lacks {missing}")
+            return {k: data[k] for k in ("rgb", *self.maps)}
+
     def clip(self, index: int) -> dict[str, np.ndarray]:
         """The clip's arrays, uint8 [T, H, W, 3] by name (``rgb`` and the maps)."""
         if index not in self._cache:
-            with np.load(self.files[index]) as data:
-                missing = [k for k in ("rgb", *self.maps) if k not in data]
-                if missing:
-                    raise ValueError(f"{self.files[index]} lacks {missing}")
-                arrays = {k: data[k] for k in ("rgb", *self.maps)}
+            arrays = self._load(index)
             shapes = {k: a.shape for k, a in arrays.items()}
             if len(set(shapes.values())) != 1 or arrays["rgb"].ndim != 4:
                 raise ValueError(
@@ -164,6 +171,34 @@ class NpzClipDataset:
         items = [self.sample(num_frames, size, gen) for _ in range(batch_size)]
         video = {k: torch.stack([it[0][k] for it in items]) for k in items[0][0]}
         return video, torch.stack([it[1] for it in items])
+
+
+class DatasetClips(NpzClipDataset):
+    """Random windows and crops of the clips of a ``rendiff dataset`` folder: the same
+    sampling as :class:`NpzClipDataset`, the control images encoded from the stored layers."""
+
+    def __init__(self, folder: str | os.PathLike, maps: tuple[str, ...], max_cached: int = 64):
+        from rendiff.dataset.loader import ClipDataset
+
+        self.source = ClipDataset(folder, layers=("rgb",))
+        if len(self.source) == 0:
+            raise ValueError(f"no complete clips in the data set {folder}")
+        self.files = [self.source.clip_dir(i) for i in range(len(self.source))]
+        self.maps = tuple(maps)
+        self.max_cached = max_cached
+        self._cache = {}
+
+    def _load(self, index: int) -> dict[str, np.ndarray]:
+        return self.source.training_arrays(index, self.maps)
+
+
+def open_clips(folder: str | os.PathLike, maps: tuple[str, ...],
+               max_cached: int = 64) -> NpzClipDataset:
+    """Training clips from a ``rendiff dataset`` folder or a folder of ``.npz`` clips."""
+    from rendiff.dataset.loader import is_dataset
+
+    cls = DatasetClips if is_dataset(folder) else NpzClipDataset
+    return cls(folder, maps, max_cached)
 
 
 def synthetic_clip(
@@ -363,7 +398,7 @@ def train(cfg: TrainConfig) -> Path:
     vae, unet = pipe.vae, pipe.unet
     guidance, latent = pipe.guidance_encoder, pipe.latent_encoder
     names = pipe.map_names
-    data = NpzClipDataset(cfg.data_dir, names, cfg.max_cached_clips)
+    data = open_clips(cfg.data_dir, names, cfg.max_cached_clips)
     counts = {
         "vae": count_parameters(vae),
         "unet": count_parameters(unet),

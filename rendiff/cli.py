@@ -4,6 +4,8 @@
     rendiff validate SCENE                check a scene file
     rendiff render SCENE -o OUT           simulate and render the maps
     rendiff run SCENE -o OUT              simulate, render, condition and generate
+    rendiff dataset SPEC -o OUT --clips N make (or resume) a randomised, annotated data set
+    rendiff dataset --verify OUT          check a data set's clips against its index
 
 SCENE is a built-in scene name or a path to a YAML/JSON scene file. Exit codes: 0 success,
 1 a failure while running, 2 bad input (scene file, option).
@@ -34,6 +36,32 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _weights(text: str) -> dict[str, float]:
+    """``depth=1,normal=0.5`` -> {"depth": 1.0, "normal": 0.5}."""
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--weights must look like depth=1,normal=0.5, got {text!r}") from None
+    return out
+
+
+def _keyframes(text: str) -> int | list[int]:
+    """``0,8,-1`` -> [0, 8, -1]; ``every:4`` -> 4 (every 4th frame)."""
+    try:
+        if text.startswith("every:"):
+            return int(text.removeprefix("every:"))
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--keyframes must look like 0,8,15 or every:4, got {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rendiff", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -56,11 +84,78 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("render", parents=[common], help="simulate and render the maps")
     r = sub.add_parser("run", parents=[common], help="simulate, render, condition and generate")
-    r.add_argument("--model", help="local model folder (diffusers format); default: shipped")
+    r.add_argument("--model", help="local model folder (diffusers format), or a pretrained "
+                   "AnimateDiff setup: a rendiff_pretrained.yaml or a folder holding one; "
+                   "default: shipped")
+    r.add_argument("--scheduler", choices=["ddim", "euler", "dpm"],
+                   help="sampler (dpm = DPM-Solver++)")
+    r.add_argument("--weights", type=_weights,
+                   help="per-map control strength, e.g. depth=1,normal=0.5")
+    r.add_argument("--prompt", help="text prompt (pretrained AnimateDiff setups)")
+    r.add_argument("--negative-prompt", help="negative prompt (pretrained AnimateDiff setups)")
+    r.add_argument("--guidance-scale", type=float,
+                   help="classifier-free guidance scale (pretrained AnimateDiff setups)")
+    r.add_argument("--keyframes", type=_keyframes,
+                   help="SparseCtrl keyframes: indices like 0,8,-1, or every:K")
     r.add_argument("--steps", type=int, help="sampling steps")
     r.add_argument("--maps", help="comma-separated control maps, e.g. depth,normal")
     r.add_argument("--reference", help="appearance reference image")
+
+    d = sub.add_parser("dataset", help="make or verify a randomised, annotated data set")
+    d.add_argument("spec", nargs="?", help="data-set spec (.yaml/.json), see examples/*dataset*")
+    d.add_argument("-o", "--out", type=Path, help="output folder (re-running resumes)")
+    d.add_argument("--clips", type=int, help="number of clips (indices 0..N-1)")
+    d.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    d.add_argument("--ray-address", metavar="ADDR",
+                   help="run on Ray: 'local' starts one here with --workers CPUs, else the "
+                        "address of a running cluster (OUT must be visible to every node)")
+    d.add_argument("--seed", type=int, help="master seed (overrides the spec's)")
+    d.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--generate", action="store_true",
+                   help="also generate video with the model and write generated/ frames")
+    d.add_argument("--model", help="local model folder for --generate; default: shipped")
+    d.add_argument("--no-amodal", action="store_true",
+                   help="skip the per-object renders behind the visibility fractions (faster)")
+    d.add_argument("--verify", metavar="OUT", type=Path,
+                   help="check every clip of the data set OUT against its index and exit")
     return p
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    from rendiff.dataset.runner import RunOptions, make_dataset
+
+    if args.verify is not None:
+        if args.spec or args.out:
+            raise _UsageError("--verify OUT takes no spec and no -o")
+        from rendiff.dataset.verify import verify_dataset
+
+        report = verify_dataset(args.verify, progress=not args.quiet)
+        for line in report.problems:
+            print(f"rendiff: {line}", file=sys.stderr)
+        print(f"rendiff: {args.verify}: {report.clips} clips, {report.files} files checked, "
+              f"{len(report.problems)} problems")
+        return 0 if report.ok else 1
+    if not args.spec or args.out is None or args.clips is None:
+        raise _UsageError("dataset needs SPEC, -o OUT and --clips N (or --verify OUT)")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise _UsageError("--device cuda: no CUDA device is available here")
+    from rendiff.dataset.spec import load_dataset_spec
+
+    spec = load_dataset_spec(args.spec)
+    options = RunOptions(clips=args.clips, workers=args.workers, ray_address=args.ray_address,
+                         seed=args.seed, generate=args.generate, model=args.model,
+                         device=args.device, amodal=not args.no_amodal,
+                         progress=not args.quiet)
+    report = make_dataset(spec, args.out, options)
+    n = len(report.made) + len(report.kept)
+    print(f"rendiff: {spec.name}: {n} clips in {args.out} ({len(report.made)} made, "
+          f"{len(report.kept)} kept, {len(report.failed)} failed; "
+          f"{report.clips_per_hour:.0f} clips/hour)")
+    return 1 if report.failed else 0
 
 
 def _load(spec: str, args: argparse.Namespace):
@@ -115,7 +210,10 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
         maps = args.maps.split(",") if args.maps else None
         video = rendiff.generate(layers, model=args.model, maps=maps, steps=args.steps,
                                  reference=args.reference, device=args.device,
-                                 progress=progress)
+                                 progress=progress, scheduler=args.scheduler,
+                                 weights=args.weights, prompt=args.prompt,
+                                 negative_prompt=args.negative_prompt,
+                                 guidance_scale=args.guidance_scale, keyframes=args.keyframes)
         timings["generate"] = time.perf_counter() - t
     t = time.perf_counter()
     written = rendiff.save(args.out, layers, video, contacts=traj.contacts, timings=timings)
@@ -139,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return 2
     from rendiff.api import ModelError
+    from rendiff.dataset.runner import DatasetError
     from rendiff.scenes.io import SceneError
 
     try:
+        if args.command == "dataset":
+            return _dataset(args)
         if args.command == "scenes":
             from rendiff.scenes import builtin_scene, list_builtin_scenes
 
@@ -168,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             print(yaml.safe_dump(scene_to_dict(scene), sort_keys=False), end="")
             return 0
         return _run(args, generate=args.command == "run")
-    except (SceneError, ModelError, _UsageError) as e:
+    except (SceneError, ModelError, DatasetError, _UsageError) as e:
         print(f"rendiff: error: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:

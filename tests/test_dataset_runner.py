@@ -1,0 +1,245 @@
+"""``rendiff dataset``: complete clips only in the index, byte-identical clips from the same spec
+whatever the mode (in-process, worker processes, local Ray), resume after a kill, failures
+logged with their seed, --verify, and the torch Dataset reading clips back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from rendiff.cli import main
+from rendiff.dataset.runner import DatasetError, RunOptions, complete_clips, make_dataset
+from rendiff.dataset.sample import clip_seed
+from rendiff.dataset.spec import load_dataset_spec
+
+SPEC = """\
+name: tiny
+seed: 7
+frames: 6
+fps: 12
+size: [48, 40]
+generator: falling_objects
+objects: {count: {randint: [2, 3]}}
+"""
+CLIPS = 4
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """Every file of every clip; metadata.json without its `created` timestamp."""
+    out = {}
+    for p in sorted((root / "clips").rglob("*")):
+        if p.is_file():
+            data = p.read_bytes()
+            if p.name == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("created")
+                data = json.dumps(meta, sort_keys=True).encode()
+            out[p.relative_to(root).as_posix()] = data
+    return out
+
+
+def _assert_same_clips(a: Path, b: Path) -> None:
+    fa, fb = _files(a), _files(b)
+    assert sorted(fa) == sorted(fb)
+    differ = [k for k in fa if fa[k] != fb[k]]
+    assert not differ, f"files differ: {differ[:5]}"
+
+
+@pytest.fixture(scope="module")
+def spec_path(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("spec") / "tiny_dataset.yaml"
+    p.write_text(SPEC)
+    return p
+
+
+@pytest.fixture(scope="module")
+def reference(spec_path, tmp_path_factory) -> Path:
+    """A clean in-process run of CLIPS clips through the CLI."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    assert main(["dataset", str(spec_path), "-o", str(out), "--clips", str(CLIPS),
+                 "--quiet"]) == 0
+    return out
+
+
+def test_index_coco_and_verify(reference):
+    rows = pq.read_table(reference / "index.parquet").to_pylist()
+    assert [r["index"] for r in rows] == list(range(CLIPS))
+    assert [r["seed"] for r in rows] == [clip_seed(7, i) for i in range(CLIPS)]
+    assert all((reference / r["path"] / "metadata.json").is_file() for r in rows)
+    assert all(r["frames"] == 6 and r["width"] == 48 and r["height"] == 40 for r in rows)
+    # drawn parameters are columns; object counts are what the spec allows
+    assert {r["param.objects.count"] for r in rows} <= {2, 3}
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(reference / "coco.json"))
+    assert len(coco.getImgIds()) == CLIPS * 6
+    assert len({img["file_name"] for img in coco.dataset["images"]}) == CLIPS * 6
+    assert all((reference / img["file_name"]).is_file() for img in coco.dataset["images"])
+    ann = coco.dataset["annotations"][0]
+    img = coco.imgs[ann["image_id"]]
+    from PIL import Image
+
+    inst = np.array(Image.open(reference / img["file_name"].replace("/rgb/", "/instance/")))
+    np.testing.assert_array_equal(coco.annToMask(ann), inst == ann["instance_id"])
+    assert json.loads((reference / "failures.json").read_text())["failed"] == []
+    assert main(["dataset", "--verify", str(reference), "--quiet"]) == 0
+
+
+def test_same_spec_gives_byte_identical_clips(spec_path, reference, tmp_path):
+    report = make_dataset(load_dataset_spec(spec_path), tmp_path / "again",
+                          RunOptions(clips=CLIPS, progress=False))
+    assert sorted(report.made) == list(range(CLIPS))
+    _assert_same_clips(reference, tmp_path / "again")
+
+
+def test_two_worker_processes_give_the_same_clips(spec_path, reference, tmp_path):
+    report = make_dataset(load_dataset_spec(spec_path), tmp_path / "w2",
+                          RunOptions(clips=CLIPS, workers=2, progress=False))
+    assert sorted(report.made) == list(range(CLIPS)) and not report.failed
+    _assert_same_clips(reference, tmp_path / "w2")
+
+
+def test_local_ray_with_two_workers_gives_the_same_clips(spec_path, reference, tmp_path):
+    report = make_dataset(load_dataset_spec(spec_path), tmp_path / "ray",
+                          RunOptions(clips=CLIPS, workers=2, ray_address="local",
+                                     progress=False))
+    assert sorted(report.made) == list(range(CLIPS)) and not report.failed
+    _assert_same_clips(reference, tmp_path / "ray")
+
+
+def test_resume_after_kill_finishes_with_the_clean_result(spec_path, reference, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "rendiff.cli", "dataset", str(spec_path), "-o", str(out),
+           "--clips", str(CLIPS), "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not complete_clips(out) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    done_before = set(complete_clips(out))
+    assert 1 <= len(done_before) < CLIPS
+    assert not (out / "index.parquet").exists()  # the index is written when a run ends
+    assert main(["dataset", "--verify", str(out), "--quiet"]) == 1  # unfinished: says so
+    # re-running the same command keeps the finished clips and redoes the rest
+    mtimes = {i: (out / "clips" / f"{i:06d}" / "metadata.json").stat().st_mtime_ns
+              for i in done_before}
+    report = make_dataset(load_dataset_spec(spec_path), out,
+                          RunOptions(clips=CLIPS, progress=False))
+    assert set(report.kept) == done_before
+    assert set(report.made) == set(range(CLIPS)) - done_before
+    assert all((out / "clips" / f"{i:06d}" / "metadata.json").stat().st_mtime_ns == m
+               for i, m in mtimes.items())
+    assert not [p for p in (out / "clips").iterdir() if p.name.startswith(".")]
+    _assert_same_clips(reference, out)
+    assert main(["dataset", "--verify", str(out), "--quiet"]) == 0
+
+
+def test_failed_clip_is_logged_with_its_seed_and_redone_on_resume(spec_path, monkeypatch,
+                                                                   tmp_path, capsys):
+    import rendiff.dataset.sample as sample
+
+    real = sample.sample_clip
+
+    def flaky(spec, index):
+        if index == 1:
+            raise RuntimeError("physics blew up (test)")
+        return real(spec, index)
+
+    monkeypatch.setattr(sample, "sample_clip", flaky)
+    out = tmp_path / "flaky"
+    assert main(["dataset", str(spec_path), "-o", str(out), "--clips", "3", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"clip 1 (seed {clip_seed(7, 1)}) failed: RuntimeError: physics blew up" in err
+    failed = json.loads((out / "failures.json").read_text())["failed"]
+    assert [(f["index"], f["seed"]) for f in failed] == [(1, clip_seed(7, 1))]
+    assert [r["index"] for r in pq.read_table(out / "index.parquet").to_pylist()] == [0, 2]
+    assert main(["dataset", "--verify", str(out), "--quiet"]) == 0  # index = complete clips
+    monkeypatch.setattr(sample, "sample_clip", real)
+    report = make_dataset(load_dataset_spec(spec_path), out, RunOptions(clips=3,
+                                                                        progress=False))
+    assert report.made == [1] and sorted(report.kept) == [0, 2]
+    assert json.loads((out / "failures.json").read_text())["failed"] == []
+
+
+def test_verify_finds_corrupt_missing_and_unlisted_files(reference, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    png = out / "clips" / "000001" / "depth" / "00002.png"
+    data = bytearray(png.read_bytes())
+    data[-20] ^= 0xFF
+    png.write_bytes(bytes(data))
+    (out / "clips" / "000002" / "flow.npz").unlink()
+    (out / "clips" / "000000" / "stray.txt").write_text("x")
+    shutil.rmtree(out / "clips" / "000003")
+    capsys.readouterr()
+    assert main(["dataset", "--verify", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "000001/depth/00002.png: sha256 differs" in err
+    assert "000002/flow.npz: missing" in err
+    assert "000000/stray.txt: not listed in metadata.json" in err
+    assert "000003: listed in index.parquet but missing" in err
+
+
+def test_other_spec_or_foreign_folder_is_refused(spec_path, reference, tmp_path, capsys):
+    assert main(["dataset", str(spec_path), "-o", str(reference), "--clips", "4",
+                 "--seed", "8", "--quiet"]) == 2
+    assert "holds a data set made from a different spec (differs in: seed)" in \
+        capsys.readouterr().err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="is not a rendiff data set"):
+        make_dataset(load_dataset_spec(spec_path), foreign, RunOptions(clips=1,
+                                                                       progress=False))
+    assert main(["dataset", str(spec_path), "--clips", "2"]) == 2
+    assert main(["dataset", "--verify", str(tmp_path / "nothing")]) == 2
+
+
+def test_torch_dataset_reads_clips_back(reference):
+    from rendiff.conditioners.controls import control_images
+    from rendiff.conditioners.train import DatasetClips, open_clips
+    from rendiff.dataset.loader import ClipDataset
+
+    ds = ClipDataset(reference, layers=("rgb", "depth", "instance", "flow", "shading"))
+    assert len(ds) == CLIPS
+    item = ds[2]
+    assert item["rgb"].shape == (6, 40, 48, 3) and item["rgb"].dtype == torch.float32
+    with np.load(reference / "clips" / "000002" / "depth.npz") as z:
+        assert torch.equal(item["depth"], torch.from_numpy(z["depth"]))
+    assert item["instance"].dtype == torch.int32 and item["K"].shape == (6, 3, 3)
+    assert item["seed"] == clip_seed(7, 2)
+    torch.manual_seed(0)
+    win = ClipDataset(reference, layers=("rgb",), window=4)[0]
+    assert win["rgb"].shape[0] == 4 and torch.equal(
+        win["rgb"], ds[0]["rgb"][win["start"]:win["start"] + 4])
+    # the default model's training reads a data set directly
+    clips = open_clips(reference, ("depth", "normal", "semantic"))
+    assert isinstance(clips, DatasetClips) and len(clips) == CLIPS
+    arrays = clips.clip(1)
+    ctrl = control_images(ds.layers(1), ["depth"])
+    from rendiff.io.video import to_uint8
+
+    np.testing.assert_array_equal(arrays["depth"], to_uint8(ctrl["depth"]))
+    video, ref = clips.batch(2, 4, 32, torch.Generator().manual_seed(0))
+    assert video["rgb"].shape == (2, 3, 4, 32, 32) and ref.shape == (2, 3, 32, 32)
+    with pytest.raises(DatasetError, match="unknown layers"):
+        ClipDataset(reference, layers=("rgb", "colour"))
