@@ -8,8 +8,13 @@ solver's contact-force observable and the per-step contact scan. Building the mo
 frame (kernel loading) are left out of every timing; each variant runs ``--repeats`` times,
 interleaved, and the best rate is kept (the machine's background load only ever slows a run).
 
-Usage: python benchmarks/bench_physics.py [--bodies 10 100 1000] [--seconds 0.5]
-Prints a table and writes benchmarks/results/physics_cpu.json.
+A second table does the same for the shipped robot arm (rendiff/data/robots/rendiff_arm.urdf)
+sweeping its paddle through three boxes, with XPBD (16 iterations, what rendiff uses with robots)
+and Steel: there the wrapper also writes the joint targets before every step and reads the joints
+back (``newton.eval_ik``) every frame; the bare loop keeps the targets fixed.
+
+Usage: python benchmarks/bench_physics.py [--bodies 10 100 1000] [--seconds 0.5] [--no-robot]
+Prints the tables and writes benchmarks/results/physics_cpu.json.
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ import numpy as np
 import torch
 import warp as wp
 
-from rendiff.engine.physics import PhysicsSettings, RigidBodyDesc, _NewtonScene, simulate_rigid
+from rendiff.engine.physics import (
+    PhysicsSettings,
+    RigidBodyDesc,
+    RobotDesc,
+    _NewtonScene,
+    simulate_rigid,
+)
+from rendiff.engine.robots import shipped_robot
 
 FPS = 30.0
 RESULTS = Path(__file__).parent / "results" / "physics_cpu.json"
@@ -57,9 +69,21 @@ def make_bodies(n: int, seed: int = 0) -> list[RigidBodyDesc]:
     return bodies
 
 
-def bare_newton(bodies: list[RigidBodyDesc], settings: PhysicsSettings, steps: int) -> float:
+def robot_scene(seconds: float) -> tuple[list[RigidBodyDesc], list[RobotDesc]]:
+    """The shipped arm, paddle down, sweeping its yaw joint through three boxes on its arc."""
+    down = {"shoulder": 0.952, "elbow": 1.391, "wrist_pitch": 0.799}
+    arm = RobotDesc("arm", str(shipped_robot("rendiff_arm")), initial_q={"base_yaw": -1.0, **down},
+                    targets={"base_yaw": [(0.0, -1.0), (seconds, 1.0)]}, interpolation="linear")
+    boxes = [RigidBodyDesc(f"box{i}", "box", half_extents=(0.04, 0.04, 0.04), density=300.0,
+                           position=(0.4 * math.cos(a), 0.4 * math.sin(a), 0.04))
+             for i, a in enumerate((-0.5, 0.0, 0.5))]
+    return boxes, [arm]
+
+
+def bare_newton(bodies: list[RigidBodyDesc], settings: PhysicsSettings, steps: int,
+                robots: list[RobotDesc] | None = None) -> float:
     """Steps per second of a plain collide/step/swap loop over the wrapper's model."""
-    scene = _NewtonScene(bodies, settings)
+    scene = _NewtonScene(bodies, settings, robots)
     dt = 1.0 / settings.rate_hz
     with wp.ScopedDevice(scene.device):
         solver, pipeline, control = scene.solver, scene.pipeline, scene.control
@@ -81,12 +105,12 @@ def bare_newton(bodies: list[RigidBodyDesc], settings: PhysicsSettings, steps: i
     return steps / elapsed
 
 
-def wrapper(bodies: list[RigidBodyDesc], settings: PhysicsSettings, frames: int) -> float:
+def wrapper(bodies: list[RigidBodyDesc], settings: PhysicsSettings, frames: int,
+            robots: list[RobotDesc] | None = None) -> float:
     """Steps per second of simulate_rigid between the end of frame 1 and the last frame."""
     stamps: dict[int, float] = {}
-    simulate_rigid(
-        bodies, settings, FPS, frames, progress=lambda k: stamps.__setitem__(k, time.perf_counter())
-    )
+    simulate_rigid(bodies, settings, FPS, frames, robots=robots,
+                   progress=lambda k: stamps.__setitem__(k, time.perf_counter()))
     steps = (frames - 2) * round(settings.rate_hz / FPS)
     return steps / (stamps[frames - 1] - stamps[1])
 
@@ -101,6 +125,25 @@ def measure(variant: str, bodies: list[RigidBodyDesc], frames: int) -> float:
         return bare_newton(bodies, PhysicsSettings(record_contacts=False), steps)
     record = variant == "wrapper_contacts_steps_per_s"
     return wrapper(bodies, PhysicsSettings(record_contacts=record), frames)
+
+
+def robot_rows(seconds: float, repeats: int) -> list[dict]:
+    """Best steps per second of the robot scene, bare loop against wrapper, for each solver."""
+    frames = max(3, round(seconds * FPS) + 2)
+    bodies, robots = robot_scene(seconds)
+    steps = (frames - 2) * round(PhysicsSettings().rate_hz / FPS)
+    rows = []
+    for solver in ("xpbd", "steel"):
+        settings = PhysicsSettings(solver=solver, record_contacts=False)
+        best = {"bare_newton_steps_per_s": 0.0, "wrapper_steps_per_s": 0.0}
+        for _ in range(repeats):
+            best["bare_newton_steps_per_s"] = max(best["bare_newton_steps_per_s"],
+                                                  bare_newton(bodies, settings, steps, robots))
+            best["wrapper_steps_per_s"] = max(best["wrapper_steps_per_s"],
+                                              wrapper(bodies, settings, frames, robots))
+        rows.append({"scene": "rendiff_arm + 3 boxes", "solver": solver, "steps": steps,
+                     "rate_hz": settings.rate_hz, **best})
+    return rows
 
 
 def machine() -> dict:
@@ -122,6 +165,7 @@ def main() -> None:
     parser.add_argument("--bodies", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--seconds", type=float, default=0.5, help="simulated time per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per variant; best is kept")
+    parser.add_argument("--no-robot", action="store_true", help="skip the robot arm table")
     args = parser.parse_args()
 
     rows = []
@@ -147,8 +191,17 @@ def main() -> None:
             f"{r['wrapper_steps_per_s']:>12.1f} {r['wrapper_contacts_steps_per_s']:>12.1f} "
             f"{overhead:>8.0%}"
         )
+    out = {"machine": machine(), "results": rows}
+    if not args.no_robot:
+        out["robot_results"] = robot_rows(args.seconds, args.repeats)
+        print("\nsimulated steps per second, CPU, robot arm at 240 Hz (contacts not recorded)")
+        print(f"{'solver':>7} {'bare Newton':>12} {'wrapper':>12} {'overhead':>9}")
+        for r in out["robot_results"]:
+            overhead = r["bare_newton_steps_per_s"] / r["wrapper_steps_per_s"] - 1.0
+            print(f"{r['solver']:>7} {r['bare_newton_steps_per_s']:>12.1f} "
+                  f"{r['wrapper_steps_per_s']:>12.1f} {overhead:>8.0%}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine(), "results": rows}, indent=2) + "\n")
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 

@@ -3,6 +3,10 @@
 Each entity becomes a root transform per frame (static, keyframed, or from physics) and either a
 triangle mesh over time (primitives, mesh files, SMPL bodies) or a Gaussian cloud over time
 (3DGS files or sampled clouds, deformed by Gaussian-Flow's DDDM).
+
+A robot is one entity: one :class:`MeshTrack` (all its links' visual shapes, one instance id and
+the entity's semantic label) whose vertices follow their links, a :class:`RobotTrack` with its
+joint positions and link poses, and its root link as the entity's :class:`RigidTrack`.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from rendiff.scenes.spec import (
     Entity,
     Gaussians,
     Human,
+    JointTargets,
     Keyframes,
     Mesh,
     Motion,
     Plane,
+    Robot,
     Scene,
     Sphere,
 )
@@ -34,9 +40,8 @@ from rendiff.scenes.spec import (
 from .camera import CameraFrames, camera_frames, interpolate_points
 from .transforms import interpolate_quats, quat_multiply, quat_normalize, quat_to_matrix
 
-__all__ = ["MeshTrack", "GaussianTrack", "HumanTrack", "RigidTrack", "Trajectory", "simulate",
-           "semantic_classes"]
-
+__all__ = ["MeshTrack", "GaussianTrack", "HumanTrack", "RigidTrack", "RobotTrack", "Trajectory",
+           "simulate", "semantic_classes"]
 
 
 @dataclass
@@ -92,6 +97,28 @@ class HumanTrack:
 
 
 @dataclass
+class RobotTrack:
+    """A robot's joints and links over the clip. D one-DoF joints, L links (the root first), in
+    Newton's order; the robot's :class:`MeshTrack` has the same name, and ``vertex_link`` says
+    which link moves each of its vertices."""
+
+    name: str
+    joint_names: list[str]
+    joint_kinds: list[str]  # 'revolute' | 'prismatic'
+    lower: Tensor  # [D] joint limits [rad or m]
+    upper: Tensor  # [D]
+    q: Tensor  # [T, D] joint positions [rad or m]
+    qd: Tensor  # [T, D] joint velocities [rad/s or m/s]
+    targets: Tensor  # [T, D] drive targets
+    link_names: list[str]
+    link_positions: Tensor  # [T, L, 3] link frame origins, world [m]
+    link_quats: Tensor  # [T, L, 4] (w, x, y, z)
+    link_linear_velocity: Tensor  # [T, L, 3] centre of mass, world [m/s]
+    link_angular_velocity: Tensor  # [T, L, 3] world [rad/s]
+    vertex_link: Tensor  # [V] int64 link index of each vertex of the robot's MeshTrack
+
+
+@dataclass
 class Trajectory:
     """Everything that moves, per frame. ``times[k] = k / fps``."""
 
@@ -105,6 +132,7 @@ class Trajectory:
     contacts: list[dict] = field(default_factory=list)
     semantic_classes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    robots: list[RobotTrack] = field(default_factory=list)
 
     @property
     def frames(self) -> int:
@@ -163,13 +191,32 @@ def _keyframed_track(anim: Keyframes, times: Tensor) -> RigidTrack:
     return RigidTrack(pos, q, vel, torch.zeros_like(pos))
 
 
-def _physics(scene: Scene, times: Tensor, progress: bool) -> tuple[dict[str, RigidTrack], list]:
-    """Runs Newton on every dynamic entity, with static primitives as colliders."""
+def _robot_desc(e: Entity):
+    from .physics import RobotDesc
+
+    g = e.geometry
+    assert isinstance(g, Robot)
+    a = e.animation
+    targets = ({joint: [tuple(k) for k in keys] for joint, keys in a.targets.items()}
+               if isinstance(a, JointTargets) else {})
+    return RobotDesc(
+        name=e.name, path=g.path, format=g.format, position=e.pose.position,
+        quat=e.pose.rotation, fixed_base=g.fixed_base, initial_q=dict(g.joints), targets=targets,
+        interpolation=a.interpolation if isinstance(a, JointTargets) else "smooth",
+        stiffness=g.stiffness, damping=g.damping, friction=e.material.friction,
+        restitution=e.material.restitution, self_collisions=g.self_collisions)
+
+
+def _physics(scene: Scene, times: Tensor, progress: bool) -> tuple[dict[str, RigidTrack], list,
+                                                                   dict]:
+    """Runs Newton on every dynamic entity and robot, with static primitives as colliders.
+    Returns root tracks by entity name, contact events and robot trajectories by name."""
     from .physics import PhysicsSettings, RigidBodyDesc, simulate_rigid
 
+    robots = [_robot_desc(e) for e in scene.entities if isinstance(e.geometry, Robot)]
     dynamic = [e for e in scene.entities if e.dynamic]
-    if not dynamic:
-        return {}, []
+    if not dynamic and not robots:
+        return {}, [], {}
     bodies = []
     ground = None
     for e in scene.entities:
@@ -179,7 +226,7 @@ def _physics(scene: Scene, times: Tensor, progress: bool) -> tuple[dict[str, Rig
             if ground is None and float(up[2]) > 0.999:
                 ground = e
                 continue
-        if isinstance(g, Human | Gaussians | Plane) or (e.animation is not None):
+        if isinstance(g, Human | Gaussians | Plane | Robot) or (e.animation is not None):
             continue
         desc = dict(name=e.name, position=e.pose.position, quat=e.pose.rotation,
                     linear_velocity=e.velocity, angular_velocity=e.angular_velocity,
@@ -210,7 +257,7 @@ def _physics(scene: Scene, times: Tensor, progress: bool) -> tuple[dict[str, Rig
     bar = tqdm(total=T, desc="physics", unit="frame", disable=not progress, leave=False)
     try:
         traj = simulate_rigid(bodies, settings, fps=scene.fps, frames=T,
-                              progress=lambda k: bar.update(1))
+                              progress=lambda k: bar.update(1), robots=robots)
     finally:
         bar.close()
     tracks = {}
@@ -218,7 +265,25 @@ def _physics(scene: Scene, times: Tensor, progress: bool) -> tuple[dict[str, Rig
         tracks[name] = RigidTrack(traj.positions[:, i].float(), traj.quats[:, i].float(),
                                   traj.linear_velocity[:, i].float(),
                                   traj.angular_velocity[:, i].float())
-    return tracks, list(traj.contacts)
+    return tracks, list(traj.contacts), {r.name: r for r in traj.robots}
+
+
+def _robot(e: Entity, traj, iid: int, sid: int) -> tuple[MeshTrack, RobotTrack, RigidTrack]:
+    """A robot's mesh, joints and root track from its physics trajectory."""
+    from .robots import posed_vertices, robot_mesh
+
+    verts, faces, vertex_link, albedo = robot_mesh(traj.visuals, e.appearance.color)
+    world = posed_vertices(verts, vertex_link, traj.link_positions, traj.link_quats)
+    mesh = MeshTrack(e.name, iid, sid, world, faces, albedo, e.appearance.specular,
+                     e.appearance.roughness)
+    track = RobotTrack(
+        e.name, traj.joint_names, traj.joint_kinds, traj.lower, traj.upper, traj.q, traj.qd,
+        traj.targets, traj.link_names, traj.link_positions, traj.link_quats,
+        traj.link_linear_velocity, traj.link_angular_velocity, vertex_link)
+    root = RigidTrack(traj.link_positions[:, 0].clone(), traj.link_quats[:, 0].clone(),
+                      traj.link_linear_velocity[:, 0].clone(),
+                      traj.link_angular_velocity[:, 0].clone())
+    return mesh, track, root
 
 
 def _procedural_dddm(anim: Deformation, cloud):
@@ -347,8 +412,8 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
     T = scene.frames
     times = torch.arange(T, dtype=torch.float32) / scene.fps
     classes = semantic_classes(scene)
-    rigid, contacts = _physics(scene, times, progress)
-    meshes, gaussians, humans = [], [], []
+    rigid, contacts, robot_trajs = _physics(scene, times, progress)
+    meshes, gaussians, humans, robots = [], [], [], []
     body_cache: dict = {}
     for idx, e in enumerate(scene.entities):
         iid = idx + 1
@@ -358,6 +423,13 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
             track, root, human = _human(e, times, scene, iid, sid, body_cache)
             meshes.append(track)
             humans.append(human)
+            rigid[e.name] = root
+            continue
+        if isinstance(g, Robot):
+            track, robot, root = _robot(e, robot_trajs[e.name], iid, sid)
+            if track.vertices.shape[1]:
+                meshes.append(track)
+            robots.append(robot)
             rigid[e.name] = root
             continue
         if e.name not in rigid:
@@ -383,6 +455,7 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
         if bool(bad.any()):
             k = int(bad.nonzero()[0])
             raise RuntimeError(f"entity {name!r}: position is not finite at frame {k}")
-    traj = Trajectory(scene, times, cams, rigid, meshes, gaussians, humans, contacts, classes)
+    traj = Trajectory(scene, times, cams, rigid, meshes, gaussians, humans, contacts, classes,
+                      robots=robots)
     traj.timings["simulate"] = time.perf_counter() - t0
     return traj

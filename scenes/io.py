@@ -54,8 +54,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 _UNION_FIELDS = {"geometry", "animation", "path"}
 _TAGS = {
-    "sphere", "box", "capsule", "cylinder", "plane", "mesh", "gaussians", "human",
-    "keyframes", "motion", "amass", "dddm",
+    "sphere", "box", "capsule", "cylinder", "plane", "mesh", "gaussians", "human", "robot",
+    "keyframes", "motion", "amass", "dddm", "joint_targets",
     "ambient", "environment", "directional", "point", "spot",
     "static", "orbit", "dolly", "follow",
 }

@@ -42,6 +42,7 @@ __all__ = [
     "Gaussians",
     "GenerationOptions",
     "Human",
+    "JointTargets",
     "Keyframes",
     "KeyframedPath",
     "Material",
@@ -52,6 +53,7 @@ __all__ = [
     "Plane",
     "Point",
     "Pose",
+    "Robot",
     "Scene",
     "Sphere",
     "Spot",
@@ -168,8 +170,68 @@ class Human(_Strict):
 
 
 
+class Robot(_Strict):
+    """An articulated robot from a URDF (``urdf``) or MJCF (``mjcf``) file, simulated by physics.
+
+    The entity's pose places the file's root link; ``fixed_base`` welds it to the world. ``joints``
+    gives initial joint positions [rad or m] by joint name (others start at 0). Every one-DoF
+    joint has a position drive (Newton's joint target drive) of ``stiffness`` and ``damping``;
+    a :class:`JointTargets` animation moves its targets, else each joint holds its initial
+    position. ``stiffness`` [N m/rad or N/m] and ``damping`` are Newton's ``joint_target_ke`` /
+    ``joint_target_kd``; the ``steel`` solver follows them as a PD drive, XPBD as a stiff
+    constraint (see ``rendiff.engine.physics``). ``self_collisions`` lets links of the robot
+    collide with each other. Links are drawn from the file's visual shapes in the file's colours
+    (the entity's colour where it gives none); the whole robot is one instance, labelled with the
+    entity's ``label`` (default ``robot``).
+    """
+
+    type: Literal["robot"] = "robot"
+    urdf: AssetPath | None = None
+    mjcf: AssetPath | None = None
+    fixed_base: bool = True
+    joints: dict[str, float] = Field(default_factory=dict)
+    stiffness: PosFloat = 1.0e4
+    damping: NonNeg = 0.0
+    self_collisions: bool = False
+
+    @model_validator(mode="after")
+    def _one_file(self, info: ValidationInfo) -> Robot:
+        if (self.urdf is None) == (self.mjcf is None):
+            raise ValueError("give exactly one of 'urdf' and 'mjcf' (the robot's description file)")
+        if (info.context or {}).get("check_assets", True):
+            from rendiff.engine.robots import check_names
+
+            try:
+                known = self.description().dof_joints
+            except ValueError as err:  # a malformed file: name the field, then the file
+                raise ValueError(f"{self.format}: {err}") from None
+            try:
+                check_names(self.joints, known)
+            except ValueError as err:
+                bad = next(n for n in self.joints if n not in known)
+                raise ValueError(f"joints.{bad}: {err}") from None
+        return self
+
+    @property
+    def path(self) -> str:
+        """The description file."""
+        return self.urdf if self.urdf is not None else self.mjcf  # type: ignore[return-value]
+
+    @property
+    def format(self) -> str:
+        """``'urdf'`` or ``'mjcf'``."""
+        return "urdf" if self.urdf is not None else "mjcf"
+
+    def description(self):
+        """The file's links and joints (:class:`rendiff.engine.robots.RobotFile`); raises a
+        one-line ValueError for a malformed file."""
+        from rendiff.engine.robots import read_robot_file
+
+        return read_robot_file(self.path, self.format)
+
+
 Geometry = Annotated[
-    Sphere | Box | Capsule | Cylinder | Plane | Mesh | Gaussians | Human,
+    Sphere | Box | Capsule | Cylinder | Plane | Mesh | Gaussians | Human | Robot,
     Field(discriminator="type"),
 ]
 
@@ -278,7 +340,31 @@ class Deformation(_Strict):
 
 
 
-Animation = Annotated[Keyframes | Motion | AmassMotion | Deformation, Field(discriminator="type")]
+class JointTargets(_Strict):
+    """Keyframed targets for a robot's joint drives: ``targets`` maps a joint name to
+    ``[[time, value], ...]`` (seconds; radians or metres), times increasing. Between keyframes the
+    target moves linearly or ``smooth`` (easing in and out, stopping on each keyframe); before the
+    first and after the last it holds that keyframe. Joints not named hold their initial position.
+    """
+
+    type: Literal["joint_targets"] = "joint_targets"
+    targets: dict[str, list[tuple[NonNeg, float]]]
+    interpolation: Literal["linear", "smooth"] = "smooth"
+
+    @model_validator(mode="after")
+    def _keys(self) -> JointTargets:
+        for joint, keys in self.targets.items():
+            if not keys:
+                raise ValueError(f"targets.{joint}: needs at least one [time, value] keyframe")
+            times = [t for t, _ in keys]
+            if any(b <= a for a, b in zip(times, times[1:], strict=False)):
+                raise ValueError(f"targets.{joint}: times must be strictly increasing")
+        return self
+
+
+Animation = Annotated[
+    Keyframes | Motion | AmassMotion | Deformation | JointTargets, Field(discriminator="type")
+]
 
 
 class Entity(_Strict):
@@ -309,7 +395,33 @@ class Entity(_Strict):
             raise ValueError(f"animation: 'dddm' deforms a Gaussian cloud, not a {g.type}")
         if isinstance(g, Plane) and self.dynamic:
             raise ValueError("dynamic: a plane can only be static")
+        if isinstance(a, JointTargets) and not isinstance(g, Robot):
+            raise ValueError(f"animation: 'joint_targets' drives a robot, not a {g.type}")
+        if isinstance(g, Robot):
+            self._check_robot(g, a)
         return self
+
+    def _check_robot(self, g: Robot, a: Animation | None) -> None:
+        if self.dynamic:
+            raise ValueError("dynamic: a robot is always simulated (its joints are driven); "
+                             "leave 'dynamic' out")
+        if a is not None and not isinstance(a, JointTargets):
+            raise ValueError(f"animation: a robot moves by 'joint_targets', not '{a.type}'")
+        if any(self.velocity) or any(self.angular_velocity):
+            raise ValueError("velocity: a robot starts at rest; leave 'velocity' and "
+                             "'angular_velocity' out")
+        if isinstance(a, JointTargets) and Path(g.path).is_file():
+            from rendiff.engine.robots import check_names
+
+            try:
+                known = g.description().dof_joints
+            except ValueError as err:
+                raise ValueError(f"geometry.{g.format}: {err}") from None
+            for joint in a.targets:
+                try:
+                    check_names([joint], known)
+                except ValueError as err:
+                    raise ValueError(f"animation.targets.{joint}: {err}") from None
 
     @property
     def semantic_label(self) -> str:
@@ -533,7 +645,7 @@ class Scene(_Strict):
 
     def add(
         self,
-        geometry: Sphere | Box | Capsule | Cylinder | Plane | Mesh | Gaussians | Human,
+        geometry: Sphere | Box | Capsule | Cylinder | Plane | Mesh | Gaussians | Human | Robot,
         pose: Pose | None = None,
         material: Material | None = None,
         appearance: Appearance | None = None,
@@ -542,7 +654,7 @@ class Scene(_Strict):
         dynamic: bool = False,
         velocity: Vec3 = (0.0, 0.0, 0.0),
         angular_velocity: Vec3 = (0.0, 0.0, 0.0),
-        animation: Keyframes | Motion | AmassMotion | Deformation | None = None,
+        animation: Keyframes | Motion | AmassMotion | Deformation | JointTargets | None = None,
         label: str | None = None,
     ) -> Entity:
         """Add an entity; geometry, pose, physics material and appearance are separate arguments.
