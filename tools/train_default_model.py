@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--data", required=True, help="folder of .npz clips")
+    p.add_argument("--data", required=True,
+                   help="a `rendiff dataset` folder or a folder of .npz clips")
     p.add_argument("--output", required=True, help="run folder: checkpoint, log, final pipeline")
     p.add_argument("--maps", nargs="+", default=list(defaults["maps"]))
     p.add_argument("--injection", choices=INJECTIONS, default=defaults["injection"])

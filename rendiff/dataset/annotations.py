@@ -412,4 +412,29 @@ def clip_annotations(traj: Trajectory, layers: Layers, *, amodal: bool = True) -
         "box_definitions": BOX_DEFINITIONS,
         "cameras": camera_annotations(cams),
         "entities": entities,
+        "robots": [_robot_annotations(r, scene) for r in getattr(traj, "robots", [])],
+    }
+
+
+def _robot_annotations(robot, scene) -> dict:
+    """A robot's joints and links per frame, from the simulator (``RobotTrack``)."""
+    names = [e.name for e in scene.entities]
+    return {
+        "name": robot.name,
+        "instance_id": names.index(robot.name) + 1 if robot.name in names else None,
+        "joint_names": list(robot.joint_names),
+        "joint_kinds": list(robot.joint_kinds),
+        "joint_lower": _num(robot.lower),
+        "joint_upper": _num(robot.upper),
+        "link_names": list(robot.link_names),
+        "frames": [{
+            "frame": k,
+            "q": _num(robot.q[k]),
+            "qd": _num(robot.qd[k]),
+            "targets": _num(robot.targets[k]),
+            "link_positions": _num(robot.link_positions[k]),
+            "link_quaternions": _num(robot.link_quats[k]),
+            "link_linear_velocity": _num(robot.link_linear_velocity[k]),
+            "link_angular_velocity": _num(robot.link_angular_velocity[k]),
+        } for k in range(robot.q.shape[0])],
     }
