@@ -243,3 +243,118 @@ def test_torch_dataset_reads_clips_back(reference):
     assert video["rgb"].shape == (2, 3, 4, 32, 32) and ref.shape == (2, 3, 32, 32)
     with pytest.raises(DatasetError, match="unknown layers"):
         ClipDataset(reference, layers=("rgb", "colour"))
+
+
+def test_class_ids_and_categories_are_fixed_for_the_whole_data_set(reference, tmp_path):
+    """A semantic id and a COCO category id mean the same class in every clip and in every
+    data set made from the same spec family, whatever objects a clip happens to draw."""
+    from PIL import Image
+
+    classes = json.loads((reference / "classes.json").read_text())
+    table = classes["semantic"]
+    assert table[:24] == [c for c in table if c.startswith("body/")] and table[24] == "ground"
+    seen = set()
+    for i in range(CLIPS):
+        clip = reference / "clips" / f"{i:06d}"
+        meta = json.loads((clip / "metadata.json").read_text())
+        assert meta["semantic_classes"] == table
+        ann = json.loads((clip / "annotations.json").read_text())
+        sem = np.array(Image.open(clip / "semantic" / "00003.png"))
+        inst = np.array(Image.open(clip / "instance" / "00003.png"))
+        for e in ann["entities"]:
+            mask = inst == e["instance_id"]
+            if mask.any():  # the object's pixels carry its label's id in the fixed table
+                assert set(np.unique(sem[mask])) == {table.index(e["label"]) + 1}
+                seen.add(e["label"])
+        coco = json.loads((clip / "coco.json").read_text())
+        assert [c["name"] for c in coco["categories"]] == classes["categories"]
+        assert [c["id"] for c in coco["categories"]] == list(range(1, len(
+            classes["categories"]) + 1))
+    assert len(seen) >= 2  # several object types occurred, so the check means something
+    merged = json.loads((reference / "coco.json").read_text())
+    assert [c["name"] for c in merged["categories"]] == classes["categories"]
+    # image ids are stable: clip index * 100000 + frame + 1
+    assert {img["id"] for img in merged["images"]} == {
+        i * 100000 + k + 1 for i in range(CLIPS) for k in range(6)}
+    assert all(a["num_keypoints"] == 0 for a in merged["annotations"])
+
+
+def test_resume_refuses_changed_settings_and_concurrent_runs(spec_path, reference, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    with pytest.raises(DatasetError, match=r"other settings \(amodal: True then, False now\)"):
+        make_dataset(load_dataset_spec(spec_path), out,
+                     RunOptions(clips=CLIPS, amodal=False, progress=False))
+    import fcntl
+
+    with open(out / ".lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DatasetError, match="another `rendiff dataset` run is using"):
+            make_dataset(load_dataset_spec(spec_path), out,
+                         RunOptions(clips=CLIPS, progress=False))
+    # an incomplete clip under its final name (an interrupted copy) is redone, not trusted
+    (out / "clips" / "000002" / "summary.json").unlink()
+    assert main(["dataset", "--verify", str(out), "--quiet"]) == 1
+    report = make_dataset(load_dataset_spec(spec_path), out,
+                          RunOptions(clips=CLIPS, progress=False))
+    assert report.made == [2]
+    _assert_same_clips(reference, out)
+
+
+def test_a_worker_that_dies_is_retried(spec_path, reference, tmp_path, monkeypatch):
+    """A worker killed mid-clip (out of memory, say) breaks the process pool; its clip is
+    retried in a new pool and the run ends with every clip."""
+    out = tmp_path / "oom"
+    monkeypatch.setenv("RENDIFF_TEST_KILL_WORKER_AT", str(tmp_path / "killed-once"))
+    report = make_dataset(load_dataset_spec(spec_path), out,
+                          RunOptions(clips=CLIPS, workers=2, progress=False))
+    assert (tmp_path / "killed-once").exists()  # a worker really died
+    assert sorted(report.made) == list(range(CLIPS)) and not report.failed
+    _assert_same_clips(reference, out)
+
+
+def test_bad_model_or_unreachable_ray_fail_before_any_clip(spec_path, tmp_path, capsys):
+    t0 = time.time()
+    out = tmp_path / "x"
+    assert main(["dataset", str(spec_path), "-o", str(out), "--clips", "2", "--generate",
+                 "--model", str(tmp_path / "nomodel"), "--quiet"]) == 2
+    assert "not a rendiff model folder" in capsys.readouterr().err
+    assert main(["dataset", str(spec_path), "-o", str(out), "--clips", "2",
+                 "--ray-address", "127.0.0.1:1", "--quiet"]) == 2
+    assert "cannot reach a Ray cluster" in capsys.readouterr().err
+    assert not out.exists() and time.time() - t0 < 30
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["dataset", str(spec_path), "-o", str(f), "--clips", "1", "--quiet"]) == 2
+
+
+def test_sigterm_stops_workers_and_writes_the_index(spec_path, tmp_path):
+    out = tmp_path / "term"
+    cmd = [sys.executable, "-m", "rendiff.cli", "dataset", str(spec_path), "-o", str(out),
+           "--clips", "12", "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not complete_clips(out) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        alive = []
+        for _ in range(50):  # workers get SIGTERM when the parent dies; zombies don't count
+            ps = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(proc.pid)],
+                                capture_output=True, text=True).stdout.splitlines()
+            alive = [line for line in ps if line.split()[1][0] != "Z"]
+            if not alive:
+                break
+            time.sleep(0.2)
+        assert alive == [], f"processes left running: {alive}"
+    finally:
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    done = complete_clips(out)
+    assert 1 <= len(done) < 12
+    rows = pq.read_table(out / "index.parquet").to_pylist()
+    assert sorted(r["index"] for r in rows) == sorted(done)
+    assert main(["dataset", "--verify", str(out), "--quiet"]) == 0

@@ -268,7 +268,8 @@ def _keypoints(human: HumanTrack, mesh: MeshTrack, kp2d: Tensor, cams: CameraFra
     """
     T = kp2d.shape[0]
     _, z = cams.project(human.coco17)  # [T, 17]
-    skin = torch.stack([torch.cdist(human.coco17[k], mesh.vertices[k]).amin(-1)
+    pts = mesh.means if isinstance(mesh, GaussianTrack) else mesh.vertices  # avatars: Gaussians
+    skin = torch.stack([torch.cdist(human.coco17[k], pts[k]).amin(-1)
                         for k in range(T)])  # [T, 17]
     f = 0.5 * (cams.K[:, 0, 0] + cams.K[:, 1, 1])  # [T]
     tol = 1.5 * skin + z / f[:, None]

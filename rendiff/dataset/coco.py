@@ -30,6 +30,10 @@ _INFO = {"description": "rendiff synthetic data set", "version": "1",
          "contributor": "rendiff"}
 
 
+_IMG_STRIDE = 100_000  # stable merged ids: frames (and instances) per clip stay below this
+_ANN_STRIDE = 100_000_000
+
+
 def _category(name: str, cid: int) -> dict:
     if name == "person":
         return {"id": cid, "name": "person", "supercategory": "person",
@@ -37,7 +41,8 @@ def _category(name: str, cid: int) -> dict:
     return {"id": cid, "name": name, "supercategory": "object"}
 
 
-def clip_coco(clip_dir_name: str, layers: Layers, annotations: dict) -> dict:
+def clip_coco(clip_dir_name: str, layers: Layers, annotations: dict,
+              categories: list[str] | None = None) -> dict:
     """COCO JSON of one clip.
 
     Args:
@@ -45,10 +50,14 @@ def clip_coco(clip_dir_name: str, layers: Layers, annotations: dict) -> dict:
             image file names are ``<clip_dir_name>/rgb/<frame:05d>.png``.
         layers: the clip's render; its instance layer gives the masks.
         annotations: :func:`rendiff.dataset.annotations.clip_annotations` of the same clip.
+        categories: a fixed category table (id = index + 1), e.g. one for a whole data set so
+            that ids agree between clips and data sets; every table entry is listed. Default:
+            the clip's own categories, ids in order of first appearance.
     Returns:
-        A dict with ``info``, ``licenses``, ``images`` (id = frame + 1), ``categories`` (ids in
-        order of first appearance among the clip's entities), ``annotations`` (ids in
-        (frame, instance id) order).
+        A dict with ``info``, ``licenses``, ``images`` (id = frame + 1), ``categories``,
+        ``annotations`` (ids in (frame, instance id) order). Every annotation has
+        ``num_keypoints`` (0 for things that are not people), as COCO's keypoint evaluation
+        expects.
     """
     if Layer.INSTANCE not in layers:
         raise ValueError("clip_coco: layers lack the 'instance' layer")
@@ -59,6 +68,12 @@ def clip_coco(clip_dir_name: str, layers: Layers, annotations: dict) -> dict:
                          f"instance layer {T}")
     things = [e for e in annotations["entities"] if e["thing"]]
     cat_ids: dict[str, int] = {}
+    if categories is not None:
+        cat_ids = {name: i + 1 for i, name in enumerate(categories)}
+        missing = sorted({e["category"] for e in things} - set(cat_ids))
+        if missing:
+            raise ValueError(f"clip_coco: categories {missing} are not in the category table "
+                             f"{categories}")
     for e in things:
         cat_ids.setdefault(e["category"], len(cat_ids) + 1)
     images = [{"id": k + 1, "file_name": f"{clip_dir_name}/rgb/{k:05d}.png", "width": W,
@@ -87,6 +102,7 @@ def clip_coco(clip_dir_name: str, layers: Layers, annotations: dict) -> dict:
                 "entity": e["name"],
                 "visible_fraction": fr["visible_fraction"],
             }
+            ann["num_keypoints"] = 0
             if "keypoints" in fr:
                 ann["keypoints"] = [val for x, y, v in fr["keypoints"] for val in (x, y, int(v))]
                 ann["num_keypoints"] = fr["num_keypoints"]
@@ -100,13 +116,18 @@ def clip_coco(clip_dir_name: str, layers: Layers, annotations: dict) -> dict:
     }
 
 
-def merge_coco(clip_cocos: list[dict]) -> dict:
+def merge_coco(clip_cocos: list[dict], keys: list[int] | None = None) -> dict:
     """One COCO file for a whole data set from per-clip files, in the given order.
 
-    Categories are unified by name (ids in order of first appearance); image, annotation and
-    track ids are renumbered 1, 2, ... in clip order, so the result depends only on the inputs
-    and their order.
+    Categories are unified by name (ids in order of first appearance, so clips written with one
+    fixed category table keep its ids). Without ``keys``, image, annotation and track ids are
+    renumbered 1, 2, ... in clip order. With ``keys`` (one non-negative integer per clip, e.g.
+    its index in the data set) they are stable whatever other clips exist:
+    ``image id = key * 100000 + frame + 1``, ``annotation id = key * 10**8 + its id in the
+    clip``, ``track id = key * 100000 + its id in the clip``.
     """
+    if keys is not None and len(keys) != len(clip_cocos):
+        raise ValueError(f"merge_coco: {len(keys)} keys for {len(clip_cocos)} clips")
     categories: dict[str, dict] = {}
     images, anns = [], []
     tracks: dict[tuple[int, int], int] = {}
@@ -118,13 +139,19 @@ def merge_coco(clip_cocos: list[dict]) -> dict:
             cat_map[cat["id"]] = categories[cat["name"]]["id"]
         img_map = {}
         for img in coco["images"]:
-            img_map[img["id"]] = len(images) + 1
-            images.append({**img, "id": len(images) + 1})
+            new = len(images) + 1 if keys is None else keys[c] * _IMG_STRIDE + img["id"]
+            img_map[img["id"]] = new
+            images.append({**img, "id": new})
         for ann in coco["annotations"]:
-            key = (c, ann.get("track_id", ann["id"]))
-            tracks.setdefault(key, len(tracks) + 1)
-            anns.append({**ann, "id": len(anns) + 1, "image_id": img_map[ann["image_id"]],
-                         "category_id": cat_map[ann["category_id"]], "track_id": tracks[key]})
+            local = ann.get("track_id", ann["id"])
+            if keys is None:
+                track = tracks.setdefault((c, local), len(tracks) + 1)
+                new = len(anns) + 1
+            else:
+                track = keys[c] * _IMG_STRIDE + local
+                new = keys[c] * _ANN_STRIDE + ann["id"]
+            anns.append({**ann, "id": new, "image_id": img_map[ann["image_id"]],
+                         "category_id": cat_map[ann["category_id"]], "track_id": track})
     return {
         "info": dict(_INFO),
         "licenses": [],

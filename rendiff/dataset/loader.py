@@ -20,8 +20,8 @@ from torch import Tensor
 from rendiff.engine.camera import CameraFrames
 from rendiff.engine.layers import Layer, Layers
 
-from .runner import INDEX_FILE, SPEC_FILE, DatasetError
-from .writers import read_clip
+from .runner import CLASSES_FILE, INDEX_FILE, SPEC_FILE, DatasetError
+from .writers import READABLE, read_clip
 
 __all__ = ["ClipDataset", "is_dataset"]
 
@@ -61,9 +61,15 @@ class ClipDataset(torch.utils.data.Dataset):
         if bad:
             raise DatasetError(f"unknown layers {bad}; expected some of {sorted(known)}")
         self.layer_names = tuple(layers)
+        if window is not None and window < 1:
+            raise DatasetError(f"window must be >= 1 frame, got {window}")
         self.window = window
         self.rows = sorted(pq.read_table(self.root / INDEX_FILE).to_pylist(),
                            key=lambda r: r["index"])
+        classes = self.root / CLASSES_FILE
+        #: semantic class names of the whole data set: semantic id c is classes[c - 1]
+        self.classes: list[str] = (json.loads(classes.read_text())["semantic"]
+                                   if classes.is_file() else [])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -71,30 +77,26 @@ class ClipDataset(torch.utils.data.Dataset):
     def clip_dir(self, i: int) -> Path:
         return self.root / self.rows[i]["path"]
 
-    def _raw(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> dict[str, Tensor | int]:
         if not 0 <= i < len(self.rows):
             raise IndexError(f"clip {i} out of range (data set has {len(self.rows)})")
-        clip = read_clip(self.clip_dir(i))
-        missing = [x for x in self.layer_names if clip.get(x) is None]
-        if missing:
-            raise DatasetError(f"{self.clip_dir(i)}: has no {missing} (not written for this "
-                               "clip)")
-        return clip
-
-    def __getitem__(self, i: int) -> dict[str, Tensor | int]:
-        clip = self._raw(i)
-        cams = clip["cameras"]["frames"]
-        T = len(cams)
+        T = int(self.rows[i]["frames"])
         start = 0
         if self.window is not None:
             if self.window > T:
                 raise DatasetError(f"window {self.window} is longer than clip {i} ({T} frames)")
             start = int(torch.randint(0, T - self.window + 1, (1,)))
         sl = slice(start, start + (self.window or T))
+        # only the requested layers and frames are read
+        clip = read_clip(self.clip_dir(i), keys=(*self.layer_names, "cameras"), frames=sl)
+        missing = [x for x in self.layer_names if clip.get(x) is None]
+        if missing:
+            raise DatasetError(f"{self.clip_dir(i)}: has no {missing} (not written for this "
+                               "clip)")
+        cams = clip["cameras"]["frames"]
         item: dict[str, Tensor | int] = {}
         for name in self.layer_names:
-            a = clip[name][sl]
-            t = torch.from_numpy(np.ascontiguousarray(a))
+            t = torch.from_numpy(np.ascontiguousarray(clip[name]))
             item[name] = t.float() / 255.0 if name in _U8_LAYERS else (
                 t.int() if t.dtype in (torch.int32, torch.int64) else t.float())
         item["K"] = torch.tensor([c["K"] for c in cams[sl]], dtype=torch.float32)
@@ -108,7 +110,8 @@ class ClipDataset(torch.utils.data.Dataset):
     def layers(self, i: int) -> Layers:
         """Clip ``i`` as a :class:`Layers` (every layer on disk, cameras, class names), e.g.
         for ``rendiff.conditioners.control_images``."""
-        clip = read_clip(self.clip_dir(i))
+        clip = read_clip(self.clip_dir(i), keys=[k for k in READABLE if k not in (
+            "coco", "annotations", "depth_mm", "generated")])
         data: dict[Layer, Tensor] = {}
         for layer in Layer:
             a = clip.get(layer.value)

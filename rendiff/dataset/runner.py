@@ -4,16 +4,21 @@ processes, or on a Ray cluster; resume where a previous run stopped.
 Output folder::
 
     OUT/dataset.yaml        the spec the clips were drawn from (with the master seed)
+    OUT/run.json            what else decides a clip's content (base scene hash, amodal,
+                            generate, model, rendiff version): a resume must match it
+    OUT/classes.json        the data set's semantic class and COCO category tables
     OUT/clips/000012/       one folder per complete clip (see docs/datasets.md)
-    OUT/failures.json       clips that failed: index, seed, error (never silently dropped)
-    OUT/index.parquet       one row per complete clip: seed, paths, stats, drawn parameters
+    OUT/failures.json       clips that failed and are not complete: index, seed, error
     OUT/coco.json           COCO annotations of all complete clips
+    OUT/index.parquet       one row per complete clip (written last; its metadata holds the
+                            SHA-256 of coco.json)
 
 A clip is made in a hidden folder ``clips/.000012.partial-*`` and renamed when every file of it
 is written, so a clip folder under its final name is always complete; a run that is killed
-leaves only hidden partial folders, which the next run removes and redoes. The index and the COCO
-file are rewritten at the end of every run from the clips on disk, so they only ever list
-complete clips.
+leaves only hidden partial folders, which the next run removes and redoes. One run at a time
+holds ``OUT/.lock``. The COCO file, the failure list and the index are rewritten at the end of
+every run (also after Ctrl-C or SIGTERM) from the clips on disk, so they only ever list complete
+clips.
 
 Every clip is computed with one torch thread whatever the mode, so in-process, worker and Ray
 runs give byte-identical clips (float reductions depend on the thread count).
@@ -21,9 +26,13 @@ runs give byte-identical clips (float reductions depend on the thread count).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import sys
 import time
 import traceback
@@ -43,10 +52,13 @@ __all__ = ["DatasetError", "RunOptions", "RunReport", "make_clip", "make_dataset
 
 CLIPS = "clips"
 SPEC_FILE = "dataset.yaml"
+RUN_FILE = "run.json"
+CLASSES_FILE = "classes.json"
 INDEX_FILE = "index.parquet"
 COCO_FILE = "coco.json"
 FAILURES_FILE = "failures.json"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".lock"
 
 
 class DatasetError(ValueError):
@@ -105,15 +117,45 @@ def complete_clips(out: str | Path) -> dict[int, Path]:
     return found
 
 
-def _clean_partials(out: Path) -> int:
+def incomplete_clips(out: str | Path) -> list[Path]:
+    """Clip folders under a final name without their summary (an interrupted copy, a
+    non-atomic rename on a network file system): redone by the next run."""
+    d = _clips_dir(Path(out))
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and p.name.isdigit() and not (p / SUMMARY_FILE).is_file())
+
+
+def _clean(out: Path) -> None:
+    """Removes what an interrupted run left: partial clip folders, incomplete clip folders
+    and temporary files of the top-level outputs. Only called while holding the lock."""
     d = _clips_dir(out)
-    n = 0
     if d.is_dir():
         for p in d.iterdir():
             if p.name.startswith(".") and ".partial" in p.name:
                 shutil.rmtree(p, ignore_errors=True)
-                n += 1
-    return n
+        for p in incomplete_clips(out):
+            shutil.rmtree(p, ignore_errors=True)
+    for p in out.glob(".*.partial*"):
+        p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """One run at a time per output folder (a second would delete the first's partial clips)."""
+    import fcntl
+
+    f = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetError(f"{out}: another `rendiff dataset` run is using this folder "
+                               "(wait for it to finish, or stop it)") from None
+        yield
+    finally:
+        f.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,7 +171,7 @@ def make_clip(spec: DatasetSpec, out: str | Path, index: int, *, generate: bool 
 
     import rendiff
 
-    from .sample import sample_clip
+    from .sample import dataset_categories, dataset_classes, sample_clip
     from .writers import write_clip
 
     out = Path(out)
@@ -151,7 +193,8 @@ def make_clip(spec: DatasetSpec, out: str | Path, index: int, *, generate: bool 
         tmp.mkdir(parents=True)
         name = f"{CLIPS}/{clip_name(index)}"
         row = write_clip(tmp, traj, layers, index=index, seed=draw.seed, params=draw.params,
-                         generated=video, amodal=amodal, name=name)
+                         generated=video, amodal=amodal, name=name,
+                         classes=dataset_classes(spec), categories=dataset_categories(spec))
         t4 = time.perf_counter()
         # timings vary run to run: kept out of the clip's files (byte-identical clips), returned
         stable = {k: v for k, v in row.items() if not k.startswith("time_")}
@@ -170,23 +213,36 @@ def make_clip(spec: DatasetSpec, out: str | Path, index: int, *, generate: bool 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _failure(spec: DatasetSpec, index: int, error: str, tb: list[str] | None = None) -> dict:
+    from .sample import clip_seed
+
+    return {"index": index, "seed": clip_seed(spec.seed, index), "error": error,
+            "traceback": tb or [], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
 def _clip_task(spec: DatasetSpec, out: str, index: int, generate: bool, model: str | None,
                device: str, amodal: bool) -> dict:
     """make_clip that never raises: a failure comes back as a dict with ``error``."""
+    marker = os.environ.get("RENDIFF_TEST_KILL_WORKER_AT")
+    if marker and index == 1 and not os.path.exists(marker):  # tests: a worker dies once
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
     try:
         return make_clip(spec, out, index, generate=generate, model=model, device=device,
                          amodal=amodal)
     except Exception as e:  # logged with its seed by the caller, never silently dropped
-        from .sample import clip_seed
-
         tb = traceback.format_exc().strip().splitlines()
-        return {"index": index, "seed": clip_seed(spec.seed, index),
-                "error": f"{type(e).__name__}: {e}", "traceback": tb[-6:]}
+        return _failure(spec, index, f"{type(e).__name__}: {e}", tb[-6:])
 
 
 def _worker_init() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    with contextlib.suppress(Exception):  # Linux: die with the parent, never linger
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     import torch
 
     torch.set_num_threads(1)
@@ -202,21 +258,68 @@ def _run_inprocess(task: Callable[[int], dict], todo: list[int]) -> Iterator[dic
 
 
 def _run_processes(args: tuple, todo: list[int], workers: int) -> Iterator[dict]:
+    """Local worker processes. A worker that dies (killed, out of memory) breaks the pool:
+    the clips it was running are retried once in a new pool, then logged as failed."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
-    # spawn, not fork: Warp, torch's OpenMP pool and Ray do not survive a fork
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                             initializer=_worker_init) as pool:
-        futures = [pool.submit(_clip_task, *args[:2], i, *args[2:]) for i in todo]
+    spec = args[0]
+    ctx = mp.get_context("spawn")  # Warp, torch's OpenMP pool and Ray do not survive a fork
+    pending = list(todo)
+    broken_once: set[int] = set()
+    while pending:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                   initializer=_worker_init)
+        futures = {pool.submit(_clip_task, spec, args[1], i, *args[2:]): i for i in pending}
+        retry: list[int] = []
         try:
-            for f in as_completed(futures):
-                yield f.result()
+            live = set(futures)
+            while live:
+                done, live = wait(live, return_when=FIRST_COMPLETED)
+                for f in done:
+                    i = futures[f]
+                    try:
+                        yield f.result()
+                    except BrokenProcessPool:
+                        if i in broken_once:
+                            yield _failure(spec, i, "worker process died twice while making "
+                                           "this clip (killed or out of memory)")
+                        else:
+                            broken_once.add(i)
+                            retry.append(i)
         except BaseException:
-            for f in futures:
-                f.cancel()
+            _terminate(pool)
             raise
+        pool.shutdown(wait=True, cancel_futures=True)
+        pending = sorted(retry)
+
+
+def _terminate(pool) -> None:
+    """Stops a process pool now: queued clips are cancelled, running workers terminated."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(timeout=5)
+
+
+def _probe_ray(address: str) -> None:
+    """Fails fast (one line) when a Ray address cannot be reached, instead of Ray's minutes of
+    retries."""
+    if address in ("local", "auto") or ":" not in address:
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"--ray-address {address}: cannot reach a Ray cluster there "
+                           f"({type(e).__name__}: {e})") from None
 
 
 def _run_ray(args: tuple, todo: list[int], address: str, workers: int) -> Iterator[dict]:
@@ -224,27 +327,42 @@ def _run_ray(args: tuple, todo: list[int], address: str, workers: int) -> Iterat
         import ray
     except ImportError as e:  # pragma: no cover - ray is a dependency
         raise DatasetError(f"--ray-address needs the 'ray' package: {e}") from None
+    spec = args[0]
     started = False
     if not ray.is_initialized():
+        env = {"env_vars": {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}}
         if address == "local":
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False, runtime_env={"env_vars": {
-                         "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}})
+                     configure_logging=False, runtime_env=env)
         else:
             try:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
+                ray.init(address=address, log_to_driver=False, configure_logging=False,
+                         runtime_env=env)
             except Exception as e:
                 raise DatasetError(f"--ray-address {address}: cannot connect to Ray: "
                                    f"{type(e).__name__}: {e}") from None
         started = True
+    refs: dict = {}
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(_clip_task)
-        spec_ref = ray.put(args[0])
-        pending = [remote.remote(spec_ref, args[1], i, *args[2:]) for i in todo]
+        # a lost worker or node is retried once (clips are deterministic); errors inside a
+        # clip come back as failure dicts and are not retried
+        remote = ray.remote(num_cpus=1, max_retries=1)(_clip_task)
+        spec_ref = ray.put(spec)
+        refs = {remote.remote(spec_ref, args[1], i, *args[2:]): i for i in todo}
+        pending = list(refs)
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            done, pending = ray.wait(pending, num_returns=min(len(pending), 16), timeout=1.0)
             for ref in done:
-                yield ray.get(ref)
+                try:
+                    yield ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    yield _failure(spec, refs[ref], f"Ray: {type(e).__name__}: "
+                                   f"{str(e).splitlines()[0] if str(e) else ''}")
+    except BaseException:
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
     finally:
         if started:
             ray.shutdown()
@@ -254,33 +372,99 @@ def _run_ray(args: tuple, todo: list[int], address: str, workers: int) -> Iterat
 # The run
 
 
-def _check_out(out: Path, spec: DatasetSpec) -> None:
-    """A folder that already holds a data set must have been made from the same spec."""
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _run_record(spec: DatasetSpec, options: RunOptions) -> dict:
+    """What decides a clip's content beyond the spec file itself."""
+    from importlib.metadata import version
+
+    rec = {"generate": options.generate, "model": options.model if options.generate else None,
+           "amodal": options.amodal, "rendiff": version("rendiff"), "base_sha256": None}
+    if spec.base is not None:
+        rec["base_sha256"] = _sha256(Path(spec.base))
+    return rec
+
+
+def _check_out(out: Path, spec: DatasetSpec, record: dict) -> None:
+    """A folder that already holds a data set must have been made from the same spec (and
+    base scene, options and rendiff version)."""
     from .spec import load_dataset_spec
 
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: exists and is not a folder")
     existing = out / SPEC_FILE
     if existing.exists():
         try:
             old = load_dataset_spec(existing)
         except Exception as e:
-            raise DatasetError(f"{existing}: not a rendiff data-set spec ({e}); "
-                               "choose another output folder") from None
+            raise DatasetError(f"{existing}: cannot be read back ({e}); was its base scene "
+                               "moved? Put it back, or use a new output folder") from None
         a, b = old.model_dump(mode="json"), spec.model_dump(mode="json")
-        a.pop("base", None)
-        b.pop("base", None)
         if a != b:
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             raise DatasetError(f"{out} holds a data set made from a different spec "
                                f"(differs in: {', '.join(diff)}); use a new output folder")
+        run = out / RUN_FILE
+        if run.is_file():
+            old_rec = json.loads(run.read_text())
+            diff = sorted(k for k in record if old_rec.get(k) != record[k])
+            if diff:
+                what = ", ".join(f"{k}: {old_rec.get(k)!r} then, {record[k]!r} now"
+                                 for k in diff)
+                raise DatasetError(f"{out}: clips there were made with other settings "
+                                   f"({what}); resume with the same ones or use a new folder")
     elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise DatasetError(f"{out} exists and is not a rendiff data set (no {SPEC_FILE}); "
                            "use a new or empty output folder")
 
 
+def _check_model(model: str | None) -> None:
+    """Checks the generation model once, before any clip is made."""
+    from rendiff.api import DEFAULT_MODEL_DIR, _check_model_folder
+
+    if model is None:
+        _check_model_folder(DEFAULT_MODEL_DIR)
+        return
+    from rendiff.conditioners.pretrained import find_spec, load_spec
+
+    setup = find_spec(model)
+    if setup is not None:
+        load_spec(setup)
+    else:
+        _check_model_folder(Path(model).expanduser())
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's preemption, ``timeout``) stops the run like Ctrl-C does: workers
+    are stopped and the index is written."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def make_dataset(spec: DatasetSpec, out: str | Path, options: RunOptions) -> RunReport:
     """Makes clips ``0 .. options.clips - 1`` of ``spec`` in ``out``, keeping the complete
-    ones already there; rewrites the index, the COCO file and the failure list."""
+    ones already there; rewrites the COCO file, the failure list and the index (which lists
+    every complete clip in ``out``)."""
     from tqdm.auto import tqdm
+
+    from .sample import dataset_categories, dataset_classes
 
     if options.clips < 1:
         raise DatasetError(f"--clips must be >= 1, got {options.clips}")
@@ -288,69 +472,91 @@ def make_dataset(spec: DatasetSpec, out: str | Path, options: RunOptions) -> Run
         raise DatasetError(f"--workers must be >= 1, got {options.workers}")
     if options.seed is not None:
         spec = spec.model_copy(update={"seed": options.seed})
-    out = Path(out)
-    _check_out(out, spec)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / SPEC_FILE, spec.to_yaml())
-    _clean_partials(out)
-    done = complete_clips(out)
-    todo = [i for i in range(options.clips) if i not in done]
-    report = RunReport(out=out, kept=sorted(i for i in done if i < options.clips))
-    args = (spec, str(out), options.generate, options.model, options.device, options.amodal)
+    if options.generate:
+        _check_model(options.model)
     if options.ray_address:
-        results: Iterable[dict] = _run_ray(args, todo, options.ray_address, options.workers)
-    elif options.workers > 1 and len(todo) > 1:
-        results = _run_processes(args, todo, options.workers)
-    else:
-        results = _run_inprocess(lambda i: _clip_task(spec, str(out), i, *args[2:]), todo)
+        _probe_ray(options.ray_address)
+    out = Path(out).resolve()  # workers (and Ray nodes) get an absolute path
+    record = _run_record(spec, options)
+    _check_out(out, spec, record)
+    out.mkdir(parents=True, exist_ok=True)
+    report = RunReport(out=out)
+    with _locked(out), _sigterm_as_interrupt():
+        write_text(out / SPEC_FILE, spec.to_yaml())
+        write_text(out / RUN_FILE, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        write_text(out / CLASSES_FILE, json.dumps(
+            {"semantic": dataset_classes(spec), "categories": dataset_categories(spec)},
+            indent=1) + "\n")
+        _clean(out)
+        done = complete_clips(out)
+        todo = [i for i in range(options.clips) if i not in done]
+        report.kept = sorted(i for i in done if i < options.clips)
+        args = (spec, str(out), options.generate, options.model, options.device,
+                options.amodal)
+        if options.ray_address:
+            results: Iterable[dict] = _run_ray(args, todo, options.ray_address,
+                                               options.workers)
+        elif options.workers > 1 and len(todo) > 1:
+            results = _run_processes(args, todo, options.workers)
+        else:
+            results = _run_inprocess(lambda i: _clip_task(spec, str(out), i, *args[2:]), todo)
 
-    t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="clip", desc=f"dataset {spec.name}",
-               disable=not options.progress or not todo, dynamic_ncols=True)
-    try:
-        for r in results:
-            if "error" in r:
-                report.failed.append(r)
-                msg = f"clip {r['index']} (seed {r['seed']}) failed: {r['error']}"
-                if options.progress:
-                    bar.write(msg)
+        t0 = time.perf_counter()
+        bar = tqdm(total=len(todo), unit="clip", desc=f"dataset {spec.name}",
+                   disable=not options.progress or not todo, dynamic_ncols=True)
+        try:
+            for r in results:
+                if "error" in r:
+                    report.failed.append(r)
+                    msg = f"clip {r['index']} (seed {r['seed']}) failed: {r['error']}"
+                    if options.progress:
+                        bar.write(f"rendiff: {msg}", file=sys.stderr)
+                    else:
+                        print(f"rendiff: {msg}", file=sys.stderr)
                 else:
-                    print(f"rendiff: {msg}", file=sys.stderr)
-            else:
-                report.made.append(r["index"])
-            bar.update(1)
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix_str(f"{60 * bar.n / max(elapsed, 1e-9):.1f} clips/min, "
-                                f"{len(report.failed)} failed")
-    finally:
-        bar.close()
-        report.seconds = time.perf_counter() - t0
-        _finish(out, spec, report)
+                    report.made.append(r["index"])
+                bar.update(1)
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix_str(f"{60 * bar.n / max(elapsed, 1e-9):.1f} clips/min, "
+                                    f"{len(report.failed)} failed")
+        finally:
+            bar.close()
+            report.seconds = time.perf_counter() - t0
+            _finish(out, spec, report, attempted=set(todo))
     return report
 
 
-def _finish(out: Path, spec: DatasetSpec, report: RunReport) -> None:
-    """Index, COCO file and failure list from the complete clips on disk."""
-    clips = complete_clips(out)
-    rows = [json.loads((p / SUMMARY_FILE).read_text()) for _, p in sorted(clips.items())]
-    write_index(out / INDEX_FILE, rows)
+def _finish(out: Path, spec: DatasetSpec, report: RunReport, attempted: set[int]) -> None:
+    """COCO file, failure list and, last, the index, from the complete clips on disk."""
     from .coco import merge_coco
 
-    cocos = []
-    for _, p in sorted(clips.items()):
+    clips = sorted(complete_clips(out).items())
+    cocos, keys = [], []
+    for i, p in clips:
         f = p / COCO_FILE
         if f.exists():
             cocos.append(json.loads(f.read_text()))
-    write_text(out / COCO_FILE, json.dumps(merge_coco(cocos), separators=(",", ":")))
-    failed = sorted(report.failed, key=lambda r: r["index"])
-    failed = [r for r in failed if r["index"] not in clips]
-    write_text(out / FAILURES_FILE, json.dumps({"spec": spec.name, "failed": failed},
-                                               indent=1) + "\n")
+            keys.append(i)
+    write_text(out / COCO_FILE, json.dumps(merge_coco(cocos, keys=keys), separators=(",", ":")))
+    # failures: this run's, plus earlier ones that were not retried and are still incomplete
+    done = {i for i, _ in clips}
+    old = []
+    if (out / FAILURES_FILE).is_file():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            old = json.loads((out / FAILURES_FILE).read_text())["failed"]
+    failed = {r["index"]: r for r in old if r["index"] not in attempted}
+    failed.update({r["index"]: r for r in report.failed})
+    failed = {i: r for i, r in failed.items() if i not in done}
+    write_text(out / FAILURES_FILE, json.dumps(
+        {"spec": spec.name, "failed": [failed[i] for i in sorted(failed)]}, indent=1) + "\n")
+    rows = [json.loads((p / SUMMARY_FILE).read_text()) for _, p in clips]
+    write_index(out / INDEX_FILE, rows, metadata={"coco_sha256": _sha256(out / COCO_FILE),
+                                                  "clips": str(len(rows))})
 
 
-def write_index(path: Path, rows: list[dict]) -> None:
+def write_index(path: Path, rows: list[dict], metadata: dict[str, str] | None = None) -> None:
     """One Parquet row per clip; keys missing from a row (parameters of another generator)
-    are null."""
+    are null; ``metadata`` goes into the file's schema metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -374,5 +580,8 @@ def write_index(path: Path, rows: list[dict]) -> None:
                       else json.dumps(v, sort_keys=True) for v in values]
         columns[k] = values
     table = pa.table(columns) if rows else pa.table({"index": pa.array([], pa.int64())})
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{
+            k.encode(): v.encode() for k, v in metadata.items()}})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

@@ -47,7 +47,7 @@ from rendiff.scenes.spec import (
 
 from .spec import RANDOMIZABLE, Choice, Const, DatasetSpec, Dist, Uniform
 
-__all__ = ["ClipDraw", "clip_seed", "sample_clip"]
+__all__ = ["ClipDraw", "clip_seed", "dataset_categories", "dataset_classes", "sample_clip"]
 
 Param = float | int | str | bool
 
@@ -450,6 +450,46 @@ def _from_base(spec: DatasetSpec, d: _Draws) -> Scene:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+# every entity label a generator can draw, by family (ground first)
+_FAMILY_LABELS = {
+    "falling_objects": ("sphere", "box", "capsule", "cylinder"),
+    "walking_human": ("box",),  # props; the person's pixels carry the 24 body-part ids
+    "dynamic_gaussians": ("gaussians",),
+}
+
+
+def dataset_classes(spec: DatasetSpec) -> list[str]:
+    """The data set's semantic class table (id = index + 1), fixed before any clip is drawn so
+    that an id means the same class in every clip and every data set from the same spec
+    family: the 24 SMPL body parts (ids 1-24, as in every render), ``ground``, then the labels
+    the spec's scene families can draw, then a base scene's labels in scene order."""
+    from rendiff.engine.body import SMPL_JOINT_NAMES
+
+    names = [f"body/{p}" for p in SMPL_JOINT_NAMES] + ["ground"]
+    extra: list[str] = []
+    for kind in spec.kinds:
+        if kind == "base":
+            base = _load_base(spec.base, Path(spec.base).stat().st_mtime_ns)
+            extra += [e.semantic_label for e in base.entities if not isinstance(e.geometry,
+                                                                               Human)]
+        else:
+            extra += list(_FAMILY_LABELS[kind])
+    for label in extra:
+        if label not in names:
+            names.append(label)
+    return names
+
+
+def dataset_categories(spec: DatasetSpec) -> list[str]:
+    """The data set's COCO category table (id = index + 1): ``person`` when people can occur,
+    then every other thing class (no body parts, no ground)."""
+    people = "walking_human" in spec.kinds or (
+        "base" in spec.kinds and any(isinstance(e.geometry, Human) for e in _load_base(
+            spec.base, Path(spec.base).stat().st_mtime_ns).entities))
+    things = [c for c in dataset_classes(spec) if not c.startswith("body/") and c != "ground"]
+    return (["person"] if people else []) + things
 
 
 def sample_clip(spec: DatasetSpec, index: int) -> ClipDraw:

@@ -7,7 +7,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runner import COCO_FILE, INDEX_FILE, SPEC_FILE, DatasetError, complete_clips
+from .runner import (
+    COCO_FILE,
+    INDEX_FILE,
+    SPEC_FILE,
+    DatasetError,
+    _sha256,
+    complete_clips,
+    incomplete_clips,
+)
 from .writers import verify_clip
 
 __all__ = ["VerifyReport", "verify_dataset"]
@@ -44,6 +52,15 @@ def verify_dataset(out: str | Path, progress: bool = False) -> VerifyReport:
     table = pq.read_table(index_path).to_pylist()
     listed = {int(r["index"]): r for r in table if r.get("index") is not None}
     on_disk = complete_clips(out)
+    for p in incomplete_clips(out):
+        report.problems.append(f"{p}: incomplete clip (no summary.json); the next run of the "
+                               "same command redoes it")
+    meta = pq.read_schema(index_path).metadata or {}
+    want = meta.get(b"coco_sha256", b"").decode()
+    coco = out / COCO_FILE
+    if coco.is_file() and want and _sha256(coco) != want:
+        report.problems.append(f"{coco}: does not match {INDEX_FILE} (written by another "
+                               "run, or damaged); re-run the same command to rebuild it")
     for i in sorted(set(on_disk) - set(listed)):
         report.problems.append(f"{on_disk[i]}: complete clip not in {INDEX_FILE} "
                                "(re-run the same command to rebuild the index)")

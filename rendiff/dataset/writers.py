@@ -38,6 +38,7 @@ import json
 import sys
 import time
 import zipfile
+from collections.abc import Iterable
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -184,6 +185,8 @@ def write_clip(
     generated: torch.Tensor | np.ndarray | None = None,
     amodal: bool = True,
     name: str | None = None,
+    classes: list[str] | None = None,
+    categories: list[str] | None = None,
 ) -> dict:
     """Writes one annotated clip into ``clip_dir`` (layout in the module docstring).
 
@@ -199,6 +202,10 @@ def write_clip(
         amodal: compute amodal masks and visible fractions (see ``clip_annotations``).
         name: the clip folder relative to the data-set root, used in coco.json file names;
             default ``clips/<index:06d>``.
+        classes: a data-set-wide semantic class table (id = index + 1); the clip's own ids
+            (``layers.semantic_classes``) are remapped to it, so an id means the same class in
+            every clip. Default: the clip's own table.
+        categories: a data-set-wide COCO category table (id = index + 1), see ``clip_coco``.
     Returns:
         A flat summary row for the data-set index: index, seed, name, scene, frames, fps,
         width, height, entity counts, visibility, depth range, bytes, timings (seconds), and
@@ -221,9 +228,27 @@ def write_clip(
     clip_dir.mkdir(parents=True, exist_ok=True)
     (clip_dir / "metadata.json").unlink(missing_ok=True)
 
+    sem = _ids_u16(layers[Layer.SEMANTIC].detach().cpu().numpy(), "semantic")
+    semantic_classes = list(layers.semantic_classes)
+    lut = None
+    if classes is not None:
+        missing = [c for c in semantic_classes if c not in classes]
+        if missing:
+            raise ValueError(f"write_clip: semantic classes {missing} are not in the data set's "
+                             f"class table {classes}")
+        lut = np.array([0] + [classes.index(c) + 1 for c in semantic_classes], np.uint16)
+        if int(sem.max(initial=0)) >= len(lut):
+            raise ValueError(f"write_clip: semantic id {int(sem.max())} has no class name")
+        sem = lut[sem]
+        semantic_classes = list(classes)
     t_ann = time.perf_counter()
     ann = clip_annotations(traj, layers, amodal=amodal)
     t_ann = time.perf_counter() - t_ann
+    if lut is not None:
+        ann["semantic_classes"] = semantic_classes
+        for e in ann["entities"]:
+            if e["semantic_id"] is not None:
+                e["semantic_id"] = int(lut[e["semantic_id"]])
 
     files: dict[str, dict] = {}
 
@@ -238,7 +263,6 @@ def write_clip(
     depth_mm = _depth_mm(depth)
     normal = _normal_u8(np_layers[Layer.NORMAL])
     inst = _ids_u16(np_layers[Layer.INSTANCE], "instance")
-    sem = _ids_u16(np_layers[Layer.SEMANTIC], "semantic")
     # optional layers, written when rendered (the default model trains on them)
     extra: dict[str, np.ndarray] = {}
     if Layer.ALBEDO in layers:
@@ -267,7 +291,7 @@ def write_clip(
                                      width=100).encode("utf-8"))
     put("annotations.json", _json(ann))
     put("cameras.json", _json(ann["cameras"], indent=1))
-    put("coco.json", _json(clip_coco(name, layers, ann)))
+    put("coco.json", _json(clip_coco(name, layers, ann, categories=categories)))
 
     meta = {
         "format": CLIP_FORMAT,
@@ -281,7 +305,7 @@ def write_clip(
         "width": W,
         "height": H,
         "entities": list(layers.entity_names),
-        "semantic_classes": list(layers.semantic_classes),
+        "semantic_classes": semantic_classes,
         "scene": scene_dict,
         "versions": _versions(),
         "file_docs": FILE_DOCS,
@@ -310,10 +334,10 @@ def write_clip(
         "n_entities": len(geoms),
         "n_objects": sum(not isinstance(g, Human | Plane) for g in geoms),
         "n_humans": sum(isinstance(g, Human) for g in geoms),
-        "visible_fraction_mean": float(np.mean(fractions)) if fractions else float("nan"),
-        "visible_fraction_min": float(np.min(fractions)) if fractions else float("nan"),
-        "depth_min_m": float(finite.min()) if finite.size else float("nan"),
-        "depth_max_m": float(finite.max()) if finite.size else float("nan"),
+        "visible_fraction_mean": float(np.mean(fractions)) if fractions else None,
+        "visible_fraction_min": float(np.min(fractions)) if fractions else None,
+        "depth_min_m": float(finite.min()) if finite.size else None,
+        "depth_max_m": float(finite.max()) if finite.size else None,
         "bytes": sum(f["bytes"] for f in files.values()) + len(meta_bytes),
         "time_simulate_s": float(traj.timings.get("simulate", float("nan"))),
         "time_render_s": float(traj.timings.get("render", float("nan"))),
@@ -346,16 +370,18 @@ def verify_clip(clip_dir: str | Path) -> list[str]:
             problems.append(f"{path}: {len(data)} bytes, metadata says {rec['bytes']}")
         elif hashlib.sha256(data).hexdigest() != rec["sha256"]:
             problems.append(f"{path}: sha256 differs from metadata")
-    present = {p.relative_to(clip_dir).as_posix() for p in clip_dir.rglob("*") if p.is_file()}
+    # dot files (.DS_Store, .nfsXXXX) are the file system's, not the clip's
+    present = {p.relative_to(clip_dir).as_posix() for p in clip_dir.rglob("*")
+               if p.is_file() and not p.name.startswith(".")}
     # summary.json: the data-set runner's index row, written after metadata.json
     for rel in sorted(present - set(listed) - {"metadata.json", "summary.json"}):
         problems.append(f"{clip_dir / rel}: not listed in metadata.json")
     return problems
 
 
-def _read_png_stack(folder: Path, frames: int) -> np.ndarray:
+def _read_png_stack(folder: Path, frames: range | int) -> np.ndarray:
     out = []
-    for k in range(frames):
+    for k in (range(frames) if isinstance(frames, int) else frames):
         path = folder / f"{k:05d}.png"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing frame {k}")
@@ -364,7 +390,13 @@ def _read_png_stack(folder: Path, frames: int) -> np.ndarray:
     return np.stack(out)
 
 
-def read_clip(clip_dir: str | Path) -> dict:
+READABLE = ("rgb", "generated", "depth", "depth_mm", "normal", "instance", "semantic",
+            "albedo", "shading", "pose", "flow", "flow_backward", "annotations", "cameras",
+            "coco")
+
+
+def read_clip(clip_dir: str | Path, keys: Iterable[str] | None = None,
+              frames: slice | None = None) -> dict:
     """Loads a clip written by :func:`write_clip`.
 
     Returns:
@@ -374,7 +406,8 @@ def read_clip(clip_dir: str | Path) -> dict:
         ``instance`` and ``semantic`` int32 [T, H, W], ``flow`` and ``flow_backward`` float32
         [T, H, W, 2]; when they were written, ``albedo`` and ``pose`` uint8 [T, H, W, 3] and
         ``shading`` float32 [T, H, W]; and the parsed ``annotations``, ``cameras``, ``coco``,
-        ``metadata``.
+        ``metadata``. ``keys`` picks a subset (see ``READABLE``; ``metadata`` always comes) and
+        ``frames`` a slice of frames, so a training loader reads only what it uses.
     """
     clip_dir = Path(clip_dir)
     meta_path = clip_dir / "metadata.json"
@@ -386,33 +419,43 @@ def read_clip(clip_dir: str | Path) -> dict:
     def load_json(rel: str):
         return json.loads((clip_dir / rel).read_text(encoding="utf-8"))
 
-    with np.load(clip_dir / "depth.npz") as z:
-        depth = z["depth"]
-    with np.load(clip_dir / "flow.npz") as z:
-        flow, flow_b = z["forward"], z["backward"]
-    normal_u8 = _read_png_stack(clip_dir / "normal", T)
-    empty = ~np.any(normal_u8 != 0, axis=-1, keepdims=True)
-    normal = np.where(empty, 0.0, normal_u8.astype(np.float32) / 255.0 * 2.0 - 1.0)
-    gen_dir = clip_dir / "generated"
-    optional = {}
-    for key in ("albedo", "shading", "pose"):
-        if (clip_dir / key).is_dir():
-            optional[key] = _read_png_stack(clip_dir / key, T)
-    if "shading" in optional:
-        optional["shading"] = optional["shading"].astype(np.float32) / SHADING_SCALE
-    return {
-        **optional,
-        "rgb": _read_png_stack(clip_dir / "rgb", T),
-        "generated": _read_png_stack(gen_dir, T) if gen_dir.is_dir() else None,
-        "depth": depth,
-        "depth_mm": _read_png_stack(clip_dir / "depth", T),
-        "normal": normal.astype(np.float32),
-        "instance": _read_png_stack(clip_dir / "instance", T).astype(np.int32),
-        "semantic": _read_png_stack(clip_dir / "semantic", T).astype(np.int32),
-        "flow": flow,
-        "flow_backward": flow_b,
-        "annotations": load_json("annotations.json"),
-        "cameras": load_json("cameras.json"),
-        "coco": load_json("coco.json"),
-        "metadata": meta,
-    }
+    want = READABLE if keys is None else tuple(keys)
+    bad = [k for k in want if k not in READABLE]
+    if bad:
+        raise ValueError(f"read_clip: unknown keys {bad}; expected some of {list(READABLE)}")
+    span = range(T) if frames is None else range(T)[frames]
+    sl = slice(span.start, span.stop, span.step) if len(span) else slice(0, 0)
+    out: dict = {"metadata": meta}
+    if "depth" in want:
+        with np.load(clip_dir / "depth.npz") as z:
+            out["depth"] = z["depth"][sl]
+    if "flow" in want or "flow_backward" in want:
+        with np.load(clip_dir / "flow.npz") as z:
+            if "flow" in want:
+                out["flow"] = z["forward"][sl]
+            if "flow_backward" in want:
+                out["flow_backward"] = z["backward"][sl]
+    if "normal" in want:
+        normal_u8 = _read_png_stack(clip_dir / "normal", span)
+        empty = ~np.any(normal_u8 != 0, axis=-1, keepdims=True)
+        out["normal"] = np.where(empty, 0.0, normal_u8.astype(np.float32) / 255.0 * 2.0
+                                 - 1.0).astype(np.float32)
+    for key, folder in (("rgb", "rgb"), ("depth_mm", "depth"), ("generated", "generated"),
+                        ("albedo", "albedo"), ("pose", "pose"), ("shading", "shading"),
+                        ("instance", "instance"), ("semantic", "semantic")):
+        if key not in want:
+            continue
+        if key in ("generated", "albedo", "pose", "shading") and not (clip_dir / folder).is_dir():
+            if key == "generated":
+                out[key] = None
+            continue
+        a = _read_png_stack(clip_dir / folder, span)
+        if key in ("instance", "semantic"):
+            a = a.astype(np.int32)
+        elif key == "shading":
+            a = a.astype(np.float32) / SHADING_SCALE
+        out[key] = a
+    for key in ("annotations", "cameras", "coco"):
+        if key in want:
+            out[key] = load_json(f"{key}.json")
+    return out
