@@ -22,6 +22,9 @@ from rendiff.kernels.encodings import (
 
 __all__ = ["CONTROL_LAYERS", "control_image", "control_images"]
 
+#: Smallest flow magnitude (pixels) that the flow control image shows at full saturation.
+FLOW_MIN_NORM = 1.0
+
 #: Layers that can condition generation (the RGB render is the target, not a control).
 CONTROL_LAYERS = (Layer.DEPTH, Layer.NORMAL, Layer.SEMANTIC, Layer.INSTANCE, Layer.POSE,
                   Layer.SHADING, Layer.ALBEDO, Layer.FLOW, Layer.ALPHA)
@@ -40,7 +43,10 @@ def control_image(layer: Layer | str, data: Tensor) -> Tensor:
     if layer in (Layer.SEMANTIC, Layer.INSTANCE):
         return ids_to_color(data)
     if layer in (Layer.FLOW, Layer.FLOW_BACKWARD):
-        return flow_to_color(data)
+        # a floor on the normaliser: a static clip stays white instead of blowing float
+        # noise (~1e-4 px) up to full colour
+        peak = float(data.norm(dim=-1).max()) if data.numel() else 0.0
+        return flow_to_color(data, max_norm=max(peak, FLOW_MIN_NORM))
     if layer in (Layer.SHADING, Layer.ALPHA):
         return shading_to_control(data)
     if layer in (Layer.RGB, Layer.ALBEDO, Layer.POSE):

@@ -5,6 +5,15 @@ counter-clockwise seen from outside, so the right-hand rule gives the outward no
 surfaces carry smooth vertex normals (the analytic normal of the shape at each vertex); the box
 keeps separate vertices per face so that its normals stay sharp. The mesh rasterizer
 (`rendiff.kernels.mesh_raster`) consumes these directly.
+
+Texture coordinates are stored per face corner (`TriMesh.uvs`, [F, 3, 2], as an OBJ file's `vt`
+indices do), so a seam needs no duplicated vertices and the geometry is the same with or without
+them. Conventions (u, v with v up, the OBJ one; each chart is unmirrored seen from outside):
+plane: metres from the (-x, -y) corner; box: 0..1 across each face, v along +Z on the sides and u
+along +X on top and bottom; sphere: equirectangular, u = azimuth / 2 pi + 0.5, v = latitude / pi
++ 0.5; cylinder: u = azimuth / 2 pi + 0.5, v = 0..1 bottom to top on the side, planar 0..1 on the
+caps; capsule: cylindrical over its whole length. Where a face crosses the u = 0 / 1 seam its
+corners continue past 1 (textures repeat), and a pole corner takes the mean u of the other two.
 """
 
 from __future__ import annotations
@@ -37,11 +46,13 @@ class TriMesh:
         verts: Tensor    # [V, 3] float32 vertex positions
         faces: Tensor    # [F, 3] int64 vertex indices, counter-clockwise seen from outside
         normals: Tensor  # [V, 3] float32 unit vertex normals
+        uvs: Tensor | None  # [F, 3, 2] float32 texture coordinates per face corner, or None
     """
 
     verts: Tensor
     faces: Tensor
     normals: Tensor
+    uvs: Tensor | None = None
 
     def transformed(self, R: Tensor, t: Tensor) -> TriMesh:
         """The mesh moved by the rigid transform x -> R x + t.
@@ -52,15 +63,30 @@ class TriMesh:
         """
         R = torch.as_tensor(R, dtype=torch.float32, device=self.verts.device)
         t = torch.as_tensor(t, dtype=torch.float32, device=self.verts.device)
-        return TriMesh(self.verts @ R.T + t, self.faces, self.normals @ R.T)
+        return TriMesh(self.verts @ R.T + t, self.faces, self.normals @ R.T, self.uvs)
 
 
-def _mesh(verts: Tensor, faces: Tensor, normals: Tensor) -> TriMesh:
+def _mesh(verts: Tensor, faces: Tensor, normals: Tensor, uvs: Tensor | None = None) -> TriMesh:
     return TriMesh(
         verts.to(torch.float32).contiguous(),
         faces.to(torch.int64).contiguous(),
         normals.to(torch.float32).contiguous(),
+        None if uvs is None else uvs.to(torch.float32).contiguous(),
     )
+
+
+def _azimuth_u(corners: Tensor) -> Tensor:
+    """u = azimuth / 2 pi + 0.5 per face corner [F, 3] of corner positions [F, 3, 3], continued
+    past 1 where a face crosses the seam; a corner on the Z axis takes the others' mean."""
+    x, y = corners[..., 0], corners[..., 1]
+    on_axis = x * x + y * y < 1e-12 * (corners * corners).sum(-1).clamp_min(1e-30)
+    u = torch.atan2(y, x) / (2 * math.pi) + 0.5
+    big = torch.where(on_axis, -math.inf, u).amax(1, keepdim=True)
+    small = torch.where(on_axis, math.inf, u).amin(1, keepdim=True)
+    u = torch.where((big - small > 0.5) & (u < 0.5), u + 1.0, u)
+    keep = (~on_axis).to(u.dtype)
+    mean = (u * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True).clamp_min(1)
+    return torch.where(on_axis, mean, u)
 
 
 def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
@@ -115,7 +141,10 @@ def sphere(radius: float, subdivisions: int = 3) -> TriMesh:
         corners = [(a, m[0], m[2]), (b, m[1], m[0]), (c, m[2], m[1]), (m[0], m[1], m[2])]
         faces = torch.cat([torch.stack(corner, 1) for corner in corners])
         verts = torch.cat([verts, mids])
-    return _mesh(verts * radius, faces, verts)
+    corners = verts[faces]
+    v = torch.asin(corners[..., 2].clamp(-1.0, 1.0)) / math.pi + 0.5
+    uvs = torch.stack([_azimuth_u(corners), v], -1)
+    return _mesh(verts * radius, faces, verts, uvs)
 
 
 def box(half_extents: tuple[float, float, float] | Tensor) -> TriMesh:
@@ -141,7 +170,17 @@ def box(half_extents: tuple[float, float, float] | Tensor) -> TriMesh:
             verts.extend(corners)
             normals.extend([n] * 4)
             faces.extend([(base, base + 1, base + 2), (base, base + 2, base + 3)])
-    return _mesh(torch.stack(verts), torch.tensor(faces), torch.stack(normals))
+    verts_t, faces_t, normals_t = torch.stack(verts), torch.tensor(faces), torch.stack(normals)
+    # Per face, v along +Z on the sides and +Y on top (-Y under the bottom), u = v x n.
+    n = normals_t[faces_t[:, 0]]  # [F, 3]
+    side = n[:, 2].abs() < 0.5
+    up = torch.where(side[:, None], torch.tensor([0.0, 0.0, 1.0]),
+                     torch.tensor([0.0, 1.0, 0.0]) * n[:, 2:3])
+    right = torch.linalg.cross(up, n)
+    corners = verts_t[faces_t]  # [F, 3, 3]
+    uvs = torch.stack([(corners @ right[:, :, None])[..., 0] / (2 * (right.abs() @ h))[:, None],
+                       (corners @ up[:, :, None])[..., 0] / (2 * (up.abs() @ h))[:, None]], -1)
+    return _mesh(verts_t, faces_t, normals_t, uvs + 0.5)
 
 
 def _revolve(profile: list[tuple[float, float, float, float]], segments: int) -> TriMesh:
@@ -189,7 +228,15 @@ def cylinder(radius: float, half_height: float, segments: int = 32) -> TriMesh:
         _revolve([(h, r, 0.0, 1.0), (-h, r, 0.0, 1.0)], segments),
         _revolve([(-h, r, -1.0, 0.0), (-h, 0.0, -1.0, 0.0)], segments),
     ]
-    return _concat(parts)
+    m = _concat(parts)
+    corners = m.verts[m.faces]  # [F, 3, 3]
+    nz = m.normals[m.faces[:, 0], 2]  # +1 top cap, -1 bottom cap, 0 side
+    cap = nz.abs() > 0.5
+    # Caps: planar, seen from outside (v along +Y on top, -Y underneath); side: cylindrical.
+    cap_uv = torch.stack([corners[..., 0], corners[..., 1] * nz[:, None]], -1) / (2 * r) + 0.5
+    side_uv = torch.stack([_azimuth_u(corners), (corners[..., 2] + h) / (2 * h)], -1)
+    m.uvs = torch.where(cap[:, None, None], cap_uv, side_uv).contiguous()
+    return m
 
 
 def capsule(radius: float, half_height: float, segments: int = 24, rings: int = 8) -> TriMesh:
@@ -208,7 +255,11 @@ def capsule(radius: float, half_height: float, segments: int = 24, rings: int = 
         profile.append((-h + r * math.cos(phi), r * math.sin(phi), math.cos(phi), math.sin(phi)))
     profile[0] = (h + r, 0.0, 1.0, 0.0)  # exact poles: sin(pi) is not exactly 0 in floats
     profile[-1] = (-h - r, 0.0, -1.0, 0.0)
-    return _revolve(profile, segments)
+    m = _revolve(profile, segments)
+    corners = m.verts[m.faces]
+    m.uvs = torch.stack([_azimuth_u(corners), (corners[..., 2] + h + r) / (2 * (h + r))],
+                        -1).contiguous()
+    return m
 
 
 def plane(size_x: float, size_y: float) -> TriMesh:
@@ -220,17 +271,21 @@ def plane(size_x: float, size_y: float) -> TriMesh:
     verts = torch.tensor([[-hx, -hy, 0.0], [hx, -hy, 0.0], [hx, hy, 0.0], [-hx, hy, 0.0]])
     faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
     normals = torch.tensor([[0.0, 0.0, 1.0]]).expand(4, 3)
-    return _mesh(verts, faces, normals)
+    return _mesh(verts, faces, normals, verts[faces][..., :2] + torch.tensor([hx, hy]))
 
 
 def _concat(meshes: list[TriMesh]) -> TriMesh:
     offsets = [0]
     for m in meshes[:-1]:
         offsets.append(offsets[-1] + m.verts.shape[0])
+    uvs = None
+    if all(m.uvs is not None for m in meshes):
+        uvs = torch.cat([m.uvs for m in meshes])  # type: ignore[misc]
     return TriMesh(
         torch.cat([m.verts for m in meshes]),
         torch.cat([m.faces + o for m, o in zip(meshes, offsets, strict=True)]),
         torch.cat([m.normals for m in meshes]),
+        uvs,
     )
 
 
@@ -238,7 +293,8 @@ def load_mesh(path: str | Path) -> TriMesh:
     """Read a triangle mesh (.obj, .ply, .stl, or anything else Open3D reads).
 
     Vertex normals come from the file when it has them, otherwise they are computed with
-    `vertex_normals`.
+    `vertex_normals`. Texture coordinates come from the file when it has them (an OBJ's `vt`,
+    as Open3D reads them: per face corner, v up), else `uvs` is None.
 
     Raises:
         ValueError: the file does not exist, or it holds no triangles.
@@ -259,4 +315,7 @@ def load_mesh(path: str | Path) -> TriMesh:
         )
     else:
         normals = vertex_normals(verts, faces)
-    return _mesh(verts, faces, normals)
+    uvs = None
+    if mesh.has_triangle_uvs() and len(mesh.triangle_uvs) == 3 * len(mesh.triangles):
+        uvs = torch.from_numpy(np.asarray(mesh.triangle_uvs)).reshape(-1, 3, 2)
+    return _mesh(verts, faces, normals, uvs)

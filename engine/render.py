@@ -4,6 +4,9 @@ Per frame, every triangle mesh of the scene is rasterized in one pass (depth, fa
 barycentrics) and every Gaussian cloud is splatted in one pass; the two are composited by depth.
 Attributes (albedo, material, ids, screen-space motion) ride along as per-vertex or per-Gaussian
 channels, so one rasterization yields every layer. Shading then lights the composited surface.
+Textured meshes take their albedo from UVs interpolated with the same perspective-correct
+barycentrics (:mod:`.textures`); lights are evaluated per frame (keyframes, lights carried by
+entities: :mod:`.lighting`), and so are the shadow maps.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from rendiff.scenes.spec import Ambient, Directional, Environment, Point, Scene,
 
 from .camera import CameraFrames
 from .layers import Layer, Layers
+from .lighting import frame_trajectory
 from .simulate import Trajectory
+from .textures import scene_textures
 
 __all__ = ["render", "lights_in_camera"]
 
@@ -214,6 +219,7 @@ def render(
         from .shadows import scene_shadow_visibility
 
         shadow_fn = scene_shadow_visibility
+    textures = scene_textures(traj)
 
     bar = tqdm(range(T), desc="render", unit="frame", disable=not progress, leave=False)
     for k in bar:
@@ -245,6 +251,8 @@ def render(
             normal = torch.where(hit[..., None],
                                  _to_camera_normals(chans[..., 5:8], viewmat, pts), normal)
             albedo = torch.where(hit[..., None], chans[..., 0:3], albedo)
+            if textures is not None:
+                albedo = textures.apply(albedo, frags, hit, verts, faces, viewmat, K)
             spec = torch.where(hit, chans[..., 3], spec)
             rough = torch.where(hit, chans[..., 4], rough)
             inst = torch.where(hit, attrs[vid, 5].round().int(), inst)
@@ -260,12 +268,14 @@ def render(
             prv = torch.cat([g.means[max(k - 1, 0)] for g in gs])
             gfwd, gbwd = _screen_motion(cams, k, means, nxt, prv)
             ids_per = torch.cat([torch.full((g.means.shape[1],), g.instance_id) for g in gs])
-            sem_per = torch.cat([torch.full((g.means.shape[1],), g.semantic_id) for g in gs])
+            sem_per = torch.cat([  # per-Gaussian body-part labels of avatars, else the cloud's
+                g.part_labels.int() if getattr(g, "part_labels", None) is not None
+                else torch.full((g.means.shape[1],), g.semantic_id) for g in gs])
             mat = torch.cat([torch.tensor([[g.specular, g.roughness]]).expand(g.means.shape[1], 2)
                              for g in gs])
             feats = torch.cat([gfwd, gbwd, mat], 1)
             gr = rasterize_gaussians(
-                means, torch.cat([g.quats[k] for g in gs]), torch.cat([g.scales for g in gs]),
+                means, torch.cat([g.quats[k] for g in gs]), torch.cat([g.scales_at(k) for g in gs]),
                 torch.cat([g.opacities for g in gs]), torch.cat([g.colors[k] for g in gs]),
                 viewmat, K, W, H, features=feats, near=cams.near, far=cams.far,
             )
@@ -291,10 +301,12 @@ def render(
 
         hit = torch.isfinite(depth)
         pts = _backproject(depth, K)
-        lights = lights_in_camera(scene, viewmat)
+        # Animated lights: this frame's lights, for shading and for the shadow maps.
+        now = frame_trajectory(traj, k)
+        lights = lights_in_camera(now.scene, viewmat)
         vis = None
         if shadow_fn is not None and bool(hit.any()):
-            vis = shadow_fn(traj, k, pts, hit)
+            vis = shadow_fn(now, k, pts, hit)
         sh = shade(pts, normal, albedo, lights, specular=spec, roughness=rough, visibility=vis,
                    mask=hit)
         a3 = alpha[..., None]

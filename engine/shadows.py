@@ -130,7 +130,7 @@ def _caster_bounds(traj: Trajectory, k: int) -> tuple[Tensor, Tensor] | None:
             hi.append(m.vertices[k].amax(0))
     for g in traj.gaussians:
         if g.means.shape[1]:
-            reach = _EXTENT_SIGMAS * g.scales.amax(1, keepdim=True)
+            reach = _EXTENT_SIGMAS * g.scales_at(k).amax(1, keepdim=True)
             lo.append((g.means[k] - reach).amin(0))
             hi.append((g.means[k] + reach).amax(0))
     if not lo:
@@ -152,7 +152,7 @@ def _scene_depth_fn(traj: Trajectory, k: int) -> DepthFn | None:
     if clouds:
         fns.append(gaussian_depth_fn(
             torch.cat([g.means[k] for g in clouds]), torch.cat([g.quats[k] for g in clouds]),
-            torch.cat([g.scales for g in clouds]), torch.cat([g.opacities for g in clouds]),
+            torch.cat([g.scales_at(k) for g in clouds]), torch.cat([g.opacities for g in clouds]),
         ))  # fmt: skip
     if not fns:
         return None

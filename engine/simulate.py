@@ -22,6 +22,7 @@ from rendiff.scenes.spec import (
     AmassMotion,
     Box,
     Capsule,
+    Cloth,
     Cylinder,
     Deformation,
     Entity,
@@ -83,6 +84,13 @@ class GaussianTrack:
     colors: Tensor  # [T, N, 3] RGB in [0, 1]
     specular: float
     roughness: float
+    part_labels: Tensor | None = None  # [N] semantic ids per Gaussian (an avatar's SMPL parts)
+    frame_scales: Tensor | None = None  # [T, N, 3] per-frame scales of a deforming cloud (MPM:
+    # the singular values of F R S), else None and ``scales`` hold at every frame
+
+    def scales_at(self, k: int) -> Tensor:
+        """Standard deviations [N, 3] of the Gaussians at frame k."""
+        return self.scales if self.frame_scales is None else self.frame_scales[k]
 
 
 @dataclass
@@ -133,6 +141,8 @@ class Trajectory:
     semantic_classes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     robots: list[RobotTrack] = field(default_factory=list)
+    deformables: dict = field(default_factory=dict)  # entity name -> ClothTrajectory or
+    # MPMTrajectory (rendiff.engine.deformables): cloth vertex and MPM particle states per frame
 
     @property
     def frames(self) -> int:
@@ -207,44 +217,58 @@ def _robot_desc(e: Entity):
         restitution=e.material.restitution, self_collisions=g.self_collisions)
 
 
+def _ground_entity(scene: Scene) -> Entity | None:
+    """The first static plane facing +Z: physics' infinite ground."""
+    for e in scene.entities:
+        if isinstance(e.geometry, Plane) and not e.dynamic:
+            up = quat_to_matrix(torch.tensor(e.pose.rotation, dtype=torch.float32))[:, 2]
+            if float(up[2]) > 0.999:
+                return e
+    return None
+
+
+def _is_body(e: Entity, ground: Entity | None) -> bool:
+    """Whether an entity is a rigid body (dynamic, or a static collider) for physics."""
+    return e is not ground and not (isinstance(e.geometry, Human | Gaussians | Plane | Robot
+                                               | Cloth) or e.animation is not None)
+
+
+def _body_desc(e: Entity):
+    """A rigid entity as a :class:`rendiff.engine.physics.RigidBodyDesc`."""
+    from .physics import RigidBodyDesc
+
+    g = e.geometry
+    desc = dict(name=e.name, position=e.pose.position, quat=e.pose.rotation,
+                linear_velocity=e.velocity, angular_velocity=e.angular_velocity,
+                density=e.material.density, mass=e.material.mass,
+                friction=e.material.friction, restitution=e.material.restitution,
+                static=not e.dynamic)
+    if isinstance(g, Sphere):
+        desc.update(shape="sphere", radius=g.radius)
+    elif isinstance(g, Box):
+        desc.update(shape="box", half_extents=tuple(s / 2 for s in g.size))
+    elif isinstance(g, Capsule):
+        desc.update(shape="capsule", radius=g.radius, half_height=g.length / 2)
+    elif isinstance(g, Cylinder):
+        desc.update(shape="cylinder", radius=g.radius, half_height=g.height / 2)
+    elif isinstance(g, Mesh):
+        m = _local_mesh(g)
+        desc.update(shape="mesh", mesh_verts=m.verts.numpy(), mesh_faces=m.faces.numpy())
+    return RigidBodyDesc(**desc)
+
+
 def _physics(scene: Scene, times: Tensor, progress: bool) -> tuple[dict[str, RigidTrack], list,
                                                                    dict]:
     """Runs Newton on every dynamic entity and robot, with static primitives as colliders.
     Returns root tracks by entity name, contact events and robot trajectories by name."""
-    from .physics import PhysicsSettings, RigidBodyDesc, simulate_rigid
+    from .physics import PhysicsSettings, simulate_rigid
 
     robots = [_robot_desc(e) for e in scene.entities if isinstance(e.geometry, Robot)]
     dynamic = [e for e in scene.entities if e.dynamic]
     if not dynamic and not robots:
         return {}, [], {}
-    bodies = []
-    ground = None
-    for e in scene.entities:
-        g = e.geometry
-        if isinstance(g, Plane) and not e.dynamic:
-            up = quat_to_matrix(torch.tensor(e.pose.rotation, dtype=torch.float32))[:, 2]
-            if ground is None and float(up[2]) > 0.999:
-                ground = e
-                continue
-        if isinstance(g, Human | Gaussians | Plane | Robot) or (e.animation is not None):
-            continue
-        desc = dict(name=e.name, position=e.pose.position, quat=e.pose.rotation,
-                    linear_velocity=e.velocity, angular_velocity=e.angular_velocity,
-                    density=e.material.density, mass=e.material.mass,
-                    friction=e.material.friction, restitution=e.material.restitution,
-                    static=not e.dynamic)
-        if isinstance(g, Sphere):
-            desc.update(shape="sphere", radius=g.radius)
-        elif isinstance(g, Box):
-            desc.update(shape="box", half_extents=tuple(s / 2 for s in g.size))
-        elif isinstance(g, Capsule):
-            desc.update(shape="capsule", radius=g.radius, half_height=g.length / 2)
-        elif isinstance(g, Cylinder):
-            desc.update(shape="cylinder", radius=g.radius, half_height=g.height / 2)
-        elif isinstance(g, Mesh):
-            m = _local_mesh(g)
-            desc.update(shape="mesh", mesh_verts=m.verts.numpy(), mesh_faces=m.faces.numpy())
-        bodies.append(RigidBodyDesc(**desc))
+    ground = _ground_entity(scene)
+    bodies = [_body_desc(e) for e in scene.entities if _is_body(e, ground)]
     settings = PhysicsSettings(
         rate_hz=scene.physics.rate_hz, gravity=scene.physics.gravity,
         ground=ground is not None,
@@ -314,21 +338,26 @@ def _procedural_dddm(anim: Deformation, cloud):
     return d
 
 
-def _gaussian_track(e: Entity, times: Tensor, root: RigidTrack, iid: int, sid: int,
-                    seed: int) -> GaussianTrack:
+def _entity_cloud(e: Entity, seed: int):
+    """A Gaussians entity's cloud in its local frame: its .ply file or its sampled primitive."""
     from .gaussians import from_primitive, load_ply
 
     g = e.geometry
     assert isinstance(g, Gaussians)
     if g.path is not None:
-        cloud = load_ply(g.path)
-    else:
-        kw = {"half_extents": g.radius} if g.shape == "box" else {"radius": g.radius}
-        cloud = from_primitive(g.shape, g.count, seed=seed, color=e.appearance.color,
-                               opacity=0.95, **kw)
-        # Discs as wide as the sample spacing (not half of it) so random samples close the
-        # surface: no holes through which the background's depth and normals show.
-        cloud.scales = cloud.scales * 2.0
+        return load_ply(g.path)
+    kw = {"half_extents": g.radius} if g.shape == "box" else {"radius": g.radius}
+    cloud = from_primitive(g.shape, g.count, seed=seed, color=e.appearance.color,
+                           opacity=0.95, **kw)
+    # Discs as wide as the sample spacing (not half of it) so random samples close the
+    # surface: no holes through which the background's depth and normals show.
+    cloud.scales = cloud.scales * 2.0
+    return cloud
+
+
+def _gaussian_track(e: Entity, times: Tensor, root: RigidTrack, iid: int, sid: int,
+                    seed: int) -> GaussianTrack:
+    cloud = _entity_cloud(e, seed)
     T = times.shape[0]
     if isinstance(e.animation, Deformation):
         from .deformation import DDDM, deform
@@ -346,6 +375,153 @@ def _gaussian_track(e: Entity, times: Tensor, root: RigidTrack, iid: int, sid: i
     quats = quat_multiply(root.quats[:, None].expand_as(quats), quats)
     return GaussianTrack(e.name, iid, sid, means, quats, cloud.scales, cloud.opacities, colors,
                          e.appearance.specular, e.appearance.roughness)
+
+
+def _cloth_pins(g: Cloth) -> list[int]:
+    """Indices of a cloth's pinned vertices (named and numbered), sorted, without repeats."""
+    nx, ny = g.resolution
+    at = {"x0": 0, "x1": nx, "y0": 0, "y1": ny}
+    out: set[int] = set()
+    for p in g.pinned:
+        if isinstance(p, int):
+            out.add(p)
+            continue
+        if p == "corners":
+            cells = [(ix, iy) for ix in (0, nx) for iy in (0, ny)]
+        elif len(p) == 4:
+            cells = [(at[p[:2]], at[p[2:]])]
+        elif p.startswith("x"):
+            cells = [(at[p], iy) for iy in range(ny + 1)]
+        else:
+            cells = [(ix, at[p]) for ix in range(nx + 1)]
+        out.update(iy * (nx + 1) + ix for ix, iy in cells)
+    return sorted(out)
+
+
+def _place(e: Entity, local: Tensor) -> Tensor:
+    """Points [N, 3] in an entity's frame, placed in the world by its pose (float64)."""
+    q = quat_normalize(torch.tensor(e.pose.rotation, dtype=torch.float64))
+    return local.double() @ quat_to_matrix(q).T + torch.tensor(e.pose.position,
+                                                               dtype=torch.float64)
+
+
+def _deformables(scene: Scene, times: Tensor, progress: bool) -> dict:
+    """Runs every cloth (Newton VBD) and MPM body, with the ground and the static rigid
+    primitives as colliders. Returns, by entity name, ``(trajectory, rest)``: a
+    ``ClothTrajectory`` and None, or an ``MPMTrajectory`` and the cloud's rest world quaternions
+    with its local cloud."""
+    import dataclasses
+
+    import numpy as np
+
+    cloths = [e for e in scene.entities if isinstance(e.geometry, Cloth)]
+    blobs = [(i, e) for i, e in enumerate(scene.entities)
+             if isinstance(e.geometry, Gaussians) and e.geometry.mpm is not None]
+    if not cloths and not blobs:
+        return {}
+    from .deformables import (
+        ClothDesc,
+        DeformableSettings,
+        cloth_grid,
+        fill_particles,
+        simulate_cloth,
+        simulate_mpm,
+    )
+    from .mpm import MPMBodyDesc
+
+    ground = _ground_entity(scene)
+    colliders = [_body_desc(e) for e in scene.entities if _is_body(e, ground) and not e.dynamic]
+    o = scene.physics.deformables
+    settings = DeformableSettings(
+        rate_hz=scene.physics.rate_hz, gravity=scene.physics.gravity, ground=ground is not None,
+        ground_height=float(ground.pose.position[2]) if ground is not None else 0.0,
+        ground_friction=ground.material.friction if ground is not None else 0.5,
+        cloth_iterations=o.cloth_iterations, mpm_cell_size=o.mpm_cell_size,
+        mpm_domain=o.mpm_domain, mpm_cfl=o.mpm_cfl)
+    T = times.shape[0]
+    out: dict = {}
+    descs = []
+    for e in cloths:
+        g = e.geometry
+        verts, faces = cloth_grid(g.size, g.resolution)
+        descs.append(ClothDesc(
+            e.name, _place(e, torch.from_numpy(verts)).numpy(), faces, density=g.area_density,
+            stretch_stiffness=g.stretch_stiffness, bend_stiffness=g.bend_stiffness,
+            damping=g.damping, friction=e.material.friction, thickness=g.thickness,
+            pinned=np.asarray(_cloth_pins(g), dtype=np.int64), velocity=e.velocity))
+    if descs:
+        bar = tqdm(total=T, desc="cloth", unit="frame", disable=not progress, leave=False)
+        try:
+            for tr in simulate_cloth(descs, settings, scene.fps, T, colliders,
+                                     progress=lambda k: bar.update(1)):
+                out[tr.name] = (tr, None)
+        finally:
+            bar.close()
+    if not blobs:
+        return out
+    spacing = o.mpm_cell_size / o.mpm_particles_per_cell
+    bodies, rest = [], {}
+    for idx, e in blobs:
+        g, m = e.geometry, e.geometry.mpm
+        cloud = _entity_cloud(e, scene.seed + idx)
+        if g.path is not None:
+            local = fill_particles("hull", spacing, points=cloud.means.numpy())
+        elif g.shape == "box":
+            local = fill_particles("box", spacing, half_extents=(g.radius,) * 3)
+        else:  # a torus' tube is from_primitive's default, 0.15 m
+            local = fill_particles(g.shape, spacing, radius=g.radius, tube=0.15)
+        q = quat_normalize(torch.tensor(e.pose.rotation, dtype=torch.float32))
+        rest[e.name] = (quat_multiply(q.expand_as(cloud.quats), cloud.quats), cloud)
+        bodies.append(MPMBodyDesc(
+            e.name, _place(e, torch.from_numpy(local)).numpy(), spacing**3, material=m.model,
+            density=e.material.density, youngs_modulus=m.youngs_modulus,
+            poisson_ratio=m.poisson_ratio,
+            friction_deg=m.friction_deg if m.friction_deg is not None else 30.0,
+            yield_stress=m.yield_stress if m.yield_stress is not None else 1.0e3,
+            velocity=e.velocity, angular_velocity=e.angular_velocity,
+            tracers=_place(e, cloud.means).numpy()))
+    # One grid holds every MPM body: its contact friction averages the bodies' with the
+    # ground's or the collider's (as Newton averages two rigid shapes' coefficients).
+    mu = float(np.mean([e.material.friction for _, e in blobs]))
+    mpm_settings = dataclasses.replace(settings,
+                                       ground_friction=(settings.ground_friction + mu) / 2)
+    mpm_colliders = [dataclasses.replace(c, friction=(c.friction + mu) / 2) for c in colliders]
+    bar = tqdm(total=T, desc="mpm", unit="frame", disable=not progress, leave=False)
+    try:
+        for tr in simulate_mpm(bodies, mpm_settings, scene.fps, T, mpm_colliders,
+                               progress=lambda k: bar.update(1)):
+            out[tr.name] = (tr, rest[tr.name])
+    finally:
+        bar.close()
+    return out
+
+
+def _deformable_track(e: Entity, entry: tuple, iid: int, sid: int
+                      ) -> tuple[MeshTrack | GaussianTrack, RigidTrack]:
+    """A cloth's mesh or an MPM body's Gaussians from its simulation, and a root track (the
+    vertices' or particles' centroid, unrotated)."""
+    from .deformables import deform_covariances
+
+    traj, rest = entry
+    color = torch.tensor(e.appearance.color, dtype=torch.float32)
+    if rest is None:
+        points, vel = traj.vertices, traj.velocities
+        track = MeshTrack(e.name, iid, sid, traj.vertices, traj.faces,
+                          color.expand(points.shape[1], 3).clone(), e.appearance.specular,
+                          e.appearance.roughness)
+    else:
+        quats0, cloud = rest
+        points, vel = traj.particles, traj.particle_velocities
+        quats, scales = deform_covariances(quats0, cloud.scales, traj.deformation)
+        T = points.shape[0]
+        track = GaussianTrack(e.name, iid, sid, traj.means, quats, cloud.scales,
+                              cloud.opacities, cloud.colors().expand(T, -1, -1).clone(),
+                              e.appearance.specular, e.appearance.roughness,
+                              frame_scales=scales)
+    T = points.shape[0]
+    root = RigidTrack(points.mean(1), torch.tensor([1.0, 0, 0, 0]).expand(T, 4).clone(),
+                      vel.mean(1), torch.zeros(T, 3))
+    return track, root
 
 
 def _human(e: Entity, times: Tensor, scene: Scene, iid: int, sid0: int, cache: dict):
@@ -413,15 +589,24 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
     times = torch.arange(T, dtype=torch.float32) / scene.fps
     classes = semantic_classes(scene)
     rigid, contacts, robot_trajs = _physics(scene, times, progress)
+    deformed = _deformables(scene, times, progress)
     meshes, gaussians, humans, robots = [], [], [], []
     body_cache: dict = {}
+    skins: dict = {}  # human name -> (skinned MeshTrack, BodyModel), for clouds bound to skin
+    bound: list[tuple[int, int, int]] = []  # clouds with bind_to: done once their parents are
     for idx, e in enumerate(scene.entities):
         iid = idx + 1
         sid = classes.index(e.semantic_label) + 1 if not isinstance(e.geometry, Human) else 0
         g = e.geometry
         if isinstance(g, Human):
             track, root, human = _human(e, times, scene, iid, sid, body_cache)
-            meshes.append(track)
+            skins[e.name] = (track, body_cache[(g.body_model, g.gender)])
+            if g.gaussians is not None:
+                from .binding import avatar_track
+
+                gaussians.append(avatar_track(e, track, skins[e.name][1], scene.seed + idx))
+            else:
+                meshes.append(track)
             humans.append(human)
             rigid[e.name] = root
             continue
@@ -431,6 +616,14 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
                 meshes.append(track)
             robots.append(robot)
             rigid[e.name] = root
+            continue
+        if e.name in deformed:
+            track, root = _deformable_track(e, deformed[e.name], iid, sid)
+            (meshes if isinstance(track, MeshTrack) else gaussians).append(track)
+            rigid[e.name] = root
+            continue
+        if isinstance(g, Gaussians) and g.bind_to is not None:
+            bound.append((idx, iid, sid))
             continue
         if e.name not in rigid:
             if isinstance(e.animation, Keyframes):
@@ -448,6 +641,10 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
             local.verts.shape[0], 3).clone()
         meshes.append(MeshTrack(e.name, iid, sid, verts, local.faces, albedo,
                                 e.appearance.specular, e.appearance.roughness))
+    if bound:
+        from .binding import bound_tracks
+
+        gaussians += bound_tracks(scene, bound, times, rigid, skins, scene.seed)
     positions = {name: tr.positions for name, tr in rigid.items()}
     cams = camera_frames(scene.camera, scene.width, scene.height, times, positions)
     for name, tr in rigid.items():
@@ -456,6 +653,6 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
             k = int(bad.nonzero()[0])
             raise RuntimeError(f"entity {name!r}: position is not finite at frame {k}")
     traj = Trajectory(scene, times, cams, rigid, meshes, gaussians, humans, contacts, classes,
-                      robots=robots)
+                      robots=robots, deformables={k: v[0] for k, v in deformed.items()})
     traj.timings["simulate"] = time.perf_counter() - t0
     return traj

@@ -9,11 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .spec import (
+    MPM,
     Ambient,
     Appearance,
+    AvatarGaussians,
     Box,
     Camera,
     Capsule,
+    Cloth,
     Cylinder,
     Deformation,
     Directional,
@@ -42,10 +45,11 @@ class _Builtin:
     build: Callable[[int], Scene]
 
 
-def _ground(scene: Scene, color=(0.55, 0.55, 0.52), size=(12.0, 12.0)) -> None:
+def _ground(scene: Scene, color=(0.55, 0.55, 0.52), size=(12.0, 12.0), checker=None) -> None:
+    """A static ground plane; ``checker`` (two colours) tiles it with 0.25 m squares."""
     scene.add(Plane(size=size), Pose(), Material(friction=0.6, restitution=0.4),
-              Appearance(color=color, roughness=0.9, specular=0.05), name="ground",
-              label="ground")
+              Appearance(color=color, roughness=0.9, specular=0.05, checker=checker,
+                         texture_scale=0.25 if checker else 1.0), name="ground", label="ground")
 
 
 def _lights(scene: Scene, direction=(-0.5, 0.35, -1.0)) -> None:
@@ -58,7 +62,7 @@ def falling_objects(seed: int = 0) -> Scene:
     rng = random.Random(seed)
     scene = Scene(name="falling_objects", seed=seed, frames=32, fps=16.0,
                   description="Rigid bodies of several shapes dropped onto a ground plane.")
-    _ground(scene)
+    _ground(scene, checker=((0.62, 0.62, 0.58), (0.45, 0.45, 0.43)))
     shapes = [Sphere(radius=0.12), Box(size=(0.22, 0.22, 0.22)), Capsule(radius=0.07, length=0.2),
               Cylinder(radius=0.1, height=0.2), Sphere(radius=0.09), Box(size=(0.3, 0.15, 0.1))]
     palette = [(0.85, 0.25, 0.2), (0.2, 0.55, 0.85), (0.95, 0.75, 0.2), (0.3, 0.75, 0.35),
@@ -114,6 +118,36 @@ def dynamic_gaussians(seed: int = 0) -> Scene:
     return scene
 
 
+def gaussian_avatar(seed: int = 0) -> Scene:
+    """A Gaussian avatar walks past a tumbling box drawn by a Gaussian cloud bound to it.
+
+    The avatar is one Gaussian per SMPL triangle, bound to it and so skinned with the body."""
+    rng = random.Random(seed)
+    scene = Scene(name="gaussian_avatar", seed=seed, frames=32, fps=16.0,
+                  description="A Gaussian avatar walking (one Gaussian per SMPL triangle, "
+                              "skinned) and a falling box drawn by a Gaussian cloud bound to it.")
+    _ground(scene, color=(0.5, 0.52, 0.48), size=(20.0, 20.0))
+    bend = rng.uniform(-0.4, 0.4)
+    scene.add(Human(gaussians=AvatarGaussians(per_triangle=1, colors="clothes")), Pose(),
+              appearance=Appearance(color=(0.8, 0.62, 0.5), roughness=0.7, specular=0.1),
+              name="avatar", animation=Motion(name="walk", speed=1.1,
+                                              path=[(-1.4, 0.0), (0.0, bend), (1.4, 0.0)]))
+    scene.add(Box(size=(0.3, 0.3, 0.3)), Pose.from_euler((0.5, 1.0, 1.3), (20.0, 35.0, 0.0)),
+              Material(density=400.0, friction=0.5, restitution=0.4),
+              Appearance(color=(0.3, 0.45, 0.8), roughness=0.5, specular=0.3),
+              name="crate", dynamic=True, label="box",
+              angular_velocity=(rng.uniform(-3, 3), rng.uniform(-3, 3), 1.0))
+    # The crate's look is a Gaussian shell 5 mm outside it: the box is the physics proxy.
+    scene.add(Gaussians(shape="box", count=6000, radius=0.155, bind_to="crate"),
+              appearance=Appearance(color=(0.95, 0.7, 0.2), roughness=0.4, specular=0.4),
+              name="crate_splats", label="gaussians")
+    _lights(scene, direction=(-0.3, 0.6, -1.0))
+    scene.camera = Camera(fov_deg=50.0, path=FollowPath(entity="avatar",
+                                                        offset=(0.3, -3.2, 0.5),
+                                                        look_height=0.9, smoothing=0.5))
+    return scene
+
+
 _ARM_UP = {"shoulder": 0.3, "elbow": 0.6, "wrist_pitch": 0.4}
 _ARM_SWEEP = {"shoulder": 0.952, "elbow": 1.391, "wrist_pitch": 0.799}
 """The shipped arm's paddle hanging straight down, its lower edge 3.5 cm above the ground and its
@@ -159,11 +193,47 @@ def robot_arm(seed: int = 0) -> Scene:
     return scene
 
 
+def cloth_and_jelly(seed: int = 0) -> Scene:
+    """A cloth drapes over a box while an elastic Gaussian jelly bounces and sand slumps (MPM)."""
+    rng = random.Random(seed)
+    scene = Scene(name="cloth_and_jelly", seed=seed, frames=32, fps=16.0,
+                  description="A cloth falls and drapes over a box; beside it an elastic "
+                              "Gaussian jelly cube bounces (MPM) and a block of sand collapses "
+                              "into a pile.")
+    _ground(scene, color=(0.55, 0.56, 0.52))
+    scene.add(Box(size=(0.3, 0.3, 0.3)), Pose(position=(0.0, 0.0, 0.15)),
+              Material(friction=0.6), Appearance(color=(0.35, 0.45, 0.7), roughness=0.6),
+              name="table", label="box")
+    # 1 cm thick, so that the box's edges stay under the sheet between its 3 cm vertices
+    scene.add(Cloth(size=(0.7, 0.7), resolution=(24, 24), area_density=0.2, thickness=0.01),
+              Pose.from_euler((0.0, 0.0, 0.45), (0.0, 0.0, rng.uniform(10.0, 35.0))),
+              Material(friction=0.6),
+              Appearance(color=(0.85, 0.3, 0.25), roughness=0.8, specular=0.05),
+              name="cloth", label="cloth")
+    jelly = MPM(model="elastic", youngs_modulus=3.0e4, poisson_ratio=0.3)
+    scene.add(Gaussians(shape="box", radius=0.07, count=3000, mpm=jelly),
+              Pose.from_euler((0.45, -0.2, 0.4), (rng.uniform(-20.0, 20.0), 30.0, 0.0)),
+              Material(density=1000.0, friction=0.5),
+              Appearance(color=(0.35, 0.8, 0.35), roughness=0.3, specular=0.5),
+              name="jelly", label="jelly", angular_velocity=(0.0, 0.0, 2.0))
+    sand = MPM(model="sand", youngs_modulus=1.0e5, friction_deg=30.0)
+    scene.add(Gaussians(shape="box", radius=0.09, count=4000, mpm=sand),
+              Pose(position=(0.3, 0.3, 0.095)), Material(density=1600.0, friction=0.6),
+              Appearance(color=(0.85, 0.7, 0.4), roughness=0.9, specular=0.05),
+              name="sand", label="sand")
+    _lights(scene, direction=(-0.4, 0.45, -1.0))
+    scene.camera = Camera(fov_deg=45.0, path=StaticPath(eye=(0.45, -1.35, 1.05),
+                                                        target=(0.18, 0.05, 0.12)))
+    return scene
+
+
 BUILTIN_SCENES: dict[str, _Builtin] = {
     "falling_objects": _Builtin(falling_objects.__doc__ or "", falling_objects),
     "walking_human": _Builtin(walking_human.__doc__ or "", walking_human),
     "dynamic_gaussians": _Builtin(dynamic_gaussians.__doc__ or "", dynamic_gaussians),
     "robot_arm": _Builtin(robot_arm.__doc__ or "", robot_arm),
+    "gaussian_avatar": _Builtin(gaussian_avatar.__doc__ or "", gaussian_avatar),
+    "cloth_and_jelly": _Builtin(cloth_and_jelly.__doc__ or "", cloth_and_jelly),
 }
 
 

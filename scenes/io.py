@@ -55,6 +55,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 _UNION_FIELDS = {"geometry", "animation", "path"}
 _TAGS = {
     "sphere", "box", "capsule", "cylinder", "plane", "mesh", "gaussians", "human", "robot",
+    "cloth",
     "keyframes", "motion", "amass", "dddm", "joint_targets",
     "ambient", "environment", "directional", "point", "spot",
     "static", "orbit", "dolly", "follow",

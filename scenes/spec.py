@@ -29,10 +29,13 @@ __all__ = [
     "Ambient",
     "AmassMotion",
     "Appearance",
+    "AvatarGaussians",
     "Box",
     "Camera",
     "Capsule",
+    "Cloth",
     "Cylinder",
+    "DeformableOptions",
     "Deformation",
     "Directional",
     "DollyPath",
@@ -45,6 +48,8 @@ __all__ = [
     "JointTargets",
     "Keyframes",
     "KeyframedPath",
+    "LightKeyframes",
+    "MPM",
     "Material",
     "Mesh",
     "Motion",
@@ -138,35 +143,130 @@ class Mesh(_Strict):
     scale: PosFloat | tuple[PosFloat, PosFloat, PosFloat] = 1.0
 
 
+CLOTH_PINS = ("corners", "x0", "x1", "y0", "y1", "x0y0", "x1y0", "x0y1", "x1y1")
+"""Named cloth vertices to pin: all four corners, a whole edge (``x0`` is the edge at local -x),
+or one corner (``x0y0`` ... ``x1y1`` at local (-x, -y), (+x, -y), (-x, +y), (+x, +y))."""
+
+
+class Cloth(_Strict):
+    """A rectangular cloth, always simulated (Newton's VBD solver, see
+    ``rendiff.engine.deformables``): ``size`` (x, y) metres in the local XY plane, centred on
+    the entity's origin and facing +Z, cut into ``resolution`` (x, y) cells of two triangles
+    each. ``pinned`` vertices stay where they start: named (:data:`CLOTH_PINS`) or by index
+    ``iy * (nx + 1) + ix``.
+
+    Its sheet: ``area_density`` [kg/m^2], membrane ``stretch_stiffness`` (Newton's ``tri_ke`` =
+    ``tri_ka``), ``bend_stiffness`` (``edge_ke``), ``damping`` (``tri_kd``) and the collision
+    ``thickness`` [m] (it rests this far above what it lies on); the entity's material gives its
+    friction."""
+
+    type: Literal["cloth"] = "cloth"
+    size: tuple[PosFloat, PosFloat] = (1.0, 1.0)
+    resolution: tuple[Annotated[int, Field(ge=1, le=512)], Annotated[int, Field(ge=1, le=512)]] = (
+        24, 24)
+    pinned: list[Annotated[int, Field(ge=0)] | str] = Field(default_factory=list)
+    area_density: PosFloat = 0.2
+    stretch_stiffness: PosFloat = 1.0e4
+    bend_stiffness: NonNeg = 0.05
+    damping: NonNeg = 0.01
+    thickness: Annotated[float, Field(gt=0.0, le=0.1)] = 0.005
+
+    @model_validator(mode="after")
+    def _pins_exist(self) -> Cloth:
+        count = (self.resolution[0] + 1) * (self.resolution[1] + 1)
+        for i, p in enumerate(self.pinned):
+            if isinstance(p, int) and p >= count:
+                raise ValueError(f"pinned[{i}]: vertex {p} does not exist (the cloth has {count})")
+            if isinstance(p, str) and p not in CLOTH_PINS:
+                raise ValueError(f"pinned[{i}]: no vertices called {p!r}; name one of "
+                                 f"{', '.join(CLOTH_PINS)} or give a vertex index")
+        return self
+
+
+class MPM(_Strict):
+    """Simulates a :class:`Gaussians` cloud as a continuum with the Material Point Method
+    (``rendiff.engine.mpm``): particles fill the cloud's shape and its Gaussians ride on the
+    flow, each one's covariance deformed by the local deformation gradient (PhysGaussian).
+
+    ``model``: ``elastic`` (fixed-corotated; a jelly bounces back), ``sand`` (Drucker-Prager
+    plasticity with internal friction angle ``friction_deg``, default 30; it spreads into a pile)
+    or ``plasticine`` (von Mises plasticity, ``yield_stress`` [Pa], default 1 kPa; a dent
+    stays). The entity's material gives the density and the friction against the ground and
+    static boxes and spheres."""
+
+    model: Literal["elastic", "sand", "plasticine"] = "elastic"
+    youngs_modulus: PosFloat = 5.0e4
+    poisson_ratio: Annotated[float, Field(ge=0.0, le=0.45)] = 0.3
+    friction_deg: Annotated[float, Field(gt=0.0, lt=90.0)] | None = None
+    yield_stress: PosFloat | None = None
+
+    @model_validator(mode="after")
+    def _model_fields(self) -> MPM:
+        if self.friction_deg is not None and self.model != "sand":
+            raise ValueError(f"friction_deg: only sand has an internal friction angle, not "
+                             f"{self.model}")
+        if self.yield_stress is not None and self.model != "plasticine":
+            raise ValueError(f"yield_stress: only plasticine has a yield stress, not {self.model}")
+        return self
+
+
 
 class Gaussians(_Strict):
     """A 3D Gaussian cloud: a 3DGS ``.ply`` file, or ``count`` Gaussians sampled on a
-    primitive's surface (``radius`` is the sphere's or torus' radius, or the box's half side)."""
+    primitive's surface (``radius`` is the sphere's or torus' radius, or the box's half side).
+
+    ``bind_to`` names another entity the cloud rides on. On a rigid entity (a physics body, a
+    keyframed or static one, a cloud, a robot's root link) the cloud's points are in that
+    entity's local frame, the cloud's own ``pose`` places it there, and it moves and turns with
+    it. On a human, the cloud is given in the body's rest frame (its T-pose, Z-up, before the
+    human's pose) and each Gaussian sticks to its nearest triangle of the skin, following the
+    skinning (see ``rendiff.engine.binding``).
+
+    ``mpm`` simulates the cloud as an elastic, sand or plasticine body (:class:`MPM`)."""
 
     type: Literal["gaussians"] = "gaussians"
     path: AssetPath | None = None
     shape: Literal["sphere", "box", "torus"] | None = "sphere"
     count: Annotated[int, Field(ge=1, le=5_000_000)] = 4000
     radius: PosFloat = 0.3
+    bind_to: Annotated[str, Field(min_length=1)] | None = None
+    mpm: MPM | None = None
 
 
     @model_validator(mode="after")
     def _one_source(self) -> Gaussians:
         if self.path is not None:
-            self.shape = None
+            if self.shape is not None:  # guarded: the assignment re-runs this validator
+                self.shape = None
         elif self.shape is None:
             raise ValueError("give either 'path' (a 3DGS .ply file) or 'shape'")
         return self
 
 
+class AvatarGaussians(_Strict):
+    """Draws a human as a Gaussian avatar instead of a triangle mesh: ``per_triangle`` flat
+    Gaussians on every triangle of its SMPL surface, each bound to its triangle (barycentric
+    point plus ``offset`` metres along the normal, rotation from the triangle's frame) and so
+    moving with the skinning, as in GaussianAvatars / SplattingAvatar. ``colors``: ``clothes``
+    (shirt, trousers and shoes over the entity's colour as skin), ``parts`` (one colour per SMPL
+    body part) or ``uniform`` (the entity's colour)."""
+
+    per_triangle: Annotated[int, Field(ge=1, le=16)] = 1
+    colors: Literal["clothes", "parts", "uniform"] = "clothes"
+    offset: Annotated[float, Field(ge=-0.05, le=0.05)] = 0.0
+    opacity: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+
+
 class Human(_Strict):
     """An SMPL body. ``body_model`` is a folder or file of real SMPL files; None uses the
-    ``RENDIFF_SMPL_PATH`` environment variable, then the shipped stand-in body."""
+    ``RENDIFF_SMPL_PATH`` environment variable, then the shipped stand-in body. ``gaussians``
+    draws it as a Gaussian avatar (:class:`AvatarGaussians`) rather than a mesh."""
 
     type: Literal["human"] = "human"
     body_model: AssetPath | None = None
     gender: Literal["neutral", "male", "female"] = "neutral"
     betas: Annotated[list[float], Field(max_length=10)] = Field(default_factory=list)
+    gaussians: AvatarGaussians | None = None
 
 
 
@@ -231,7 +331,7 @@ class Robot(_Strict):
 
 
 Geometry = Annotated[
-    Sphere | Box | Capsule | Cylinder | Plane | Mesh | Gaussians | Human | Robot,
+    Sphere | Box | Capsule | Cylinder | Plane | Mesh | Gaussians | Human | Robot | Cloth,
     Field(discriminator="type"),
 ]
 
@@ -275,12 +375,51 @@ class Material(_Strict):
     restitution: Unit = 0.3
 
 
+def _check_image(path: str | None, info: ValidationInfo) -> str | None:
+    """An image file Pillow can read (checked only where assets are checked)."""
+    if path is None or not (info.context or {}).get("check_assets", True):
+        return path
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        name = Path(path).name
+        raise ValueError(f"not an image file Pillow can read: {name!r} ({err})") from None
+    return path
+
+
 class Appearance(_Strict):
-    """Surface appearance: albedo colour, Blinn-Phong roughness and specular strength."""
+    """Surface appearance: albedo colour or texture, Blinn-Phong roughness and specular strength.
+
+    ``texture`` (a PNG/JPG image) or ``checker`` (two colours, a procedural checkerboard) replaces
+    ``color`` as the albedo, sampled at the surface's UV coordinates (values used as stored, like
+    ``color``). One texture tile (the whole image, or one checker square) spans ``texture_scale``
+    UV units. UVs: on planes, metres from the plane's (-x, -y) corner along its local x and y;
+    on boxes, 0..1 across each face (upright on the sides); equirectangular on spheres;
+    cylindrical on cylinders (planar on their caps) and capsules; from the file for meshes (an
+    OBJ's ``vt``; a textured mesh file without UVs is an error at render time). Image textures
+    repeat and are sampled bilinearly, with v = 0 at the image's bottom row (the OBJ convention).
+    """
 
     color: RGB = (0.7, 0.7, 0.7)
     roughness: Unit = 0.6
     specular: Unit = 0.2
+    texture: Annotated[AssetPath | None, AfterValidator(_check_image)] = None
+    checker: tuple[RGB, RGB] | None = None
+    texture_scale: PosFloat = 1.0
+
+    @model_validator(mode="after")
+    def _one_texture(self) -> Appearance:
+        if self.texture is not None and self.checker is not None:
+            raise ValueError("give at most one of 'texture' (an image file) and 'checker'")
+        return self
+
+    @property
+    def textured(self) -> bool:
+        """Whether the albedo comes from a texture (an image or a checker) rather than colour."""
+        return self.texture is not None or self.checker is not None
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,21 +524,41 @@ class Entity(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Entity:
         g, a = self.geometry, self.animation
+        self._check_deformable(g, a)
         if self.dynamic and isinstance(g, Human | Gaussians):
             raise ValueError(f"dynamic: a {g.type} cannot be a rigid physics body")
         if self.dynamic and a is not None:
             raise ValueError("animation: a dynamic entity is moved by physics; remove one of them")
         if isinstance(a, Motion | AmassMotion) and not isinstance(g, Human):
             raise ValueError(f"animation: '{a.type}' drives a human, not a {g.type}")
+        if isinstance(g, Gaussians) and g.bind_to is not None and isinstance(a, Keyframes):
+            raise ValueError("animation: a cloud with 'bind_to' moves with the entity it is bound "
+                             "to; remove its keyframes")
         if isinstance(a, Deformation) and not isinstance(g, Gaussians):
             raise ValueError(f"animation: 'dddm' deforms a Gaussian cloud, not a {g.type}")
         if isinstance(g, Plane) and self.dynamic:
             raise ValueError("dynamic: a plane can only be static")
+        if self.appearance.textured and not isinstance(g, Sphere | Box | Capsule | Cylinder
+                                                      | Plane | Mesh):
+            raise ValueError(f"appearance: a {g.type} has no UVs; 'texture' and 'checker' need "
+                             "a primitive or a mesh file")
         if isinstance(a, JointTargets) and not isinstance(g, Robot):
             raise ValueError(f"animation: 'joint_targets' drives a robot, not a {g.type}")
         if isinstance(g, Robot):
             self._check_robot(g, a)
         return self
+
+    def _check_deformable(self, g: object, a: Animation | None) -> None:
+        mpm = isinstance(g, Gaussians) and g.mpm is not None
+        if not (mpm or isinstance(g, Cloth)):
+            return
+        what = "an MPM body" if mpm else "a cloth"
+        if self.dynamic:
+            raise ValueError(f"dynamic: {what} is always simulated; leave 'dynamic' out")
+        if a is not None:
+            raise ValueError(f"animation: {what} is moved by its simulation, not by '{a.type}'")
+        if mpm and g.bind_to is not None:
+            raise ValueError("geometry.bind_to: an MPM body moves by itself; remove 'bind_to'")
 
     def _check_robot(self, g: Robot, a: Animation | None) -> None:
         if self.dynamic:
@@ -433,9 +592,68 @@ class Entity(_Strict):
 # Lights
 
 
+class LightKeyframes(_Strict):
+    """A light's animation: its ``intensity``, ``color``, ``direction`` (directional and spot
+    lights), ``position`` (point and spot lights) or ``sh`` coefficients (environment lights)
+    at given ``times`` [s], each list as long as ``times``. Between keyframes values move
+    ``linear``-ly or ``smooth``-ly (easing in and out of each keyframe); directions turn at a
+    constant rate along the great circle (slerp); before the first and after the last keyframe a
+    value holds. Properties not keyframed keep the light's own fields."""
+
+    times: list[NonNeg]
+    intensity: list[NonNeg] | None = None
+    color: list[RGB] | None = None
+    direction: list[Vec3] | None = None
+    position: list[Vec3] | None = None
+    sh: list[Annotated[list[Vec3], Field(min_length=9, max_length=9)]] | None = None
+    interpolation: Literal["linear", "smooth"] = "linear"
+
+    @model_validator(mode="after")
+    def _lengths(self) -> LightKeyframes:
+        if not self.times:
+            raise ValueError("times: needs at least one keyframe")
+        for a, b in zip(self.times, self.times[1:], strict=False):
+            if b <= a:
+                raise ValueError(f"times: must be strictly increasing (got {a!r} then {b!r})")
+        keyed = self.keyed()
+        if not keyed:
+            raise ValueError("nothing is keyframed: give intensity, color, direction, position "
+                             "or sh")
+        for name, values in keyed.items():
+            if len(values) != len(self.times):
+                raise ValueError(f"{name}: {len(values)} values for {len(self.times)} times")
+        for i, d in enumerate(self.direction or []):
+            if not math.sqrt(sum(c * c for c in d)) > 1e-9:
+                raise ValueError(f"direction[{i}]: must not be zero")
+        return self
+
+    def keyed(self) -> dict[str, list]:
+        """The keyframed properties by name."""
+        names = ("intensity", "color", "direction", "position", "sh")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+_ANIMATABLE = {
+    "ambient": {"intensity", "color"},
+    "environment": {"intensity", "color", "sh"},
+    "directional": {"intensity", "color", "direction"},
+    "point": {"intensity", "color", "position"},
+    "spot": {"intensity", "color", "position", "direction"},
+}
+
+
 class _Light(_Strict):
     color: RGB = (1.0, 1.0, 1.0)
     intensity: NonNeg = 1.0
+    animation: LightKeyframes | None = None
+
+    @model_validator(mode="after")
+    def _animatable(self) -> _Light:
+        kind = getattr(self, "type", "")
+        for name in (self.animation.keyed() if self.animation is not None else ()):
+            if name not in _ANIMATABLE.get(kind, ()):
+                raise ValueError(f"animation.{name}: a {kind} light has no {name} to animate")
+        return self
 
 
 class Ambient(_Light):
@@ -461,15 +679,22 @@ class Directional(_Light):
 
 
 class Point(_Light):
-    """A point light with inverse-square falloff (intensity is the irradiance at 1 m)."""
+    """A point light with inverse-square falloff (intensity is the irradiance at 1 m).
+
+    With ``follow`` (an entity's name) the light is carried by that entity: ``position`` (and
+    position keyframes) are offsets in the entity's frame, moved with it every frame."""
 
     type: Literal["point"] = "point"
     position: Vec3 = (0.0, 0.0, 3.0)
     shadows: bool = False
+    follow: str | None = None
 
 
 class Spot(_Light):
-    """A spot light: a point light limited to a cone with a soft edge."""
+    """A spot light: a point light limited to a cone with a soft edge.
+
+    With ``follow`` (an entity's name) the light is carried by that entity, a headlight:
+    ``position`` and ``direction`` (and their keyframes) are in the entity's frame."""
 
     type: Literal["spot"] = "spot"
     position: Vec3 = (0.0, 0.0, 3.0)
@@ -477,6 +702,7 @@ class Spot(_Light):
     angle_deg: Annotated[float, Field(gt=0.0, lt=180.0)] = 30.0
     softness: Unit = 0.2
     shadows: bool = False
+    follow: str | None = None
 
 
 Light = Annotated[Ambient | Environment | Directional | Point | Spot, Field(discriminator="type")]
@@ -571,12 +797,37 @@ class Camera(_Strict):
 # Engine options
 
 
+class DeformableOptions(_Strict):
+    """Cloth and MPM settings. Cloth steps at the physics ``rate_hz`` with ``cloth_iterations``
+    VBD iterations per step. MPM bodies share one grid of ``mpm_cell_size`` spacing over
+    ``mpm_domain`` (min corner, max corner; None: around the bodies, 0.3 m wider on each side
+    and 0.3 m plus the height their initial speed could reach above them) and are filled with
+    ``mpm_particles_per_cell`` particles per cell along each axis; the MPM step is ``mpm_cfl``
+    times the CFL limit. Particles are clamped into the domain."""
+
+    cloth_iterations: Annotated[int, Field(ge=1, le=200)] = 10
+    mpm_cell_size: Annotated[float, Field(ge=0.002, le=1.0)] = 0.02
+    mpm_domain: tuple[Vec3, Vec3] | None = None
+    mpm_particles_per_cell: Annotated[int, Field(ge=1, le=4)] = 2
+    mpm_cfl: Annotated[float, Field(gt=0.0, le=1.0)] = 0.4
+
+    @model_validator(mode="after")
+    def _domain(self) -> DeformableOptions:
+        if self.mpm_domain is not None:
+            lo, hi = self.mpm_domain
+            if not all(h - lo_ >= 4 * self.mpm_cell_size for lo_, h in zip(lo, hi, strict=True)):
+                raise ValueError("mpm_domain: the max corner must be at least 4 cells beyond the "
+                                 "min corner on every axis")
+        return self
+
+
 class PhysicsOptions(_Strict):
     """Physics settings: the physics rate is independent of the video frame rate."""
 
     rate_hz: Annotated[float, Field(ge=30.0, le=20000.0)] = 240.0
     gravity: Vec3 = (0.0, 0.0, -9.81)
     solver: Literal["xpbd", "steel"] = "xpbd"
+    deformables: DeformableOptions = Field(default_factory=DeformableOptions)
 
 
 class GenerationOptions(_Strict):
@@ -635,17 +886,47 @@ class Scene(_Strict):
         path = self.camera.path
         if isinstance(path, FollowPath) and path.entity not in seen:
             raise ValueError(f"camera.path.entity: no entity named {path.entity!r}")
+        for i, light in enumerate(self.lights):
+            follow = getattr(light, "follow", None)
+            if follow is not None and follow not in seen:
+                raise ValueError(f"lights[{i}].follow: no entity named {follow!r}")
+        self._check_bindings()
         if self.camera.K is not None:
             (fx, _, cx), (_, fy, cy), _ = self.camera.K
             if fx <= 0 or fy <= 0:
                 raise ValueError("camera.K: focal lengths must be positive")
         return self
 
+    def _check_bindings(self) -> None:
+        """``Gaussians.bind_to``: a known entity, not the cloud itself, no cycle, and no DDDM
+        deformation on a cloud bound to a human's skin."""
+        by_name = {e.name: e for e in self.entities}
+        for i, e in enumerate(self.entities):
+            target = getattr(e.geometry, "bind_to", None)
+            if target is None:
+                continue
+            where = f"entities[{i}].geometry.bind_to"
+            if target == e.name:
+                raise ValueError(f"{where}: a cloud cannot be bound to itself ({e.name!r})")
+            if target not in by_name:
+                raise ValueError(f"{where}: no entity named {target!r}")
+            chain = [e.name, target]
+            while (nxt := getattr(by_name[chain[-1]].geometry, "bind_to", None)) is not None:
+                if nxt in chain:
+                    raise ValueError(f"{where}: bindings form a cycle "
+                                     f"({' -> '.join([*chain[chain.index(nxt):], nxt])})")
+                chain.append(nxt)
+            if isinstance(by_name[target].geometry, Human) and isinstance(e.animation,
+                                                                          Deformation):
+                raise ValueError(f"{where}: a cloud bound to a human's skin follows the "
+                                 "skinning; remove its 'dddm' animation")
+
     # ---- builder API --------------------------------------------------------------------
 
     def add(
         self,
-        geometry: Sphere | Box | Capsule | Cylinder | Plane | Mesh | Gaussians | Human | Robot,
+        geometry: Sphere | Box | Capsule | Cylinder | Plane | Mesh | Gaussians | Human | Robot
+        | Cloth,
         pose: Pose | None = None,
         material: Material | None = None,
         appearance: Appearance | None = None,

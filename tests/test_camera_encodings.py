@@ -121,3 +121,16 @@ def test_id_palette_fixed_and_distinct():
     d = torch.cdist(c[1:], c[1:]) + torch.eye(39) * 10
     assert float(d.min()) > 0.05
     assert torch.equal(ids_to_color(ids), c)
+
+
+def test_flow_control_image_has_a_one_pixel_floor():
+    """Float noise on a static clip stays (almost) white; real motion keeps full colour."""
+    from rendiff.conditioners.controls import control_image
+
+    noise = torch.randn(2, 9, 11, 2, generator=torch.Generator().manual_seed(0)) * 3e-4
+    still = control_image("flow", noise)
+    assert float((1 - still).abs().max()) < 2e-3
+    moving = torch.zeros(2, 9, 11, 2)
+    moving[0, 4, 5] = torch.tensor([5.0, 0.0])
+    img = control_image("flow", moving)
+    assert float((1 - img[0, 4, 5]).abs().max()) > 0.5  # the moving pixel is saturated

@@ -33,4 +33,5 @@ echo "rendiff setup: installing torch (CPU) and rendiff into $VENV (first time: 
 "${pip[@]}" install -q -c tools/constraints.txt -e ".[test]"
 echo "rendiff setup: compiling the physics kernels once (cached in ~/.cache/warp)"
 "$VENV/bin/python" -c "from rendiff.engine.physics import warmup; warmup()"
+"$VENV/bin/python" -c "from rendiff.engine.deformables import warmup; warmup()"
 touch "$stamp"

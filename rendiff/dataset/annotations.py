@@ -26,7 +26,17 @@ from rendiff.engine.camera import CameraFrames
 from rendiff.engine.layers import Layer, Layers
 from rendiff.engine.simulate import GaussianTrack, HumanTrack, MeshTrack, RigidTrack, Trajectory
 from rendiff.engine.transforms import quat_normalize, quat_to_matrix
-from rendiff.scenes.spec import Box, Capsule, Cylinder, Gaussians, Human, Plane, Sphere
+from rendiff.scenes.spec import (
+    Box,
+    Capsule,
+    Cloth,
+    Cylinder,
+    Gaussians,
+    Human,
+    Plane,
+    Robot,
+    Sphere,
+)
 
 __all__ = ["clip_annotations", "camera_annotations", "ANNOTATION_FORMAT", "CONVENTIONS",
            "BOX_DEFINITIONS", "KEYPOINT_OCCLUSION"]
@@ -207,11 +217,13 @@ def _boxes(geom, pose: RigidTrack, track: MeshTrack | GaussianTrack) -> tuple[Te
         Rl = torch.einsum("tji,tnjk->tnik", R, Rg)
         o = track.opacities.double().clamp(max=1.0)
         r = torch.sqrt(2 * torch.log((2 * o).clamp_min(1.0)))  # alpha-0.5 Mahalanobis radius
-        half = torch.einsum("tnij,nj->tni", Rl.abs(), track.scales.double() * r[:, None])
+        scales = (track.frame_scales if getattr(track, "frame_scales", None) is not None
+                  else track.scales[None].expand(T, -1, -1)).double()  # MPM: per frame
+        half = torch.einsum("tnij,tnj->tni", Rl.abs(), scales * r[:, None])
         return _local_extent(local, half)
     local = torch.einsum("tji,tvj->tvi", R, track.vertices.double() - p[:, None])
-    if isinstance(geom, Human):
-        return _local_extent(local)  # per frame: the body deforms
+    if isinstance(geom, Human | Cloth | Robot):
+        return _local_extent(local)  # per frame: bodies, cloth and robot links move
     centre, size = _local_extent(local[0])  # a rigid mesh: the frame-0 extent holds throughout
     return centre.expand(T, 3), size.expand(T, 3)
 
@@ -251,7 +263,7 @@ def _amodal_masks(track: MeshTrack | GaussianTrack, cams: CameraFrames) -> Tenso
                                         cams.K[k], W, H, near=cams.near)
             out[k] = frags.face_id >= 0
         else:
-            gr = rasterize_gaussians(track.means[k], track.quats[k], track.scales,
+            gr = rasterize_gaussians(track.means[k], track.quats[k], track.scales_at(k),
                                      track.opacities, track.colors[k], cams.viewmats[k],
                                      cams.K[k], W, H, near=cams.near, far=cams.far)
             out[k] = gr.alpha > 0.5
