@@ -205,7 +205,8 @@ def generate(
     out = pipe(
         controls,
         reference_image=_reference_image(ref, layers),
-        num_inference_steps=steps or (gen.steps if gen is not None else 20),
+        # 10 DDIM steps: as good as 20 for the default model (docs/default-model.md, table d)
+        num_inference_steps=steps or (gen.steps if gen is not None else None) or 10,
         seed=seed if seed is not None else getattr(layers.scene, "seed", 0),
         control_weights=weights or None,
         window=window or (gen.window if gen is not None else 16),

@@ -835,7 +835,7 @@ class GenerationOptions(_Strict):
     default model); ``maps`` the control layers fed to it, with optional per-map weights."""
 
     model: AssetPath | None = None
-    steps: Annotated[int, Field(ge=1, le=1000)] = 20
+    steps: Annotated[int, Field(ge=1, le=1000)] | None = None  # None: the model's default
     scheduler: Literal["ddim", "euler", "dpm"] = "ddim"
     maps: list[str] | None = None
     weights: dict[str, Unit] = Field(default_factory=dict)
