@@ -531,16 +531,8 @@ def make_dataset(spec: DatasetSpec, out: str | Path, options: RunOptions) -> Run
 
 def _finish(out: Path, spec: DatasetSpec, report: RunReport, attempted: set[int]) -> None:
     """COCO file, failure list and, last, the index, from the complete clips on disk."""
-    from .coco import merge_coco
-
     clips = sorted(complete_clips(out).items())
-    cocos, keys = [], []
-    for i, p in clips:
-        f = p / COCO_FILE
-        if f.exists():
-            cocos.append(json.loads(f.read_text()))
-            keys.append(i)
-    write_text(out / COCO_FILE, json.dumps(merge_coco(cocos, keys=keys), separators=(",", ":")))
+    _write_coco(out, clips)
     # failures: this run's, plus earlier ones that were not retried and are still incomplete
     done = {i for i, _ in clips}
     old = []
@@ -555,6 +547,42 @@ def _finish(out: Path, spec: DatasetSpec, report: RunReport, attempted: set[int]
     rows = [json.loads((p / SUMMARY_FILE).read_text()) for _, p in clips]
     write_index(out / INDEX_FILE, rows, metadata={"coco_sha256": _sha256(out / COCO_FILE),
                                                   "clips": str(len(rows))})
+
+
+def _write_coco(out: Path, clips: list[tuple[int, Path]]) -> None:
+    """The data set's COCO file, streamed clip by clip (memory: one clip, whatever the data
+    set's size), with the fixed category table and the stable ids of ``merge_coco(keys=...)``."""
+    import tempfile
+
+    from .coco import _INFO, _category, merge_coco
+
+    categories = json.loads((out / CLASSES_FILE).read_text())["categories"]
+    cat_ids = {name: k + 1 for k, name in enumerate(categories)}
+    sep = (",", ":")
+    with atomic_path(out / COCO_FILE) as tmp, tempfile.TemporaryFile("w+", encoding="utf-8",
+                                                                      dir=out) as fa:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write('{"info":' + json.dumps(_INFO, separators=sep) + ',"licenses":[],'
+                    '"categories":' + json.dumps([_category(n, k) for n, k in cat_ids.items()],
+                                                 separators=sep) + ',"images":[')
+            first_img = first_ann = True
+            for i, p in clips:
+                src = p / COCO_FILE
+                if not src.exists():
+                    continue
+                merged = merge_coco([json.loads(src.read_text())], keys=[i])
+                names = {c["id"]: c["name"] for c in merged["categories"]}
+                for img in merged["images"]:
+                    f.write(("" if first_img else ",") + json.dumps(img, separators=sep))
+                    first_img = False
+                for ann in merged["annotations"]:
+                    ann["category_id"] = cat_ids[names[ann["category_id"]]]
+                    fa.write(("" if first_ann else ",") + json.dumps(ann, separators=sep))
+                    first_ann = False
+            f.write('],"annotations":[')
+            fa.seek(0)
+            shutil.copyfileobj(fa, f)
+            f.write("]}\n")
 
 
 def write_index(path: Path, rows: list[dict], metadata: dict[str, str] | None = None) -> None:
