@@ -182,15 +182,17 @@ def scene_to_dict(scene: Scene) -> dict[str, Any]:
     return scene.model_dump(mode="json")
 
 
-def load_scene(path: str | Path) -> Scene:
-    """Reads a scene from a ``.yaml``/``.yml``/``.json`` file; relative asset paths are taken
-    relative to the file's folder. Raises :class:`SceneError` naming the file and field."""
+def read_data_file(path: str | Path, what: str = "scene files",
+                   error: type[SceneError] = SceneError) -> tuple[object, str]:
+    """Parses a ``.yaml``/``.yml``/``.json`` file; returns (data, file name). Every problem
+    (suffix, missing file, syntax with its line, empty file) is one ``error`` naming the file;
+    ``what`` names the kind of file in the suffix message."""
     path = Path(path)
     src = path.name
     if path.suffix.lower() not in _SUFFIXES:
-        raise SceneError(src, "", "scene files must end in .yaml, .yml or .json")
+        raise error(src, "", f"{what} must end in .yaml, .yml or .json")
     if not path.is_file():
-        raise SceneError(src, "", f"file not found ({path})")
+        raise error(src, "", f"file not found ({path})")
     text = path.read_text(encoding="utf-8")
     try:
         if _SUFFIXES[path.suffix.lower()] == "json":
@@ -198,14 +200,21 @@ def load_scene(path: str | Path) -> Scene:
         else:
             data = yaml.safe_load(text)
     except json.JSONDecodeError as e:
-        raise SceneError(src, f"line {e.lineno}", f"invalid JSON: {e.msg}") from None
+        raise error(src, f"line {e.lineno}", f"invalid JSON: {e.msg}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
-        raise SceneError(src, where, f"invalid YAML: {getattr(e, 'problem', e)}") from None
+        raise error(src, where, f"invalid YAML: {getattr(e, 'problem', e)}") from None
     if data is None:
-        raise SceneError(src, "", "the file is empty")
-    return scene_from_dict(data, source=src, base_dir=path.parent)
+        raise error(src, "", "the file is empty")
+    return data, src
+
+
+def load_scene(path: str | Path) -> Scene:
+    """Reads a scene from a ``.yaml``/``.yml``/``.json`` file; relative asset paths are taken
+    relative to the file's folder. Raises :class:`SceneError` naming the file and field."""
+    data, src = read_data_file(path)
+    return scene_from_dict(data, source=src, base_dir=Path(path).parent)
 
 
 def save_scene(scene: Scene, path: str | Path) -> Path:

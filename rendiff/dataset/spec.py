@@ -749,25 +749,10 @@ def dataset_spec_from_dict(data: Any, source: str = "<dataset spec>",
 def load_dataset_spec(path: str | Path) -> DatasetSpec:
     """Reads a data-set spec from ``.yaml``/``.yml``/``.json``; ``base`` is resolved relative to
     the file's folder. Raises :class:`DatasetSpecError` naming the file and field."""
-    path = Path(path)
-    src = path.name
-    if path.suffix.lower() not in _SUFFIXES:
-        raise DatasetSpecError(src, "", "data-set specs must end in .yaml, .yml or .json")
-    if not path.is_file():
-        raise DatasetSpecError(src, "", f"file not found ({path})")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if _SUFFIXES[path.suffix.lower()] == "json" else yaml.safe_load(
-            text)
-    except json.JSONDecodeError as e:
-        raise DatasetSpecError(src, f"line {e.lineno}", f"invalid JSON: {e.msg}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        raise DatasetSpecError(src, where, f"invalid YAML: {getattr(e, 'problem', e)}") from None
-    if data is None:
-        raise DatasetSpecError(src, "", "the file is empty")
-    return dataset_spec_from_dict(data, source=src, base_dir=path.parent)
+    from rendiff.scenes.io import read_data_file
+
+    data, src = read_data_file(path, "data-set specs", DatasetSpecError)
+    return dataset_spec_from_dict(data, source=src, base_dir=Path(path).parent)
 
 
 def save_dataset_spec(spec: DatasetSpec, path: str | Path) -> Path:
