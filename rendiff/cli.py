@@ -117,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--model", help="local model folder for --generate; default: shipped")
     d.add_argument("--no-amodal", action="store_true",
                    help="skip the per-object renders behind the visibility fractions (faster)")
+    d.add_argument("--flow16", action="store_true",
+                   help="store flow as float16: about half the bytes, not exact")
     d.add_argument("--verify", metavar="OUT", type=Path,
                    help="check every clip of the data set OUT against its index and exit")
     return p
@@ -149,6 +151,7 @@ def _dataset(args: argparse.Namespace) -> int:
     options = RunOptions(clips=args.clips, workers=args.workers, ray_address=args.ray_address,
                          seed=args.seed, generate=args.generate, model=args.model,
                          device=args.device, amodal=not args.no_amodal,
+                         flow16=args.flow16,
                          progress=not args.quiet)
     report = make_dataset(spec, args.out, options)
     n = len(report.made) + len(report.kept)

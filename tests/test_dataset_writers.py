@@ -403,3 +403,17 @@ def test_robot_joints_and_links_are_exported(tmp_path):
     uv, _ = layers.cameras.project(robot.link_positions[:1, :1].float())
     u, v = uv[0, 0].tolist()
     assert x - 1 <= u <= x + w + 1 and y - 1 <= v <= y + h + 1
+
+
+def test_flow16_halves_the_flow_file_within_float16_precision(objects, tmp_path):
+    write_clip(tmp_path / "c16", objects.traj, objects.layers, index=3, seed=103,
+               params=objects.params, amodal=False, flow16=True)
+    exact = objects.layers[Layer.FLOW].numpy()
+    back = read_clip(tmp_path / "c16", keys=["flow"])["flow"]
+    assert back.dtype == np.float32
+    # float16 keeps 11 significant bits: relative error <= 2^-11 (plus subnormals near 0)
+    np.testing.assert_allclose(back, exact, rtol=2.0 ** -11, atol=1e-4)
+    assert np.abs(exact).max() > 1.0  # the clip really moves
+    size16 = (tmp_path / "c16" / "flow.npz").stat().st_size
+    size32 = (objects.dir / "flow.npz").stat().st_size
+    assert size16 < 0.6 * size32

@@ -78,6 +78,7 @@ class RunOptions:
     model: str | None = None
     device: str = "cpu"
     amodal: bool = True  # visibility fractions from per-object renders
+    flow16: bool = False  # flow stored as float16 (half the bytes) instead of float32
     progress: bool = True
 
 
@@ -163,7 +164,8 @@ def _locked(out: Path) -> Iterator[None]:
 
 
 def make_clip(spec: DatasetSpec, out: str | Path, index: int, *, generate: bool = False,
-              model: str | None = None, device: str = "cpu", amodal: bool = True) -> dict:
+              model: str | None = None, device: str = "cpu", amodal: bool = True,
+              flow16: bool = False) -> dict:
     """Samples, simulates, renders and writes clip ``index`` of ``spec`` into
     ``out/clips/<index>``; returns its index row. Raises on failure (nothing is left under the
     clip's final name)."""
@@ -194,7 +196,8 @@ def make_clip(spec: DatasetSpec, out: str | Path, index: int, *, generate: bool 
         name = f"{CLIPS}/{clip_name(index)}"
         row = write_clip(tmp, traj, layers, index=index, seed=draw.seed, params=draw.params,
                          generated=video, amodal=amodal, name=name,
-                         classes=dataset_classes(spec), categories=dataset_categories(spec))
+                         classes=dataset_classes(spec), categories=dataset_categories(spec),
+                         flow16=flow16)
         t4 = time.perf_counter()
         # timings vary run to run: kept out of the clip's files (byte-identical clips), returned
         stable = {k: v for k, v in row.items() if not k.startswith("time_")}
@@ -221,7 +224,7 @@ def _failure(spec: DatasetSpec, index: int, error: str, tb: list[str] | None = N
 
 
 def _clip_task(spec: DatasetSpec, out: str, index: int, generate: bool, model: str | None,
-               device: str, amodal: bool) -> dict:
+               device: str, amodal: bool, flow16: bool = False) -> dict:
     """make_clip that never raises: a failure comes back as a dict with ``error``."""
     marker = os.environ.get("RENDIFF_TEST_KILL_WORKER_AT")
     if marker and index == 1 and not os.path.exists(marker):  # tests: a worker dies once
@@ -229,7 +232,7 @@ def _clip_task(spec: DatasetSpec, out: str, index: int, generate: bool, model: s
         os.kill(os.getpid(), signal.SIGKILL)
     try:
         return make_clip(spec, out, index, generate=generate, model=model, device=device,
-                         amodal=amodal)
+                         amodal=amodal, flow16=flow16)
     except Exception as e:  # logged with its seed by the caller, never silently dropped
         tb = traceback.format_exc().strip().splitlines()
         return _failure(spec, index, f"{type(e).__name__}: {e}", tb[-6:])
@@ -388,7 +391,8 @@ def _run_record(spec: DatasetSpec, options: RunOptions) -> dict:
     from importlib.metadata import version
 
     rec = {"generate": options.generate, "model": options.model if options.generate else None,
-           "amodal": options.amodal, "rendiff": version("rendiff"), "base_sha256": None}
+           "amodal": options.amodal, "flow16": options.flow16, "rendiff": version("rendiff"),
+           "base_sha256": None}
     if spec.base is not None:
         rec["base_sha256"] = _sha256(Path(spec.base))
     return rec
@@ -416,6 +420,7 @@ def _check_out(out: Path, spec: DatasetSpec, record: dict) -> None:
         run = out / RUN_FILE
         if run.is_file():
             old_rec = json.loads(run.read_text())
+            old_rec.setdefault("flow16", False)  # run.json written before the option existed
             diff = sorted(k for k in record if old_rec.get(k) != record[k])
             if diff:
                 what = ", ".join(f"{k}: {old_rec.get(k)!r} then, {record[k]!r} now"
@@ -495,7 +500,7 @@ def make_dataset(spec: DatasetSpec, out: str | Path, options: RunOptions) -> Run
         todo = [i for i in range(options.clips) if i not in done]
         report.kept = sorted(i for i in done if i < options.clips)
         args = (spec, str(out), options.generate, options.model, options.device,
-                options.amodal)
+                options.amodal, options.flow16)
         if options.ray_address:
             results: Iterable[dict] = _run_ray(args, todo, options.ray_address,
                                                options.workers)
