@@ -229,7 +229,7 @@ BAD = [
      "spec.yaml: materials.density.loguniform[0]: must be > 0 (got 0.0)"),
     ({"generator": "falling"},
      "spec.yaml: generator: must be one of ['falling_objects', 'walking_human', "
-     "'dynamic_gaussians'] (got 'falling') (did you mean 'falling_objects'?)"),
+     "'dynamic_gaussians', 'robot_arm'] (got 'falling') (did you mean 'falling_objects'?)"),
     ({"gaussians": {"shape": "torus", "radius": {"uniform": [0.1, 0.4]}}},
      "spec.yaml: gaussians.radius: a torus needs radius > 0.15 (its tube radius)"),
     ({"generator": None, "base": "nowhere.yaml"},
@@ -302,10 +302,15 @@ def _check_clip(draw: ClipDraw, spec: DatasetSpec) -> None:
     assert scene.frames == spec.frames and scene.size == spec.size and scene.fps == spec.fps
     assert all(isinstance(v, float | int | str | bool) for v in draw.params.values())
     ents = [e for e in scene.entities if e.dynamic]
-    # rigid bodies above the ground and apart at the start
+    # rigid bodies above the ground and apart at the start (the robot family's objects rest
+    # on the ground in upright poses: their lowest point, not their bounding sphere, is at 0)
+    resting = draw.params["generator"] == "robot_arm"
     for i, a in enumerate(ents):
         ra = _bound_radius(a.geometry)
-        assert a.pose.position[2] - ra > 0
+        if resting:
+            assert a.pose.position[2] > 0
+        else:
+            assert a.pose.position[2] - ra > 0
         for b in ents[:i]:
             assert math.dist(a.pose.position, b.pose.position) > ra + _bound_radius(b.geometry)
     # the action is in view: where bodies come to rest, the person, the cloud
@@ -316,6 +321,8 @@ def _check_clip(draw: ClipDraw, spec: DatasetSpec) -> None:
         person = scene.entity("person")
         start = person.animation.path[0] if person.animation.path else (0.0, 0.0)
         points = [(start[0], start[1], 0.9)]
+    elif kind == "robot_arm":  # the arm's base and the objects it pushes
+        points = [scene.entity("arm").pose.position] + [e.pose.position for e in ents]
     else:
         points = [scene.entity("blob").pose.position]
     if not points:
@@ -400,3 +407,24 @@ def test_sampled_scene_simulates_and_renders():
     assert layers["rgb"].shape == (8, 32, 32, 3)
     seen = set(layers["instance"].unique().tolist())
     assert len(seen - {0, 1}) >= 1  # at least one object (ids 2..4; 1 is the ground) in view
+
+
+def test_robot_arm_family_draws_varied_simulatable_scenes():
+    """The robotics family: the shipped arm plus objects, drawn per clip; the arm is driven and
+    its joints come out on the trajectory."""
+    import rendiff
+    from rendiff.scenes.spec import Robot
+
+    spec = load_dataset_spec(ROOT / "examples" / "robot_arm_dataset.yaml").model_copy(
+        update={"frames": 4, "size": (32, 32)})
+    draws = [sample_clip(spec, i) for i in range(3)]
+    assert all(d.params["generator"] == "robot_arm" for d in draws)
+    for d in draws:
+        robots = [e for e in d.scene.entities if isinstance(e.geometry, Robot)]
+        assert len(robots) == 1 and robots[0].animation is not None
+    placements = {tuple(e.pose.position) for d in draws for e in d.scene.entities
+                  if e.label == "box"}
+    assert len(placements) == 3  # objects are placed anew per clip
+    traj = rendiff.simulate(draws[0].scene, progress=False)
+    (robot,) = traj.robots
+    assert robot.q.shape == (4, 4) and robot.joint_names[0] == "base_yaw"

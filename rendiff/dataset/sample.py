@@ -410,6 +410,11 @@ def _from_base(spec: DatasetSpec, d: _Draws) -> Scene:
     assert spec.base is not None
     scene = _load_base(spec.base, Path(spec.base).stat().st_mtime_ns).model_copy(deep=True)
     apply = set(spec.randomize if spec.randomize is not None else RANDOMIZABLE)
+    return _randomize_scene(scene, spec, d, apply)
+
+
+def _randomize_scene(scene: Scene, spec: DatasetSpec, d: _Draws, apply: set[str]) -> Scene:
+    """Draws the sections in ``apply`` for an existing scene (its entities are kept)."""
     things = [e for e in scene.entities if not isinstance(e.geometry, Plane)]
     for e in scene.entities:
         k = f"entities.{e.name}"
@@ -452,11 +457,32 @@ def _from_base(spec: DatasetSpec, d: _Draws) -> Scene:
 # --------------------------------------------------------------------------------------------
 
 
+def _robot_arm(scene: Scene, d: _Draws, spec: DatasetSpec) -> None:
+    """rendiff's 4-DoF arm sweeping through 3 objects (the built-in ``robot_arm`` scene, its
+    sweep and object placement drawn from the clip's stream), with drawn colours and materials
+    and a camera around the arm's workspace."""
+    from rendiff.scenes.builtin import robot_arm
+
+    b = robot_arm(seed=d.rng("robot_arm.scene").randrange(2**31))
+    scene.physics = b.physics
+    for e in b.entities:
+        if not isinstance(e.geometry, Plane):
+            scene.entities.append(e)
+    _randomize_scene(scene, spec, d, {"colors", "materials"})
+    target = (0.12, 0.05, 0.2)
+    scene.camera = _camera(d, spec, target, Uniform(1.2, 1.8), Uniform(0.6, 1.2), _ORBIT_ETC,
+                           "arm", target[2])
+
+
+_FAMILIES["robot_arm"] = _robot_arm
+
+
 # every entity label a generator can draw, by family (ground first)
 _FAMILY_LABELS = {
     "falling_objects": ("sphere", "box", "capsule", "cylinder"),
     "walking_human": ("box",),  # props; the person's pixels carry the 24 body-part ids
     "dynamic_gaussians": ("gaussians",),
+    "robot_arm": ("robot", "box", "cylinder", "sphere"),
 }
 
 

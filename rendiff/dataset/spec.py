@@ -44,7 +44,10 @@ from pydantic_core import core_schema
 
 from rendiff.io.atomic import write_text
 from rendiff.scenes.io import SceneError, _format_loc, _message, load_scene
-from rendiff.scenes.randomize import KINDS
+from rendiff.scenes.randomize import KINDS as DEFAULT_KINDS
+
+#: scene families a spec's ``generator`` can name; the default mixes ``DEFAULT_KINDS``
+KINDS = (*DEFAULT_KINDS, "robot_arm")
 
 __all__ = [
     "DIST_KEYS",
@@ -628,7 +631,7 @@ _UNUSED_WITH_BASE = ("objects", "human", "gaussians")
 class DatasetSpec(_Section):
     """A data set: clip format, master seed, and how each clip's scene is drawn.
 
-    ``generator`` picks the scene family per clip (default: any of :data:`KINDS`, equally
+    ``generator`` picks the scene family per clip (default: any of :data:`DEFAULT_KINDS`, equally
     likely); ``base`` instead starts every clip from one scene file (resolved relative to the
     spec file) and applies the sections listed in ``randomize`` (default: all of
     :data:`RANDOMIZABLE`) to it; ``objects``, ``human`` and ``gaussians`` then have no use.
@@ -660,7 +663,7 @@ class DatasetSpec(_Section):
     def _default_generator(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("base") is None and data.get(
                 "generator") is None:
-            data = {**data, "generator": {"choice": list(KINDS)}}
+            data = {**data, "generator": {"choice": list(DEFAULT_KINDS)}}
         return data
 
     @field_validator("base")
