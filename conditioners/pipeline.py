@@ -86,11 +86,24 @@ PRESETS: dict[str, dict] = {
         guidance=dict(block_out_channels=(8, 16)),
         latent=dict(block_out_channels=(8, 16), channels_per_map=2),
     ),
+    "small": dict(
+        vae=dict(block_out_channels=(32, 64, 128), latent_channels=4, norm_num_groups=16),
+        unet=dict(
+            block_out_channels=(16, 32, 64),
+            layers_per_block=1,
+            norm_num_groups=8,
+            attention_head_dim=16,
+        ),
+        guidance=dict(block_out_channels=(8, 16, 32, 64)),
+        latent=dict(block_out_channels=(8, 16, 16), channels_per_map=4),
+    ),
 }
 """Model sizes. "default": 4x VAE (128x128 -> 32x32x4 latents), UNet widths (32, 64, 128) —
 the shipped model, sized for 16 frames at 128x128 in under a minute on 2 CPU cores and for
 training on a CPU in hours. "large": the same VAE (latents are interchangeable) and a GPU-sized
-UNet (128, 256, 512), two blocks per level. "tiny": 2x VAE, widths (16, 32), for tests."""
+UNet (128, 256, 512), two blocks per level. "tiny": 2x VAE, widths (16, 32), for tests.
+"small": the default VAE (its weights can be reused) and a quarter-width UNet (16, 32, 64),
+0.76M parameters: the ablations' model (benchmarks/ablate_default_model.py)."""
 
 
 def default_scheduler_config(prediction_type: str = "v_prediction") -> dict:
