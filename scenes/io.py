@@ -217,12 +217,17 @@ def load_scene(path: str | Path) -> Scene:
     return scene_from_dict(data, source=src, base_dir=Path(path).parent)
 
 
+def data_file_kind(path: str | Path, what: str = "scene files") -> str:
+    """``"yaml"`` or ``"json"`` by the file's suffix; a ``ValueError`` naming ``what`` else."""
+    kind = _SUFFIXES.get(Path(path).suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: {what} must end in .yaml, .yml or .json")
+    return kind
+
+
 def save_scene(scene: Scene, path: str | Path) -> Path:
     """Writes the scene (every field) to YAML or JSON by the file's suffix, atomically."""
-    path = Path(path)
-    kind = _SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise ValueError(f"{path}: scene files must end in .yaml, .yml or .json")
+    kind = data_file_kind(path)
     data = scene_to_dict(scene)
     if kind == "json":
         text = json.dumps(data, indent=2) + "\n"

@@ -43,7 +43,14 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from rendiff.io.atomic import write_text
-from rendiff.scenes.io import SceneError, _format_loc, _message, load_scene
+from rendiff.scenes.io import (
+    SceneError,
+    _format_loc,
+    _message,
+    data_file_kind,
+    load_scene,
+    read_data_file,
+)
 from rendiff.scenes.randomize import KINDS as DEFAULT_KINDS
 
 #: scene families a spec's ``generator`` can name; the default mixes ``DEFAULT_KINDS``
@@ -84,7 +91,6 @@ Randomizable = Literal["colors", "materials", "ground", "lights", "camera", "phy
 RANDOMIZABLE: tuple[str, ...] = get_args(Randomizable)
 """Sections that can be applied to a ``base`` scene (see :attr:`DatasetSpec.randomize`)."""
 
-_SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 _PATH_HEAD = re.compile(r"[A-Za-z_][\w.\[\]]*")
 
 
@@ -676,8 +682,11 @@ class DatasetSpec(_Section):
         if not p.is_absolute():
             p = Path(ctx.get("base_dir") or Path.cwd()) / p
         p = p.resolve()
-        if p.suffix.lower() not in _SUFFIXES:
-            raise ValueError(f"must be a scene file ending in .yaml, .yml or .json (got {value!r})")
+        try:
+            data_file_kind(p)
+        except ValueError:
+            raise ValueError(f"must be a scene file ending in .yaml, .yml or .json (got "
+                             f"{value!r})") from None
         if not p.is_file():
             raise ValueError(f"file not found: {value!r} (looked for {p})")
         try:
@@ -752,17 +761,12 @@ def dataset_spec_from_dict(data: Any, source: str = "<dataset spec>",
 def load_dataset_spec(path: str | Path) -> DatasetSpec:
     """Reads a data-set spec from ``.yaml``/``.yml``/``.json``; ``base`` is resolved relative to
     the file's folder. Raises :class:`DatasetSpecError` naming the file and field."""
-    from rendiff.scenes.io import read_data_file
-
     data, src = read_data_file(path, "data-set specs", DatasetSpecError)
     return dataset_spec_from_dict(data, source=src, base_dir=Path(path).parent)
 
 
 def save_dataset_spec(spec: DatasetSpec, path: str | Path) -> Path:
     """Writes the spec to YAML or JSON by the file's suffix, atomically."""
-    path = Path(path)
-    kind = _SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise ValueError(f"{path}: data-set specs must end in .yaml, .yml or .json")
+    kind = data_file_kind(path, "data-set specs")
     text = json.dumps(spec.to_dict(), indent=2) + "\n" if kind == "json" else spec.to_yaml()
     return write_text(path, text)
