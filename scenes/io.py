@@ -19,7 +19,14 @@ from rendiff.io.atomic import write_text
 
 from .spec import Scene
 
-__all__ = ["SceneError", "load_scene", "save_scene", "scene_from_dict", "scene_to_dict"]
+__all__ = [
+    "SceneError",
+    "describe_validation_error",
+    "load_scene",
+    "save_scene",
+    "scene_from_dict",
+    "scene_to_dict",
+]
 
 _SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
@@ -163,18 +170,27 @@ def scene_from_dict(
             data, context={"base_dir": base_dir, "check_assets": check_assets}
         )
     except ValidationError as e:
-        errors = e.errors()
-        first = errors[0]
-        where = _format_loc(first["loc"])
-        msg = _message(first, Scene)
-        if msg.startswith(where + ": ") and where:
-            msg = msg[len(where) + 2:]
-        head = msg.split(": ", 1)[0]
-        is_path = re.fullmatch(r"[A-Za-z_][\w.\[\]]*", head) is not None
-        if first["type"] == "value_error" and ": " in msg and is_path:
-            msg = msg.split(": ", 1)[1]
-            where = f"{where}.{head}" if where else head
-        raise SceneError(source, where, msg, more=len(errors) - 1) from None
+        raise SceneError(source, *describe_validation_error(e, Scene)) from None
+
+
+_PATH_HEAD = re.compile(r"[A-Za-z_][\w.\[\]]*")
+
+
+def describe_validation_error(e: ValidationError, model: type[BaseModel]) -> tuple[str, str, int]:
+    """The first error of a pydantic validation of ``model`` as ``(where, message, more)``:
+    the field path (``entities[2].material.friction``), a one-line message (with the allowed
+    fields or a did-you-mean for unknown ones), and how many other errors there were. A
+    sub-path at the head of a validator's message (``uniform[0]: ...``) moves onto the path."""
+    errors = e.errors()
+    first = errors[0]
+    where = _format_loc(first["loc"])
+    msg = _message(first, model)
+    if where and msg.startswith(where + ": "):
+        msg = msg[len(where) + 2:]
+    head, sep, rest = msg.partition(": ")
+    if first["type"] == "value_error" and sep and _PATH_HEAD.fullmatch(head):
+        where, msg = (f"{where}.{head}" if where else head), rest
+    return where, msg, len(errors) - 1
 
 
 def scene_to_dict(scene: Scene) -> dict[str, Any]:

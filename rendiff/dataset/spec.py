@@ -24,7 +24,6 @@ import difflib
 import json
 import math
 import random
-import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +44,8 @@ from pydantic_core import core_schema
 from rendiff.io.atomic import write_text
 from rendiff.scenes.io import (
     SceneError,
-    _format_loc,
-    _message,
     data_file_kind,
+    describe_validation_error,
     load_scene,
     read_data_file,
 )
@@ -91,7 +89,6 @@ Randomizable = Literal["colors", "materials", "ground", "lights", "camera", "phy
 RANDOMIZABLE: tuple[str, ...] = get_args(Randomizable)
 """Sections that can be applied to a ``base`` scene (see :attr:`DatasetSpec.randomize`)."""
 
-_PATH_HEAD = re.compile(r"[A-Za-z_][\w.\[\]]*")
 
 
 class DatasetSpecError(SceneError):
@@ -731,20 +728,6 @@ class DatasetSpec(_Section):
 # Files
 
 
-def _error(e: ValidationError, source: str) -> DatasetSpecError:
-    """The first validation error as one line; a sub-path at the head of a validator's message
-    (``uniform[0]: ...``) is moved onto the field path."""
-    errors = e.errors()
-    first = errors[0]
-    where = _format_loc(first["loc"])
-    msg = _message(first, DatasetSpec)
-    if first["type"] == "value_error":
-        head, sep, rest = msg.partition(": ")
-        if sep and _PATH_HEAD.fullmatch(head):
-            where, msg = (f"{where}.{head}" if where else head), rest
-    return DatasetSpecError(source, where, msg, more=len(errors) - 1)
-
-
 def dataset_spec_from_dict(data: Any, source: str = "<dataset spec>",
                            base_dir: str | Path | None = None) -> DatasetSpec:
     """Validates plain data into a :class:`DatasetSpec`; a relative ``base`` is taken relative to
@@ -755,7 +738,7 @@ def dataset_spec_from_dict(data: Any, source: str = "<dataset spec>",
     try:
         return DatasetSpec.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
-        raise _error(e, source) from None
+        raise DatasetSpecError(source, *describe_validation_error(e, DatasetSpec)) from None
 
 
 def load_dataset_spec(path: str | Path) -> DatasetSpec:
