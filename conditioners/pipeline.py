@@ -137,6 +137,7 @@ def build_pipeline(
     temporal_layers: str = "conv",
     reference: bool = True,
     prediction_type: str = "v_prediction",
+    vae_maps: tuple[str, ...] = (),
 ) -> RendiffVideoPipeline:
     """A randomly initialised pipeline of a preset size (what training starts from).
 
@@ -147,7 +148,14 @@ def build_pipeline(
         temporal_layers: "conv", "attention" or "none".
         reference: whether the UNet takes a reference-image latent.
         prediction_type: "v_prediction" or "epsilon".
+        vae_maps: maps also brought to latent resolution through the VAE itself and concatenated
+            with the noisy latents (image-like maps such as albedo and shading), whatever
+            ``injection`` is; each must be one of ``maps``.
     """
+    vae_maps = tuple(vae_maps)
+    stray = sorted(set(vae_maps) - set(maps))
+    if stray:
+        raise ValueError(f"vae_maps {stray} are not among the maps {list(maps)}")
     if injection not in INJECTIONS:
         raise ValueError(f"injection must be one of {INJECTIONS}, got {injection!r}")
     if preset not in PRESETS:
@@ -165,8 +173,16 @@ def build_pipeline(
         guidance = GuidanceEncoder(
             map_names=maps, out_channels=c0, downsample_factor=factor, **sizes["guidance"]
         )
-    if injection in ("latent", "both"):
-        latent = LatentControlEncoder(map_names=maps, downsample_factor=factor, **sizes["latent"])
+    learned = maps if injection in ("latent", "both") else ()
+    learned = tuple(m for m in learned if m not in vae_maps)
+    if learned or vae_maps:
+        latent = LatentControlEncoder(
+            map_names=learned,
+            downsample_factor=factor,
+            vae_map_names=vae_maps,
+            vae_latent_channels=latent_channels,
+            **sizes["latent"],
+        )
     unet = SpatioTemporalUNet(
         in_channels=latent_channels,
         out_channels=latent_channels,
@@ -265,6 +281,15 @@ class RendiffVideoPipeline(DiffusionPipeline):
                 f"guidance encoder gives {guidance_encoder.config.out_channels} channels, the "
                 "unet's "
                 f"first width is {c0}"
+            )
+        if (
+            latent_encoder is not None
+            and latent_encoder.config.vae_map_names
+            and latent_encoder.config.vae_latent_channels != vae.config.latent_channels
+        ):
+            raise ValueError(
+                f"the latent encoder expects {latent_encoder.config.vae_latent_channels} VAE "
+                f"latent channels, the VAE has {vae.config.latent_channels}"
             )
         if unet.config.reference_channels not in (0, vae.config.latent_channels):
             raise ValueError("unet reference_channels must be 0 or the VAE's latent channels")
@@ -402,7 +427,9 @@ class RendiffVideoPipeline(DiffusionPipeline):
             sub = {k: v for k, v in video.items() if k in names}
             idx = [self.map_names.index(n) for n in names]
             if sub:
-                control = self.latent_encoder(sub, weights[:, idx], chunk_size=chunk_size)
+                control = self.latent_encoder(
+                    sub, weights[:, idx], chunk_size=chunk_size, vae=self.vae
+                )
             else:
                 shape = (1, self.latent_encoder.out_channels, num_frames, *latent_hw)
                 control = torch.zeros(shape, device=device, dtype=dtype)

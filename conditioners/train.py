@@ -39,7 +39,11 @@ from diffusers import AutoencoderKL, DDPMScheduler
 from torch import Tensor
 
 from rendiff.conditioners.guidance import resolve_control_weights
-from rendiff.conditioners.latent import concat_conditions, encode_reference
+from rendiff.conditioners.latent import (
+    LatentControlEncoder,
+    concat_conditions,
+    encode_reference,
+)
 from rendiff.conditioners.models import vae_downsample_factor, vae_encode_video
 from rendiff.conditioners.pipeline import (
     RendiffVideoPipeline,
@@ -53,6 +57,7 @@ __all__ = [
     "TrainConfig",
     "count_parameters",
     "diffusion_loss",
+    "fine_tune_start",
     "load_trained",
     "synthetic_clip",
     "train",
@@ -68,6 +73,7 @@ class TrainConfig:
     output_dir: str
     maps: tuple[str, ...] = ("depth", "normal", "semantic")
     injection: str = "pixel"  # "pixel", "latent", "both" or "none" (ablations)
+    vae_maps: tuple[str, ...] = ()  # maps also concatenated as VAE latents (e.g. albedo, shading)
     preset: str = "default"
     temporal_layers: str = "conv"
     prediction_type: str = "v_prediction"
@@ -91,6 +97,8 @@ class TrainConfig:
     log_every: int = 20
     resume: bool = False
     vae_path: str | None = None  # a trained VAE folder (e.g. RUN/vae): skips the VAE phase
+    init_from: str | None = None  # a trained pipeline folder to fine-tune (skips the VAE phase)
+    decoder_steps: int = 0  # VAE decoder fine-tuning steps, encoder frozen (latents unchanged)
     device: str = "cpu"  # random draws stay on the CPU generator, so runs match across devices
     max_cached_clips: int = 64
 
@@ -312,7 +320,7 @@ def diffusion_loss(
         feats = pipe.guidance_encoder(controls, weights[:, idx])
     if pipe.latent_encoder is not None:
         idx = [names.index(n) for n in pipe.latent_encoder.map_names]
-        control = pipe.latent_encoder(controls, weights[:, idx])
+        control = pipe.latent_encoder(controls, weights[:, idx], vae=vae)
     pred = unet(concat_conditions(zt, reference, control), timesteps, feats)
     per_sample = ((pred - target) ** 2).flatten(1).mean(1)
     if snr_gamma is not None:
@@ -374,16 +382,21 @@ def train(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     log = _Logger(out / "log.jsonl")
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     torch.manual_seed(cfg.seed)
-    pipe = build_pipeline(
-        maps=cfg.maps,
-        injection=cfg.injection,
-        preset=cfg.preset,
-        temporal_layers=cfg.temporal_layers,
-        prediction_type=cfg.prediction_type,
-    )
+    if cfg.init_from is not None:
+        pipe = fine_tune_start(cfg.init_from, cfg.vae_maps)
+        if cfg.vae_path is not None:
+            raise ValueError("init_from and vae_path exclude each other (the model has its VAE)")
+    else:
+        pipe = build_pipeline(
+            maps=cfg.maps,
+            injection=cfg.injection,
+            preset=cfg.preset,
+            temporal_layers=cfg.temporal_layers,
+            prediction_type=cfg.prediction_type,
+            vae_maps=cfg.vae_maps,
+        )
     if cfg.vae_path is not None:
         trained_vae = AutoencoderKL.from_pretrained(cfg.vae_path, low_cpu_mem_usage=False)
         same = (trained_vae.config.latent_channels, vae_downsample_factor(trained_vae)) == (
@@ -398,6 +411,8 @@ def train(cfg: TrainConfig) -> Path:
     vae, unet = pipe.vae, pipe.unet
     guidance, latent = pipe.guidance_encoder, pipe.latent_encoder
     names = pipe.map_names
+    recorded = {**asdict(cfg), "maps": list(names)}  # with init_from, the model's maps
+    (out / "config.json").write_text(json.dumps(recorded, indent=2))
     data = open_clips(cfg.data_dir, names, cfg.max_cached_clips)
     counts = {
         "vae": count_parameters(vae),
@@ -416,7 +431,9 @@ def train(cfg: TrainConfig) -> Path:
     denoisers = [m for m in (unet, guidance, latent) if m is not None]
     vae_opt = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
     opt = torch.optim.Adam([p for m in denoisers for p in m.parameters()], lr=cfg.lr)
-    phase, step = ("vae" if cfg.vae_path is None else "unet"), 0
+    after_vae = "decoder" if cfg.decoder_steps > 0 else "unet"
+    trained = cfg.vae_path is not None or cfg.init_from is not None
+    phase, step = (after_vae if trained else "vae"), 0
     if cfg.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         for key, module in (
@@ -489,6 +506,30 @@ def train(cfg: TrainConfig) -> Path:
             vae.register_to_config(scaling_factor=float(1 / z.std()))
         log(phase="vae", step=step, scaling_factor=float(vae.config.scaling_factor))
         vae.save_pretrained(out / "vae")
+        phase, step = after_vae, 0
+        checkpoint()
+        last_ckpt = time.monotonic()
+
+    # Phase 1b: the VAE decoder alone, encoder frozen, so latents (and a trained UNet) stay valid
+    if phase == "decoder":
+        vae.requires_grad_(False)
+        vae.decoder.requires_grad_(True)
+        vae.post_quant_conv.requires_grad_(True)
+        while step < cfg.decoder_steps:
+            video, _ = data.batch(cfg.vae_batch_frames, 1, cfg.size, gen)
+            x = video["rgb"][:, :, 0].to(dev) * 2 - 1
+            with torch.no_grad():
+                z = vae.encode(x).latent_dist.mode()
+            rec_loss = (vae.decode(z).sample - x).abs().mean()
+            vae_opt.zero_grad(set_to_none=True)
+            rec_loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.decoder.parameters(), cfg.grad_clip)
+            vae_opt.step()
+            step += 1
+            if step % cfg.log_every == 0 or step == cfg.decoder_steps:
+                log(phase="decoder", step=step, l1=rec_loss.item())
+            maybe_checkpoint()
+        vae.save_pretrained(out / "vae")
         phase, step = "unet", 0
         checkpoint()
         last_ckpt = time.monotonic()
@@ -527,6 +568,37 @@ def train(cfg: TrainConfig) -> Path:
     pipe.save_pretrained(final)
     log(phase="done", step=step, pipeline=str(final))
     return final
+
+
+def fine_tune_start(folder: str | os.PathLike, vae_maps: tuple[str, ...] = ()
+                    ) -> RendiffVideoPipeline:
+    """A trained pipeline in float32 to continue training, with ``vae_maps`` added as VAE-encoded
+    latent maps if it lacks them: the UNet's new input channels start at zero weight
+    (``widen_control_channels``), so the returned model generates exactly what the loaded one
+    did until they are trained."""
+    pipe = RendiffVideoPipeline.from_pretrained(
+        str(folder), dtype=torch.float32, low_cpu_mem_usage=False
+    )
+    old = pipe.latent_encoder
+    have = set(old.map_names) if old is not None else set()
+    new = tuple(m for m in vae_maps if m not in have)
+    if not new:
+        return pipe
+    if old is not None:
+        cfg = dict(old.config)
+        cfg["vae_map_names"] = tuple(cfg["vae_map_names"]) + new
+        enc = LatentControlEncoder(**{k: v for k, v in cfg.items() if not k.startswith("_")})
+        enc.load_state_dict(old.state_dict())
+    else:
+        enc = LatentControlEncoder(
+            map_names=(),
+            downsample_factor=vae_downsample_factor(pipe.vae),
+            vae_map_names=new,
+            vae_latent_channels=pipe.vae.config.latent_channels,
+        )
+    pipe.unet.widen_control_channels(len(new) * pipe.vae.config.latent_channels)
+    pipe.register_modules(latent_encoder=enc)
+    return pipe
 
 
 def load_trained(folder: str | os.PathLike) -> RendiffVideoPipeline:

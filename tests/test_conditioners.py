@@ -24,6 +24,7 @@ from rendiff.conditioners.train import (
     NpzClipDataset,
     TrainConfig,
     diffusion_loss,
+    fine_tune_start,
     load_trained,
     synthetic_clip,
     train,
@@ -305,6 +306,61 @@ def test_latent_encoder_channels_absent_maps_and_weights():
         torch.testing.assert_close(enc(controls, half)[:, :3], out[:, :3] * 0.5)
 
 
+def test_latent_encoder_vae_maps_are_the_vaes_own_latents_times_the_weights():
+    torch.manual_seed(0)
+    vae = build_vae((16, 32), norm_num_groups=8).eval()
+    enc = LatentControlEncoder(
+        map_names=("depth",),
+        block_out_channels=(8, 16),
+        channels_per_map=3,
+        downsample_factor=2,
+        vae_map_names=("albedo",),
+        vae_latent_channels=4,
+    )
+    assert enc.map_names == ("depth", "albedo")
+    assert enc.out_channels == 3 + 4
+    controls = _controls(names=("depth", "albedo"))
+    w = torch.ones(1, 2, 3, 16, 16)
+    w[:, 1, :, :8] = 0.25  # a quarter of the albedo weight on the top half
+    with torch.no_grad():
+        out = enc(controls, w, vae=vae)
+        expected = vae_encode_video(vae, controls["albedo"] * 2 - 1)
+    torch.testing.assert_close(out[:, 3:], expected * resize_weights(w[:, 1:2], 8, 8))
+    assert torch.allclose(out[:, 3:, :, :4], expected[..., :4, :] * 0.25)
+    # an absent VAE map is zeros and needs no VAE; the learned part is unaffected by it
+    with torch.no_grad():
+        only_depth = enc({"depth": controls["depth"]}, w)
+    assert (only_depth[:, 3:] == 0).all()
+    torch.testing.assert_close(only_depth[:, :3], out[:, :3])
+    with pytest.raises(ValueError, match="encoded by the VAE"):
+        enc(controls, w)
+    with pytest.raises(ValueError, match="both map_names and vae_map_names"):
+        LatentControlEncoder(map_names=("depth",), vae_map_names=("depth",))
+
+
+def test_pipeline_with_vae_maps_generates_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    pipe = build_pipeline(
+        maps=("depth", "shading"), injection="pixel", preset="tiny", vae_maps=("shading",)
+    )
+    assert pipe.map_names == ("depth", "shading")
+    assert pipe.latent_encoder.map_names == ("shading",)
+    assert pipe.unet.config.control_channels == pipe.vae.config.latent_channels
+    _perturb(pipe.unet, "conv_in")  # let the VAE map reach the output
+    clip = synthetic_clip(num_frames=4, size=16, seed=3)
+    controls = {k: clip[k].astype(np.float32) / 255 for k in ("depth", "shading")}
+    ref = clip["rgb"][0].astype(np.float32) / 255
+    a = pipe(controls, ref, num_inference_steps=2, progress=False).frames
+    without = pipe({"depth": controls["depth"]}, ref, num_inference_steps=2, progress=False)
+    assert np.abs(a - without.frames).max() > 1e-4  # the VAE map changes the output
+    pipe.save_pretrained(tmp_path / "p")
+    again = load_trained(tmp_path / "p")
+    b = again(controls, ref, num_inference_steps=2, progress=False).frames
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="not among the maps"):
+        build_pipeline(maps=("depth",), preset="tiny", vae_maps=("albedo",))
+
+
 def test_reference_latent_and_concatenation():
     torch.manual_seed(0)
     vae = build_vae((16, 32), norm_num_groups=8).eval()
@@ -495,3 +551,55 @@ def test_training_from_a_trained_vae_skips_the_vae_phase(tmp_path):
     assert second.vae.config.scaling_factor == first.vae.config.scaling_factor
     log = (tmp_path / "b" / "log.jsonl").read_text()
     assert '"phase": "vae"' not in log
+
+
+def test_fine_tuning_adds_vae_maps_and_the_decoder_phase_keeps_the_latents(tmp_path):
+    data = tmp_path / "clips"
+    write_synthetic_clips(data, 2, num_frames=4, size=16, seed=3)
+    base_dir = train(_cfg(data, tmp_path / "a", vae_steps=3, unet_steps=2))
+    base = load_trained(base_dir)
+
+    # adding a VAE map leaves generation unchanged until its zero input weights are trained
+    widened = fine_tune_start(base_dir, ("shading",))
+    assert widened.map_names == ("depth", "normal", "semantic", "shading")
+    assert widened.latent_encoder.map_names == ("shading",)
+    clip = synthetic_clip(num_frames=4, size=16, seed=5)
+    controls = {k: clip[k].astype(np.float32) / 255 for k in widened.map_names}
+    ref = clip["rgb"][0].astype(np.float32) / 255
+    old = {k: v for k, v in controls.items() if k != "shading"}
+    a = base(old, ref, num_inference_steps=2, progress=False).frames
+    b = widened(controls, ref, num_inference_steps=2, progress=False).frames
+    np.testing.assert_allclose(a, b, atol=5e-4)  # summation order only (a wider conv_in)
+
+    run = tmp_path / "b"
+    ft = load_trained(
+        train(
+            _cfg(
+                data,
+                run,
+                init_from=str(base_dir),
+                vae_maps=("shading",),
+                decoder_steps=30,
+                unet_steps=2,
+            )
+        )
+    )
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert {r["phase"] for r in log} == {"decoder", "unet", "done"}
+    assert json.loads((run / "config.json").read_text())["maps"] == list(widened.map_names)
+    assert ft.map_names == widened.map_names
+    # the encoder is frozen, so latents (what the UNet was trained on) do not change ...
+    for key, value in base.vae.state_dict().items():
+        if not key.startswith(("decoder.", "post_quant_conv.")):
+            assert torch.equal(value, ft.vae.state_dict()[key]), key
+    assert ft.vae.config.scaling_factor == base.vae.config.scaling_factor
+    # ... while the decoder reconstructs a fixed batch better
+    ds = NpzClipDataset(data, ("depth",))
+    video, _ = ds.batch(4, 4, 16, torch.Generator().manual_seed(7))
+    x = video["rgb"] * 2 - 1
+    with torch.no_grad():
+        z = vae_encode_video(base.vae, x)
+        torch.testing.assert_close(z, vae_encode_video(ft.vae, x))
+        before = (vae_decode_video(base.vae, z) - x).abs().mean()
+        after = (vae_decode_video(ft.vae, z) - x).abs().mean()
+    assert after < 0.9 * before

@@ -11,6 +11,11 @@ Examples:
     python tools/train_default_model.py --data clips/ --output runs/latent --injection latent
     python tools/train_default_model.py --data clips/ --output runs/depth --maps depth
     python tools/train_default_model.py --data clips/ --output runs/frame --temporal none
+    # fine-tune a trained model: VAE decoder first (encoder frozen), then the UNet with albedo
+    # and shading added as VAE latents concatenated with the noisy latents
+    python tools/train_default_model.py --data clips/ --output runs/ft \
+        --init-from rendiff/data/models/default --vae-maps albedo shading \
+        --decoder-steps 1500 --unet-steps 4000
     # smoke run on synthetic clips (shaded spheres with analytic maps)
     python tools/train_default_model.py --synthetic 16 --data /tmp/syn --output /tmp/run \
         --preset tiny --size 32 --vae-steps 50 --unet-steps 50
@@ -51,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         "vae_steps",
         "vae_batch_frames",
         "unet_steps",
+        "decoder_steps",
         "seed",
         "log_every",
     ):
@@ -66,6 +72,11 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name])
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.add_argument("--vae", default=None, help="a trained VAE folder (RUN/vae): skip VAE training")
+    p.add_argument("--vae-maps", nargs="*", default=[],
+                   help="maps also concatenated as VAE latents (image-like maps: albedo, shading)")
+    p.add_argument("--init-from", default=None,
+                   help="a trained pipeline folder to fine-tune (its maps and sizes are kept; "
+                        "--maps/--preset/--injection are ignored)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
@@ -104,6 +115,9 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint_minutes=a.checkpoint_minutes,
         resume=a.resume,
         vae_path=a.vae,
+        vae_maps=tuple(a.vae_maps),
+        init_from=a.init_from,
+        decoder_steps=a.decoder_steps,
         device=a.device,
     )
     final = train(cfg)
