@@ -7,3 +7,25 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def body():
+    """rendiff's SMPL body model on the shipped stand-in (tests/test_body.py, test_binding.py)."""
+    from rendiff.engine.body import BodyModel
+
+    return BodyModel()
+
+
+@pytest.fixture(scope="module")
+def smpl_direct():
+    """The stand-in loaded by smplx itself from the file path (its own pickle reader): the
+    independent reference the body model is checked against."""
+    import smplx
+
+    from rendiff.engine.body import STANDIN_PATH
+
+    return smplx.SMPL(model_path=str(STANDIN_PATH))

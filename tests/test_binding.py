@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 import pytest
-import smplx
 import torch
 from scipy.spatial.transform import Rotation
 
@@ -19,7 +18,7 @@ from rendiff.engine.binding import (
     rest_vertices,
     surface_gaussians,
 )
-from rendiff.engine.body import SMPL_JOINT_NAMES, STANDIN_PATH, BodyModel
+from rendiff.engine.body import SMPL_JOINT_NAMES
 from rendiff.engine.gaussians import GaussianCloud, save_ply
 from rendiff.engine.layers import Layer
 from rendiff.engine.render import render
@@ -46,17 +45,6 @@ from rendiff.scenes import (
 RX90 = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])  # SMPL Y-up -> world Z-up
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def body() -> BodyModel:
-    return BodyModel()
-
-
-@pytest.fixture(scope="module")
-def smpl_direct() -> smplx.SMPL:
-    """The stand-in loaded by smplx itself from the file (its own pickle reader)."""
-    return smplx.SMPL(model_path=str(STANDIN_PATH))
 
 
 def _rot(q: np.ndarray) -> Rotation:

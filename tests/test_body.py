@@ -12,7 +12,6 @@ import types
 
 import numpy as np
 import pytest
-import smplx
 import torch
 from scipy.spatial.transform import Rotation
 from smplx.vertex_ids import vertex_ids
@@ -30,17 +29,6 @@ from rendiff.engine.body import (
 
 RX90 = torch.tensor([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])  # SMPL Y-up -> world Z-up
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
-
-
-@pytest.fixture(scope="module")
-def body() -> BodyModel:
-    return BodyModel()
-
-
-@pytest.fixture(scope="module")
-def smpl_direct() -> smplx.SMPL:
-    """The stand-in loaded by smplx itself from the file path (its pickle reader)."""
-    return smplx.SMPL(model_path=str(STANDIN_PATH))
 
 
 def _random_pose(gen: torch.Generator, n: int, scale: float = 0.4):
