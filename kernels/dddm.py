@@ -126,6 +126,21 @@ def _launch(
     return out
 
 
+# Ahead-of-time sm_90 compile checks (tests/_aot.py, benchmarks/aot_kernels.py): each entry is
+# (kernel, runtime argument types, constexprs, launch options) as `_launch` launches it for the
+# engine's 10 channels and default L = 3: many times, one time (`DDDM.residual` of one frame;
+# Triton turns an int argument equal to 1 into a constant), one Gaussian at one time.
+# tests/test_deformation.py checks that the launch and this table agree.
+_AOT_SIGNATURE = {f"{name}_ptr": "*fp32" for name in ("poly", "sin", "cos", "tau", "times", "out")}
+_AOT_SIGNATURE |= {"N": "i32", "T": "i32", "time_scale": "fp32", "time_offset": "fp32"}
+_AOT_CONSTEXPRS = {"L": 3, "C": 10, "BLOCK_N": 64, "BLOCK_C": 16}
+_AOT_VARIANTS = tuple(
+    (_dddm_kernel, {k: v for k, v in _AOT_SIGNATURE.items() if k not in ones},
+     {k: 1 for k in ones} | _AOT_CONSTEXPRS, {})
+    for ones in ((), ("T",), ("N", "T"))
+)  # fmt: skip
+
+
 def dddm_residual(
     poly: Tensor,
     sin: Tensor,

@@ -434,6 +434,32 @@ def _flow_to_color_triton(flow: Tensor, max_norm: float | Tensor | None) -> Tens
     return out
 
 
+# Ahead-of-time sm_90 compile checks (tests/_aot.py, benchmarks/aot_kernels.py): each entry is
+# (kernel, runtime argument types, constexprs, launch options) as the launches above make it.
+# Without a validity mask the depth kernels get the depth again as their (unread) mask pointer.
+# tests/test_encodings_triton.py checks that the launches and this table agree.
+_AOT_VARIANTS = tuple(
+    (kernel, {"depth_ptr": "*fp32", "valid_ptr": "*i8" if has_valid else "*fp32"} | signature,
+     {"HAS_VALID": has_valid, "BLOCK": _BLOCK}, {})
+    for has_valid in (False, True)
+    for kernel, signature in (
+        (_inv_depth_range_kernel, {"partial_ptr": "*fp32", "n": "i32"}),
+        (_depth_control_kernel, {"range_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32",
+                                 "far_floor": "fp32"}),
+    )
+) + (
+    (_normal_control_kernel, {"normal_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32"},
+     {"BLOCK": _BLOCK}, {}),
+    (_depth_normals_kernel, {"depth_ptr": "*fp32", "intr_ptr": "*fp32", "out_ptr": "*fp32",
+                             "height": "i32", "width": "i32"}, {"BLOCK": _BLOCK}, {}),
+    (_flow_max_kernel, {"flow_ptr": "*fp32", "partial_ptr": "*fp32", "n": "i32"},
+     {"BLOCK": _BLOCK}, {}),
+    (_flow_color_kernel, {"flow_ptr": "*fp32", "norm_ptr": "*fp32", "wheel_ptr": "*fp32",
+                          "out_ptr": "*fp32", "n": "i32"},
+     {"NCOLS": _N_WHEEL, "BLOCK": _BLOCK}, {}),
+)  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------
 # public wrappers
 # ---------------------------------------------------------------------------------------------

@@ -477,6 +477,22 @@ def _composite_triton(
     return acc, trans, best
 
 
+# Ahead-of-time sm_90 compile checks (tests/_aot.py, benchmarks/aot_kernels.py): each entry is
+# (kernel, runtime argument types, constexprs, launch options) as `_composite_triton` launches
+# it: DP=16 holds up to 16 payload channels (every engine render: colour, depth, normal and up to
+# 9 features or flow), DP=32 up to 32. tests/test_gaussian_raster.py checks that the launch and
+# this table agree.
+_AOT_SIGNATURE = {f"{name}_ptr": "*fp32" for name in ("means2d", "conics", "opac", "payload",
+                                                       "offsets", "ids", "acc", "trans", "best")}
+_AOT_SIGNATURE |= {"offsets_ptr": "*i32", "ids_ptr": "*i32", "best_ptr": "*i64"}
+_AOT_SIGNATURE |= {"width": "i32", "height": "i32", "tiles_x": "i32", "D": "i32"}
+_AOT_VARIANTS = tuple(
+    (_composite_kernel, _AOT_SIGNATURE, {"DP": dp, "TILE_SIZE": TILE, "BLOCK": _BLOCK},
+     {"num_warps": 8})
+    for dp in (16, 32)
+)  # fmt: skip
+
+
 def _payload(
     colors: Tensor,  # [N, C]
     proj: _Projected,

@@ -337,6 +337,21 @@ def _rasterize_triton(screen: Tensor, height: int, width: int) -> tuple[Tensor, 
     return depth.view(height, width), index.view(height, width).to(torch.int64)
 
 
+# Ahead-of-time sm_90 compile checks (tests/_aot.py, benchmarks/aot_kernels.py): each entry is
+# (kernel, runtime argument types, constexprs, launch options) as `_rasterize_triton` launches
+# it; tests/test_mesh_raster.py checks that the launch and this table agree.
+_AOT_VARIANTS = (
+    (
+        _raster_tile_kernel,
+        {"screen_ptr": "*fp32", "tile_start_ptr": "*i32", "tile_tris_ptr": "*i32",
+         "depth_ptr": "*fp32", "index_ptr": "*i32", "height": "i32", "width": "i32",
+         "tiles_x": "i32"},
+        {"TILE": _TILE},
+        {"enable_fp_fusion": False},
+    ),
+)  # fmt: skip
+
+
 def _resolve(setup: _Setup, depth: Tensor, index: Tensor) -> MeshFragments:
     """Barycentrics of each pixel's winning sub-triangle, mapped back to its original face."""
     height, width = depth.shape

@@ -292,6 +292,24 @@ def _shade_triton(
     return ShadingResult(shading=shading, irradiance=irr, rgb=rgb)
 
 
+# Ahead-of-time sm_90 compile checks (tests/_aot.py, benchmarks/aot_kernels.py): each entry is
+# (kernel, runtime argument types, constexprs, launch options) as `_shade_triton` launches it:
+# the four HAS_SH / HAS_VIS combinations, and a single light (Triton turns an int argument equal
+# to 1 into a constant). tests/test_shading.py checks that the launch and this table agree.
+_AOT_SIGNATURE = {f"{name}_ptr": "*fp32" for name in ("points", "normal", "albedo", "specular",
+                                                       "roughness", "mask", "lights", "env", "vis",
+                                                       "shading", "irr", "rgb")}
+_AOT_SIGNATURE |= {"mask_ptr": "*i8", "n_pixels": "i32", "n_lights": "i32"}
+_AOT_VARIANTS = tuple(
+    (_shade_kernel, _AOT_SIGNATURE, {"HAS_SH": sh, "HAS_VIS": vis, "BLOCK": 128}, {})
+    for sh in (False, True)
+    for vis in (False, True)
+) + (
+    (_shade_kernel, {k: v for k, v in _AOT_SIGNATURE.items() if k != "n_lights"},
+     {"n_lights": 1, "HAS_SH": True, "HAS_VIS": True, "BLOCK": 128}, {}),
+)  # fmt: skip
+
+
 def shade(
     points: Tensor,
     normal: Tensor,

@@ -223,6 +223,20 @@ def _codes_triton(params: Tensor, codes: Tensor, height: int, width: int) -> Ten
     return out
 
 
+# Ahead-of-time sm_90 compile checks (tests/_aot.py, benchmarks/aot_kernels.py): each entry is
+# (kernel, runtime argument types, constexprs, launch options) as `_codes_triton` launches it;
+# tests/test_skeleton.py checks that the launch and this table agree.
+_AOT_VARIANTS = (
+    (
+        _skeleton_kernel,
+        {"params_ptr": "*fp32", "codes_ptr": "*i32", "out_ptr": "*i32", "n_shapes": "i32",
+         "height": "i32", "width": "i32"},
+        {"BLOCK": _BLOCK},
+        {},
+    ),
+)  # fmt: skip
+
+
 def draw_openpose(
     keypoints: Tensor,  # [T, P, 18, 3] (x, y) in pixels, visibility in [0, 1]
     width: int,

@@ -10,12 +10,18 @@ import math
 import numpy as np
 import pytest
 import torch
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+from _aot import (
+    aot_unavailable,
+    assert_same_variants,
+    compile_variant,
+    record_launches,
+    resource_usage,
+    variant_label,
+)
 
 from rendiff.engine.deformation import DDDM, deform, fit_dddm, load_dddm, save_dddm
 from rendiff.engine.gaussians import SH_C0, from_primitive
+from rendiff.kernels import dddm
 from rendiff.kernels.dddm import _dddm_kernel, _dddm_residual_reference, dddm_residual
 
 
@@ -77,22 +83,28 @@ def test_triton_interpreter_matches_reference(monkeypatch, n):
     )
 
 
-def test_triton_kernel_compiles_for_gpu(monkeypatch, tmp_path):
+@pytest.mark.parametrize("variant", dddm._AOT_VARIANTS, ids=variant_label)
+def test_triton_kernel_compiles_for_gpu(variant, tmp_path):
     """The compiled path, without a GPU: Triton's frontend and the bundled ptxas take the kernel
-    to a cubin for sm_90, also with N = T = 1 (which Triton specialises to constants)."""
-    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
-    sig = {f"{p}_ptr": "*fp32" for p in ("poly", "sin", "cos", "tau", "times", "out")}
-    sig |= {"N": "i32", "T": "i32", "time_scale": "fp32", "time_offset": "fp32"}
-    sig |= {k: "constexpr" for k in ("L", "C", "BLOCK_N", "BLOCK_C")}
-    for specialised in (False, True):
-        consts = {"L": 3, "C": 10, "BLOCK_N": 64, "BLOCK_C": 16}
-        if specialised:
-            sig |= {"N": "constexpr", "T": "constexpr"}
-            consts |= {"N": 1, "T": 1}
-        src = ASTSource(_dddm_kernel, sig, constexprs=consts)
-        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32))
-        assert compiled.asm["cubin"]
+    to a cubin for sm_90, also with T = 1 and N = T = 1 (which Triton specialises to constants);
+    no spills."""
+    usage = resource_usage(compile_variant(variant, cache_dir=tmp_path))
+    assert 0 < usage["registers"] <= 255 and usage["spill_stores"] == 0, usage
+
+
+def test_aot_variants_match_the_launch(monkeypatch):
+    """`dddm._AOT_VARIANTS` lists exactly what `dddm_residual` launches for L = 3 and the
+    engine's 10 channels: many times, one time, one Gaussian at one time."""
+    if aot_unavailable(_dddm_kernel):
+        pytest.skip(aot_unavailable(_dddm_kernel))
+    monkeypatch.setenv("RENDIFF_TRITON", "interpret")
+    launches = record_launches(monkeypatch, dddm)
+    d = _random_dddm(7, 3, seed=2)
+    assert d.residual(torch.tensor([0.0, 0.5, 1.0])).shape == (3, 7, 10)
+    assert d.residual(0.25).shape == (1, 7, 10)
+    one = _random_dddm(1, 3, seed=3)
+    assert one.residual(0.25).shape == (1, 1, 10)
+    assert_same_variants(launches, dddm._AOT_VARIANTS)
 
 
 def test_deform_applies_position_rotation_colour():

@@ -18,6 +18,16 @@ import math
 
 import pytest
 import torch
+from _aot import (
+    aot_unavailable,
+    assert_same_variants,
+    compile_variant,
+    kernel_variants,
+    record_launches,
+    resource_usage,
+    uncovered_kernels,
+    variant_label,
+)
 from torch.testing import assert_close
 
 from rendiff.kernels import _dispatch
@@ -250,42 +260,42 @@ def test_depth_normals_of_a_sphere(monkeypatch, mode):
     assert_close(got[inner].norm(dim=-1), torch.ones(int(inner.sum()), dtype=torch.float64))
 
 
-def test_triton_kernels_compile_for_cuda(monkeypatch, tmp_path):
+@pytest.mark.parametrize("variant", enc._AOT_VARIANTS, ids=variant_label)
+def test_triton_kernels_compile_for_cuda(variant, tmp_path):
     """The compiled path without a GPU: Triton's frontend and bundled ptxas take every encoding
-    kernel to a cubin for sm_90 (catches what the interpreter does not check, e.g. types)."""
-    import inspect
+    kernel, in each variant its wrapper launches, to a cubin for sm_90 (catches what the
+    interpreter does not check, e.g. types); none spills."""
+    usage = resource_usage(compile_variant(variant, cache_dir=tmp_path))
+    assert 0 < usage["registers"] <= 255 and usage["spill_stores"] == 0, usage
 
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    from triton.runtime.jit import JITFunction
 
-    if not isinstance(enc._flow_color_kernel, JITFunction):
-        pytest.skip("triton is in interpreter mode")
-    if "constexprs" not in inspect.signature(ASTSource).parameters:
-        pytest.skip("this Triton's ahead-of-time API differs")
-    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
-    f32, const = "*fp32", "constexpr"
-    cases = {
-        enc._inv_depth_range_kernel: (
-            {"depth_ptr": f32, "valid_ptr": "*i8", "partial_ptr": f32, "n": "i32",
-             "HAS_VALID": const, "BLOCK": const}, {"HAS_VALID": False, "BLOCK": 1024}),
-        enc._depth_control_kernel: (
-            {"depth_ptr": f32, "valid_ptr": "*i8", "range_ptr": f32, "out_ptr": f32, "n": "i32",
-             "far_floor": "fp32", "HAS_VALID": const, "BLOCK": const},
-            {"HAS_VALID": True, "BLOCK": 1024}),
-        enc._normal_control_kernel: (
-            {"normal_ptr": f32, "out_ptr": f32, "n": "i32", "BLOCK": const}, {"BLOCK": 1024}),
-        enc._depth_normals_kernel: (
-            {"depth_ptr": f32, "intr_ptr": f32, "out_ptr": f32, "height": "i32", "width": "i32",
-             "BLOCK": const}, {"BLOCK": 1024}),
-        enc._flow_max_kernel: (
-            {"flow_ptr": f32, "partial_ptr": f32, "n": "i32", "BLOCK": const}, {"BLOCK": 1024}),
-        enc._flow_color_kernel: (
-            {"flow_ptr": f32, "norm_ptr": f32, "wheel_ptr": f32, "out_ptr": f32, "n": "i32",
-             "NCOLS": const, "BLOCK": const}, {"NCOLS": 55, "BLOCK": 1024}),
-    }  # fmt: skip
-    for kernel, (signature, constexprs) in cases.items():
-        src = ASTSource(kernel, signature, constexprs=constexprs)
-        assert triton.compile(src, target=GPUTarget("cuda", 90, 32)).asm["cubin"]
+def test_aot_variants_match_the_launches(monkeypatch):
+    """`enc._AOT_VARIANTS` lists exactly what the wrappers launch (with and without a validity
+    mask, flow colour with and without a given normaliser)."""
+    if aot_unavailable(enc._flow_color_kernel):
+        pytest.skip(aot_unavailable(enc._flow_color_kernel))
+    monkeypatch.setenv(_dispatch.ENV, "interpret")
+    launches = record_launches(monkeypatch, enc)
+    depth = _depth_clip(2, seed=5)
+    assert enc.depth_to_control(depth).shape == depth.shape
+    assert enc.depth_to_control(depth, depth < 5.0).shape == depth.shape
+    assert enc.normal_to_control(torch.rand(2, 4, 5, 3) - 0.5).shape == (2, 4, 5, 3)
+    K = torch.tensor([[35.0, 0.0, 27.0], [0.0, 33.0, 18.0], [0.0, 0.0, 1.0]])
+    assert enc.depth_to_normals(depth, K).shape == (*depth.shape, 3)
+    flow = torch.randn(2, 4, 5, 2)
+    assert enc.flow_to_color(flow).shape == enc.flow_to_color(flow, 2.0).shape == (2, 4, 5, 3)
+    assert_same_variants(launches, enc._AOT_VARIANTS)
+
+
+def test_every_triton_kernel_has_aot_variants(monkeypatch):
+    """Every @triton.jit function of rendiff.kernels is compiled by some `_AOT_VARIANTS` entry
+    (directly, or as a helper of a listed kernel, like `_atan2`), so the ahead-of-time tests and
+    benchmarks/aot_kernels.py cover them all; a module without a table shows up."""
+    if aot_unavailable(enc._flow_color_kernel):
+        pytest.skip(aot_unavailable(enc._flow_color_kernel))
+    modules = {module for module, _ in kernel_variants()}
+    assert modules >= {"dddm", "encodings", "gaussian_raster", "mesh_raster", "shading", "skeleton"}
+    assert uncovered_kernels() == []
+    monkeypatch.setattr(enc, "_AOT_VARIANTS", enc._AOT_VARIANTS[:-1])  # drop _flow_color_kernel
+    missing = {"_flow_color_kernel", "_atan2"}  # _atan2 is compiled only as its helper
+    assert set(uncovered_kernels()) == {f"rendiff.kernels.encodings.{k}" for k in missing}
