@@ -14,7 +14,9 @@ Metrics (``rendiff.conditioners.metrics``): L1, PSNR and SSIM against the engine
 PSNR over only the pixels that changed since the reference frame (where copying the reference
 cannot be right),
 and the warping error of consecutive generated frames under the simulator's ground-truth flow
-(``warping_error_target`` is the same measure on the engine's frames: the floor). Prints a table,
+(``warping_error_target`` is the same measure on the engine's frames: the floor), and the colour
+kept on the engine's coloured pixels (generated chroma over the engine's; the known failure of a
+model that paints objects grey). Prints a table,
 writes ``benchmarks/results/default_model_eval.json``.
 """
 
@@ -49,15 +51,29 @@ def _clips(folder: Path, n: int) -> list[Path]:
     return picked
 
 
+#: An albedo pixel counts as coloured when its channels differ by more than this.
+COLOURED = 0.12
+
+
+def _chroma(x: np.ndarray) -> np.ndarray:
+    return x.max(-1) - x.min(-1)
+
+
 def _score(frames: np.ndarray, target: np.ndarray, flow: np.ndarray,
-           valid: np.ndarray) -> dict[str, float]:
+           valid: np.ndarray, albedo: np.ndarray) -> dict[str, float]:
     """Metrics of frames 1.. (frame 0 is the reference itself), plus PSNR over the pixels that
-    changed since the reference frame."""
+    changed since the reference frame, and the colour kept: the mean chroma (max minus min
+    channel) of the frames over the engine's coloured pixels (albedo chroma > ``COLOURED``),
+    divided by the engine's own there (1 = as colourful as the engine; grey objects give ~0)."""
     m = evaluate_video(frames[1:], target[1:], flow[1:], valid[1:])
     changed = np.abs(target[1:] - target[:1]).max(-1) > 0.05
     err = ((frames[1:] - target[1:]) ** 2).mean(-1)[changed]
     m["psnr_changed"] = (float(10 * np.log10(1.0 / max(err.mean(), 1e-10))) if err.size
                          else float("nan"))
+    coloured = _chroma(albedo[1:]) > COLOURED
+    m["colour_kept"] = (float(_chroma(frames[1:])[coloured].mean()
+                              / max(_chroma(target[1:])[coloured].mean(), 1e-6))
+                        if coloured.any() else float("nan"))
     return m
 
 
@@ -81,28 +97,30 @@ def main(argv: list[str] | None = None) -> int:
         target = d["rgb"].astype(np.float32) / 255
         flow = d["flow_raw"].astype(np.float32)
         valid = (d["alpha"] > 127)
+        albedo = d["albedo"].astype(np.float32) / 255
         controls = {m: torch.from_numpy(d[m].astype(np.float32) / 255) for m in maps}
         ref = torch.from_numpy(target[0])
         t0 = time.perf_counter()
         out = pipe(controls, reference_image=ref, num_inference_steps=args.steps, seed=0,
                    output_type="np", progress=False).frames
         seconds.append(time.perf_counter() - t0)
-        rows["model, all maps"].append(_score(out, target, flow, valid))
+        rows["model, all maps"].append(_score(out, target, flow, valid, albedo))
         bare = pipe({}, reference_image=ref, num_inference_steps=args.steps, seed=0,
                     output_type="np", progress=False, num_frames=target.shape[0]).frames
-        rows["model, no maps"].append(_score(bare, target, flow, valid))
+        rows["model, no maps"].append(_score(bare, target, flow, valid, albedo))
         rep = np.repeat(target[:1], target.shape[0], axis=0)
-        rows["repeat reference"].append(_score(rep, target, flow, valid))
+        rows["repeat reference"].append(_score(rep, target, flow, valid, albedo))
         print(f"{path.name}: psnr {rows['model, all maps'][-1]['psnr']:.2f} "
               f"({seconds[-1]:.1f} s)", flush=True)
-    summary = {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
+    summary = {name: {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]}
                for name, rs in rows.items()}
     print(f"\n| {'method':20s} | L1 | PSNR | PSNR where the scene moved | SSIM | "
-          "warp error (floor) |")
-    print("|---|---|---|---|---|---|")
+          "warp error (floor) | colour kept |")
+    print("|---|---|---|---|---|---|---|")
     for name, m in summary.items():
         print(f"| {name:20s} | {m['l1']:.4f} | {m['psnr']:.2f} | {m['psnr_changed']:.2f} | "
-              f"{m['ssim']:.3f} | {m['warping_error']:.4f} ({m['warping_error_target']:.4f}) |")
+              f"{m['ssim']:.3f} | {m['warping_error']:.4f} ({m['warping_error_target']:.4f}) | "
+              f"{m['colour_kept']:.2f} |")
     result = {
         "model": str(args.model), "maps": maps, "steps": args.steps,
         "clips": [p.name for p in _clips(args.data, args.clips)],
