@@ -56,6 +56,7 @@ __all__ = [
     "open_clips",
     "TrainConfig",
     "count_parameters",
+    "colour_weights",
     "diffusion_loss",
     "fine_tune_start",
     "load_trained",
@@ -101,6 +102,7 @@ class TrainConfig:
     decoder_steps: int = 0  # VAE decoder fine-tuning steps, encoder frozen (latents unchanged)
     device: str = "cpu"  # random draws stay on the CPU generator, so runs match across devices
     max_cached_clips: int = 64
+    colour_weight: float = 0.0  # extra loss weight on coloured albedo cells (needs an albedo map)
 
 
 def count_parameters(module: torch.nn.Module | None) -> int:
@@ -293,11 +295,14 @@ def diffusion_loss(
     noise: Tensor,  # [B, C, T, h, w]
     reference_keep: Tensor | None = None,  # [B], 0 drops the reference
     snr_gamma: float | None = None,
+    latent_weight: Tensor | None = None,  # [B, 1, T, h, w] >= 0, per latent cell
 ) -> Tensor:  # [B]
     """The per-sample denoising loss of ``pipe``'s UNet and conditioners (VAE frozen).
 
     Epsilon or v-prediction (the scheduler's ``prediction_type``), optionally min-SNR weighted
-    (Hang et al. 2023) with ``snr_gamma``.
+    (Hang et al. 2023) with ``snr_gamma``. ``latent_weight`` weights the squared error per latent
+    cell (normalised to mean 1 per sample, so only where the error counts changes, not the
+    loss's scale).
     """
     vae, unet = pipe.vae, pipe.unet
     sched = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -322,13 +327,31 @@ def diffusion_loss(
         idx = [names.index(n) for n in pipe.latent_encoder.map_names]
         control = pipe.latent_encoder(controls, weights[:, idx], vae=vae)
     pred = unet(concat_conditions(zt, reference, control), timesteps, feats)
-    per_sample = ((pred - target) ** 2).flatten(1).mean(1)
+    err = (pred - target) ** 2
+    if latent_weight is not None:
+        w = latent_weight.to(err)
+        err = err * (w / w.flatten(1).mean(1).clamp_min(1e-8).view(-1, 1, 1, 1, 1))
+    per_sample = err.flatten(1).mean(1)
     if snr_gamma is not None:
         alphas = sched.alphas_cumprod.to(timesteps.device)[timesteps]
         snr = alphas / (1 - alphas)
         clipped = snr.clamp(max=snr_gamma)
         per_sample = per_sample * (clipped / (snr + 1) if v_pred else clipped / snr.clamp_min(1e-8))
     return per_sample
+
+
+def colour_weights(
+    albedo: Tensor,  # [B, 3, T, H, W] in [0, 1]
+    size: int,
+    weight: float,
+) -> Tensor:  # [B, 1, T, size, size]
+    """Per-latent-cell loss weights ``1 + weight * chroma``, where chroma (max minus min channel
+    of the albedo, area-averaged to the latent grid) is 0 on grey surfaces and up to 1 on
+    saturated ones: more of the loss on getting coloured objects right."""
+    b, _, t, h, w = albedo.shape
+    chroma = (albedo.amax(1) - albedo.amin(1)).reshape(b * t, 1, h, w)
+    chroma = torch.nn.functional.interpolate(chroma, size=(size, size), mode="area")
+    return 1 + weight * chroma.reshape(b, t, 1, size, size).transpose(1, 2)
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -411,6 +434,8 @@ def train(cfg: TrainConfig) -> Path:
     vae, unet = pipe.vae, pipe.unet
     guidance, latent = pipe.guidance_encoder, pipe.latent_encoder
     names = pipe.map_names
+    if cfg.colour_weight and "albedo" not in names:
+        raise ValueError(f"colour_weight needs a model that takes the albedo map; it takes {names}")
     recorded = {**asdict(cfg), "maps": list(names)}  # with init_from, the model's maps
     (out / "config.json").write_text(json.dumps(recorded, indent=2))
     data = open_clips(cfg.data_dir, names, cfg.max_cached_clips)
@@ -549,7 +574,10 @@ def train(cfg: TrainConfig) -> Path:
         noise = torch.randn(b, vae.config.latent_channels, cfg.num_frames, lat, lat, generator=gen)
         video = {k: v.to(dev) for k, v in video.items()}
         ref_img, keep, weights, t, noise = (x.to(dev) for x in (ref_img, keep, weights, t, noise))
-        loss = diffusion_loss(pipe, video, ref_img, weights, t, noise, keep, cfg.snr_gamma).mean()
+        lw = colour_weights(video["albedo"], lat, cfg.colour_weight) if cfg.colour_weight else None
+        loss = diffusion_loss(
+            pipe, video, ref_img, weights, t, noise, keep, cfg.snr_gamma, lw
+        ).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(

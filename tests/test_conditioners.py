@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from diffusers import DDPMScheduler
 
 from rendiff.conditioners.guidance import GuidanceEncoder, resize_weights, resolve_control_weights
 from rendiff.conditioners.latent import LatentControlEncoder, concat_conditions, encode_reference
@@ -23,6 +24,7 @@ from rendiff.conditioners.pipeline import build_pipeline
 from rendiff.conditioners.train import (
     NpzClipDataset,
     TrainConfig,
+    colour_weights,
     diffusion_loss,
     fine_tune_start,
     load_trained,
@@ -603,3 +605,37 @@ def test_fine_tuning_adds_vae_maps_and_the_decoder_phase_keeps_the_latents(tmp_p
         before = (vae_decode_video(base.vae, z) - x).abs().mean()
         after = (vae_decode_video(ft.vae, z) - x).abs().mean()
     assert after < 0.9 * before
+
+
+def test_colour_weights_and_weighted_loss():
+    albedo = torch.full((1, 3, 2, 8, 8), 0.5)
+    albedo[:, 0, :, :4, :4] = 1.0  # a red-ish top-left quadrant: chroma 0.5
+    w = colour_weights(albedo, 4, 2.0)
+    assert w.shape == (1, 1, 2, 4, 4)
+    torch.testing.assert_close(w[..., :2, :2], torch.full((1, 1, 2, 2, 2), 2.0))  # 1 + 2 * 0.5
+    torch.testing.assert_close(w[..., 2:, :], torch.ones(1, 1, 2, 2, 4))
+
+    torch.manual_seed(0)
+    pipe = build_pipeline(maps=("depth",), preset="tiny")
+    video = {"rgb": torch.rand(2, 3, 2, 16, 16), "depth": torch.rand(2, 3, 2, 16, 16)}
+    ref, t = torch.rand(2, 3, 16, 16), torch.tensor([100, 700])
+    weights = torch.ones(2, 1, 2, 16, 16)
+    noise = torch.randn(2, 4, 2, 8, 8)
+    with torch.no_grad():
+        plain = diffusion_loss(pipe, video, ref, weights, t, noise)
+        uniform = diffusion_loss(pipe, video, ref, weights, t, noise,
+                                 latent_weight=torch.full((2, 1, 2, 8, 8), 3.0))
+        torch.testing.assert_close(uniform, plain)  # normalised: a constant weight changes nothing
+        only = torch.zeros(2, 1, 2, 8, 8)
+        only[..., 0, 0] = 1.0  # all the weight on one cell per frame
+        one_cell = diffusion_loss(pipe, video, ref, weights, t, noise, latent_weight=only)
+        sched = DDPMScheduler.from_config(pipe.scheduler.config)
+        from rendiff.conditioners.latent import concat_conditions, encode_reference
+        z0 = vae_encode_video(pipe.vae, video["rgb"] * 2 - 1)
+        zt = sched.add_noise(z0, noise, t)
+        x = concat_conditions(zt, encode_reference(pipe.vae, ref))
+        feats = pipe.guidance_encoder({"depth": video["depth"]}, weights)
+        err = (pipe.unet(x, t, feats) - sched.get_velocity(z0, noise, t)) ** 2
+        # normalised weight 64 on 1 of 64 cells: the mean error of that cell
+        expected = err[..., 0, 0].mean((1, 2))
+    torch.testing.assert_close(one_cell, expected, rtol=1e-4, atol=1e-6)

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         "map_dropout",
         "reference_dropout",
         "checkpoint_minutes",
+        "colour_weight",
     ):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name])
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         vae_maps=tuple(a.vae_maps),
         init_from=a.init_from,
         decoder_steps=a.decoder_steps,
+        colour_weight=a.colour_weight,
         device=a.device,
     )
     final = train(cfg)
