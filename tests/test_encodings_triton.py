@@ -21,12 +21,7 @@ import torch
 from _aot import (
     aot_unavailable,
     assert_same_variants,
-    compile_variant,
-    kernel_variants,
     record_launches,
-    resource_usage,
-    uncovered_kernels,
-    variant_label,
 )
 from torch.testing import assert_close
 
@@ -260,15 +255,6 @@ def test_depth_normals_of_a_sphere(monkeypatch, mode):
     assert_close(got[inner].norm(dim=-1), torch.ones(int(inner.sum()), dtype=torch.float64))
 
 
-@pytest.mark.parametrize("variant", enc._AOT_VARIANTS, ids=variant_label)
-def test_triton_kernels_compile_for_cuda(variant, tmp_path):
-    """The compiled path without a GPU: Triton's frontend and bundled ptxas take every encoding
-    kernel, in each variant its wrapper launches, to a cubin for sm_90 (catches what the
-    interpreter does not check, e.g. types); none spills."""
-    usage = resource_usage(compile_variant(variant, cache_dir=tmp_path))
-    assert 0 < usage["registers"] <= 255 and usage["spill_stores"] == 0, usage
-
-
 def test_aot_variants_match_the_launches(monkeypatch):
     """`enc._AOT_VARIANTS` lists exactly what the wrappers launch (with and without a validity
     mask, flow colour with and without a given normaliser)."""
@@ -285,17 +271,3 @@ def test_aot_variants_match_the_launches(monkeypatch):
     flow = torch.randn(2, 4, 5, 2)
     assert enc.flow_to_color(flow).shape == enc.flow_to_color(flow, 2.0).shape == (2, 4, 5, 3)
     assert_same_variants(launches, enc._AOT_VARIANTS)
-
-
-def test_every_triton_kernel_has_aot_variants(monkeypatch):
-    """Every @triton.jit function of rendiff.kernels is compiled by some `_AOT_VARIANTS` entry
-    (directly, or as a helper of a listed kernel, like `_atan2`), so the ahead-of-time tests and
-    benchmarks/aot_kernels.py cover them all; a module without a table shows up."""
-    if aot_unavailable(enc._flow_color_kernel):
-        pytest.skip(aot_unavailable(enc._flow_color_kernel))
-    modules = {module for module, _ in kernel_variants()}
-    assert modules >= {"dddm", "encodings", "gaussian_raster", "mesh_raster", "shading", "skeleton"}
-    assert uncovered_kernels() == []
-    monkeypatch.setattr(enc, "_AOT_VARIANTS", enc._AOT_VARIANTS[:-1])  # drop _flow_color_kernel
-    missing = {"_flow_color_kernel", "_atan2"}  # _atan2 is compiled only as its helper
-    assert set(uncovered_kernels()) == {f"rendiff.kernels.encodings.{k}" for k in missing}
