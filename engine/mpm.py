@@ -241,10 +241,7 @@ def _p2g(
     if not _usable(x[p], v[p], F[p]):
         return  # left to the per-frame check, which names its body
     inv_dx = 1.0 / dx
-    xp = (x[p] - lo) * inv_dx
-    base = wp.vec3i(int(xp[0] - 0.5), int(xp[1] - 0.5), int(xp[2] - 0.5))
-    fx = xp - wp.vec3(float(base[0]), float(base[1]), float(base[2]))
-    W = _bspline(fx)
+    base, fx, W = _stencil(x[p], lo, inv_dx)
     tau = _kirchhoff(F[p], mu[p], lam[p], kind[p])
     m = mass[p]
     affine = (-dt * vol[p] * 4.0 * inv_dx * inv_dx) * tau + m * C[p]
@@ -340,6 +337,34 @@ def _clamp_into(xp: wp.vec3, hi: wp.vec3) -> wp.vec3:
     )
 
 
+@wp.func
+def _stencil(x: wp.vec3, lo: wp.vec3, inv_dx: float):
+    """The 3x3x3 quadratic B-spline stencil of a point: its lowest node, the point's offset from
+    it in cells, and the per-axis weights."""
+    xp = (x - lo) * inv_dx
+    base = wp.vec3i(int(xp[0] - 0.5), int(xp[1] - 0.5), int(xp[2] - 0.5))
+    fx = xp - wp.vec3(float(base[0]), float(base[1]), float(base[2]))
+    return base, fx, _bspline(fx)
+
+
+@wp.func
+def _advect_in_grid(x: wp.vec3, vel: wp.vec3, dt: float, lo: wp.vec3, dx: float, inv_dx: float,
+                    shape: wp.vec3i):
+    """Moves a point by ``dt * vel``, clamped so its stencil stays inside a grid of ``shape``
+    nodes; an axis that was clamped loses its velocity. Returns the new position, the velocity
+    and 1 if it was clamped (else 0)."""
+    hi = wp.vec3(float(shape[0]) - 2.001, float(shape[1]) - 2.001, float(shape[2]) - 2.001)
+    xn = (x + dt * vel - lo) * inv_dx
+    xc = _clamp_into(xn, hi)
+    v = wp.vec3(vel[0], vel[1], vel[2])
+    hit = int(0)  # noqa: UP018 (Warp: a mutable local needs its type constructor)
+    for a in range(3):
+        if xc[a] != xn[a]:
+            v[a] = 0.0
+            hit = 1
+    return lo + xc * dx, v, hit
+
+
 @wp.kernel
 def _g2p(
     x: wp.array(dtype=wp.vec3),
@@ -366,10 +391,7 @@ def _g2p(
         F_out[p] = F[p]
         return
     inv_dx = 1.0 / dx
-    xp = (x[p] - lo) * inv_dx
-    base = wp.vec3i(int(xp[0] - 0.5), int(xp[1] - 0.5), int(xp[2] - 0.5))
-    fx = xp - wp.vec3(float(base[0]), float(base[1]), float(base[2]))
-    W = _bspline(fx)
+    base, fx, W = _stencil(x[p], lo, inv_dx)
     vel = wp.vec3(0.0)
     B = wp.mat33(0.0)
     for i in range(3):
@@ -381,18 +403,11 @@ def _g2p(
                 vel += w * gv
                 B += w * wp.outer(gv, dpos)
     Cp = (4.0 * inv_dx * inv_dx) * B
-    hi = wp.vec3(float(grid_v.shape[0]) - 2.001, float(grid_v.shape[1]) - 2.001,
-                 float(grid_v.shape[2]) - 2.001)
-    xn = (x[p] + dt * vel - lo) * inv_dx
-    xc = _clamp_into(xn, hi)
-    hit = int(0)  # noqa: UP018 (Warp: a mutable local needs its type constructor)
-    for a in range(3):
-        if xc[a] != xn[a]:
-            vel[a] = 0.0
-            hit = 1
+    xc, vel, hit = _advect_in_grid(x[p], vel, dt, lo, dx, inv_dx,
+                                   wp.vec3i(grid_v.shape[0], grid_v.shape[1], grid_v.shape[2]))
     if hit != 0:
         wp.atomic_add(clamped, 0, 1)
-    x_out[p] = lo + xc * dx
+    x_out[p] = xc
     v_out[p] = vel
     C_out[p] = Cp
     Ft = (wp.identity(n=3, dtype=float) + dt * Cp) * F[p]
@@ -420,10 +435,7 @@ def _g2t(
         F_out[t] = F[t]
         return
     inv_dx = 1.0 / dx
-    xp = (x[t] - lo) * inv_dx
-    base = wp.vec3i(int(xp[0] - 0.5), int(xp[1] - 0.5), int(xp[2] - 0.5))
-    fx = xp - wp.vec3(float(base[0]), float(base[1]), float(base[2]))
-    W = _bspline(fx)
+    base, fx, W = _stencil(x[t], lo, inv_dx)
     # Weighted moments, about the tracer, of the nodes that hold mass: their weight, mean offset,
     # mean velocity, offset covariance and velocity-offset covariance.
     wsum = float(0.0)  # noqa: UP018 (Warp: a mutable local needs its type constructor)
@@ -457,18 +469,11 @@ def _g2t(
             M = M + 0.1 * full * wp.identity(n=3, dtype=float)
         Ct = B * wp.inverse(M)
         vel = vbar - Ct * dbar
-    hi = wp.vec3(float(grid_v.shape[0]) - 2.001, float(grid_v.shape[1]) - 2.001,
-                 float(grid_v.shape[2]) - 2.001)
-    xn = (x[t] + dt * vel - lo) * inv_dx
-    xc = _clamp_into(xn, hi)
-    hit = int(0)  # noqa: UP018 (Warp: a mutable local needs its type constructor)
-    for a in range(3):
-        if xc[a] != xn[a]:
-            vel[a] = 0.0
-            hit = 1
+    xc, vel, hit = _advect_in_grid(x[t], vel, dt, lo, dx, inv_dx,
+                                   wp.vec3i(grid_v.shape[0], grid_v.shape[1], grid_v.shape[2]))
     if hit != 0:
         wp.atomic_add(clamped, 0, 1)
-    x_out[t] = lo + xc * dx
+    x_out[t] = xc
     v_out[t] = vel
     F_out[t] = (wp.identity(n=3, dtype=float) + dt * Ct) * F[t]
 
