@@ -107,13 +107,14 @@ def _evaluate(pipe, clips: list[Path], steps: int, maps: tuple[str, ...]) -> dic
             target = d["rgb"].astype(np.float32) / 255
             flow = d["flow_raw"].astype(np.float32)
             valid = d["alpha"] > 127
+            albedo = d["albedo"].astype(np.float32) / 255
             controls = {m: torch.from_numpy(d[m].astype(np.float32) / 255) for m in maps}
         ref = torch.from_numpy(target[0])
         t0 = time.perf_counter()
         frames = pipe(controls, reference_image=ref, num_inference_steps=steps, seed=0,
                       output_type="np", progress=False, num_frames=target.shape[0]).frames
         seconds.append(time.perf_counter() - t0)
-        per_clip.append(_score(frames, target, flow, valid))
+        per_clip.append(_score(frames, target, flow, valid, albedo))
     return {"per_clip": per_clip, "seconds_per_clip": float(np.mean(seconds)),
             "summary": _summary(per_clip)}
 
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                 target = d["rgb"].astype(np.float32) / 255
                 rep = np.repeat(target[:1], target.shape[0], axis=0)
                 per.append(_score(rep, target, d["flow_raw"].astype(np.float32),
-                                  d["alpha"] > 127))
+                                  d["alpha"] > 127, d["albedo"].astype(np.float32) / 255))
         result["references"]["repeat reference"] = {"per_clip": per, "summary": _summary(per)}
         _save(result, args.out)
 

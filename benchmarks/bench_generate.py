@@ -1,9 +1,11 @@
-"""Generation speed and memory of the default-size model on CPU, and one training step.
+"""Generation speed and memory of the shipped default model on CPU, and one training step.
 
-Generates 16 frames at 128x128 with the default step count from an untrained default-size
-pipeline (depth, normal and semantic maps through the guidance encoder, a reference image), and
-compares it with the same UNet without temporal layers. Also times one training step at the
-default training settings (batch 2, 8 frames, 64x64 crops). Each case runs in its own process so
+Generates 16 frames at 128x128 with the shipped default model exactly as ``rendiff run`` does
+(its six maps through the guidance encoder, albedo and shading as VAE latents, a reference image,
+``rendiff.api.DEFAULT_STEPS`` DDIM steps, float32). For the cost of the temporal layers it also
+times an untrained default-size pipeline (depth, normal and semantic maps) at the pipeline's own
+default step count, against the same UNet without temporal layers and with temporal attention.
+Also times one training step at the default training settings (batch 2, 8 frames, 64x64 crops). Each case runs in its own process so
 its peak resident memory (``ru_maxrss``) is its own. Prints a table and writes
 ``benchmarks/results/generate_cpu.json``.
 
@@ -29,9 +31,10 @@ import time
 from pathlib import Path
 
 CASES = {
-    "default (temporal conv)": dict(kind="generate", temporal="conv"),
-    "per-frame UNet (no temporal layers)": dict(kind="generate", temporal="none"),
-    "temporal attention (alternative)": dict(kind="generate", temporal="attention"),
+    "shipped default model": dict(kind="shipped", temporal="conv"),
+    "untrained, temporal conv (default)": dict(kind="generate", temporal="conv"),
+    "untrained, per-frame UNet (no temporal layers)": dict(kind="generate", temporal="none"),
+    "untrained, temporal attention (alternative)": dict(kind="generate", temporal="attention"),
     "train step (B=2, 8x64x64)": dict(kind="train", temporal="conv"),
 }
 FRAMES, SIZE, MAPS = 16, 128, ("depth", "normal", "semantic")
@@ -48,16 +51,24 @@ def _worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
-    pipe = build_pipeline(
-        maps=MAPS, injection="pixel", preset="default", temporal_layers=spec["temporal"]
-    )
-    params = {k: count_parameters(getattr(pipe, k)) for k in ("vae", "unet", "guidance_encoder")}
-    steps = inspect.signature(pipe.__call__).parameters["num_inference_steps"].default
-    result = {"params": params, "threads": spec["threads"]}
+    if spec["kind"] == "shipped":
+        from rendiff.api import DEFAULT_MODEL_DIR, DEFAULT_STEPS, _load_pipeline
+
+        pipe, steps = _load_pipeline(DEFAULT_MODEL_DIR), DEFAULT_STEPS
+        maps = pipe.map_names
+    else:
+        pipe = build_pipeline(
+            maps=MAPS, injection="pixel", preset="default", temporal_layers=spec["temporal"]
+        )
+        steps = inspect.signature(pipe.__call__).parameters["num_inference_steps"].default
+        maps = MAPS
+    params = {k: count_parameters(getattr(pipe, k))
+              for k in ("vae", "unet", "guidance_encoder", "latent_encoder")}
+    result = {"params": params, "threads": spec["threads"], "maps": list(maps)}
     rng = np.random.default_rng(0)
 
-    if spec["kind"] == "generate":
-        controls = {m: rng.random((FRAMES, SIZE, SIZE, 3)).astype(np.float32) for m in MAPS}
+    if spec["kind"] in ("generate", "shipped"):
+        controls = {m: rng.random((FRAMES, SIZE, SIZE, 3)).astype(np.float32) for m in maps}
         ref = rng.random((SIZE, SIZE, 3)).astype(np.float32)
         lat = SIZE // 4
         x = torch.randn(1, pipe.unet.conv_in.in_channels, FRAMES, lat, lat)
@@ -67,7 +78,7 @@ def _worker(spec: dict) -> dict:
         times, cpu = [], []
         for _ in range(spec["repeats"]):
             t0, c0 = time.perf_counter(), time.process_time()
-            out = pipe(controls, ref, progress=False)
+            out = pipe(controls, ref, num_inference_steps=steps, progress=False)
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         assert out.frames.shape == (FRAMES, SIZE, SIZE, 3)
@@ -145,8 +156,8 @@ def main() -> None:
             "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(),
         },
-        "task": f"{FRAMES} frames at {SIZE}x{SIZE}, maps {list(MAPS)} (pixel injection), "
-        "reference image",
+        "task": f"{FRAMES} frames at {SIZE}x{SIZE}, a reference image; the shipped model with its "
+        f"own maps, the untrained cases with {list(MAPS)} (pixel injection)",
         "cases": rows,
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,7 @@ class TrainConfig:
     vae_path: str | None = None  # a trained VAE folder (e.g. RUN/vae): skips the VAE phase
     init_from: str | None = None  # a trained pipeline folder to fine-tune (skips the VAE phase)
     decoder_steps: int = 0  # VAE decoder fine-tuning steps, encoder frozen (latents unchanged)
+    retrain_vae: bool = False  # with init_from: train the whole VAE vae_steps more (latents move)
     device: str = "cpu"  # random draws stay on the CPU generator, so runs match across devices
     max_cached_clips: int = 64
     colour_weight: float = 0.0  # extra loss weight on coloured albedo cells (needs an albedo map)
@@ -457,7 +458,9 @@ def train(cfg: TrainConfig) -> Path:
     vae_opt = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
     opt = torch.optim.Adam([p for m in denoisers for p in m.parameters()], lr=cfg.lr)
     after_vae = "decoder" if cfg.decoder_steps > 0 else "unet"
-    trained = cfg.vae_path is not None or cfg.init_from is not None
+    if cfg.retrain_vae and cfg.init_from is None:
+        raise ValueError("retrain_vae continues a trained model's VAE: it needs init_from")
+    trained = cfg.vae_path is not None or (cfg.init_from is not None and not cfg.retrain_vae)
     phase, step = (after_vae if trained else "vae"), 0
     if cfg.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)

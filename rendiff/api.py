@@ -19,10 +19,13 @@ from rendiff.conditioners.pretrained import (
 from rendiff.engine.layers import Layer, Layers
 from rendiff.io.outputs import save
 
-__all__ = ["DEFAULT_MODEL_DIR", "ModelError", "condition", "generate", "save"]
+__all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_STEPS", "ModelError", "condition", "generate", "save"]
 
 #: The shipped default model (a diffusers pipeline folder), trained by tools/train_default_model.py.
 DEFAULT_MODEL_DIR = Path(__file__).parent / "data" / "models" / "default"
+#: Sampling steps of a trained rendiff model unless the call or the scene says otherwise:
+#: 10 DDIM steps are as good as 20 for the default model (docs/default-model.md, table d).
+DEFAULT_STEPS = 10
 
 
 def condition(layers: Layers, maps: list[str] | None = None) -> dict[str, torch.Tensor]:
@@ -205,8 +208,7 @@ def generate(
     out = pipe(
         controls,
         reference_image=_reference_image(ref, layers),
-        # 10 DDIM steps: as good as 20 for the default model (docs/default-model.md, table d)
-        num_inference_steps=steps or (gen.steps if gen is not None else None) or 10,
+        num_inference_steps=steps or (gen.steps if gen is not None else None) or DEFAULT_STEPS,
         seed=seed if seed is not None else getattr(layers.scene, "seed", 0),
         control_weights=weights or None,
         window=window or (gen.window if gen is not None else 16),

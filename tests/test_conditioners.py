@@ -607,6 +607,36 @@ def test_fine_tuning_adds_vae_maps_and_the_decoder_phase_keeps_the_latents(tmp_p
     assert after < 0.9 * before
 
 
+def test_retrain_vae_continues_the_whole_vae(tmp_path):
+    data = tmp_path / "clips"
+    write_synthetic_clips(data, 2, num_frames=4, size=16, seed=3)
+    base_dir = train(_cfg(data, tmp_path / "a", vae_steps=3, unet_steps=2))
+    base = load_trained(base_dir)
+    with pytest.raises(ValueError, match="needs init_from"):
+        train(_cfg(data, tmp_path / "x", retrain_vae=True))
+
+    run = tmp_path / "b"
+    ft = load_trained(
+        train(_cfg(data, run, init_from=str(base_dir), retrain_vae=True, vae_steps=40,
+                   unet_steps=2))
+    )
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["phase"] == "vae" and "l1" in r][-1] == 40
+    assert {r["phase"] for r in log} == {"vae", "unet", "done"}
+    # unlike decoder_steps, the encoder trains too, and the latent scale is measured again
+    changed = [k for k, v in base.vae.state_dict().items()
+               if k.startswith("encoder.") and not torch.equal(v, ft.vae.state_dict()[k])]
+    assert changed
+    assert ft.vae.config.scaling_factor != base.vae.config.scaling_factor
+    ds = NpzClipDataset(data, ("depth",))
+    video, _ = ds.batch(4, 4, 16, torch.Generator().manual_seed(7))
+    x = video["rgb"] * 2 - 1
+    with torch.no_grad():
+        before = (vae_decode_video(base.vae, vae_encode_video(base.vae, x)) - x).abs().mean()
+        after = (vae_decode_video(ft.vae, vae_encode_video(ft.vae, x)) - x).abs().mean()
+    assert after < 0.9 * before
+
+
 def test_colour_weights_and_weighted_loss():
     albedo = torch.full((1, 3, 2, 8, 8), 0.5)
     albedo[:, 0, :, :4, :4] = 1.0  # a red-ish top-left quadrant: chroma 0.5

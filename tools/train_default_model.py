@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init-from", default=None,
                    help="a trained pipeline folder to fine-tune (its maps and sizes are kept; "
                         "--maps/--preset/--injection are ignored)")
+    p.add_argument("--retrain-vae", action="store_true",
+                   help="with --init-from: train its whole VAE --vae-steps more (encoder too, so "
+                        "the latents move and the UNet phase re-adapts to them)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         vae_maps=tuple(a.vae_maps),
         init_from=a.init_from,
         decoder_steps=a.decoder_steps,
+        retrain_vae=a.retrain_vae,
         colour_weight=a.colour_weight,
         device=a.device,
     )
