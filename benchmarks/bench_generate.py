@@ -5,9 +5,9 @@ Generates 16 frames at 128x128 with the shipped default model exactly as ``rendi
 ``rendiff.api.DEFAULT_STEPS`` DDIM steps, float32). For the cost of the temporal layers it also
 times an untrained default-size pipeline (depth, normal and semantic maps) at the pipeline's own
 default step count, against the same UNet without temporal layers and with temporal attention.
-Also times one training step at the default training settings (batch 2, 8 frames, 64x64 crops). Each case runs in its own process so
-its peak resident memory (``ru_maxrss``) is its own. Prints a table and writes
-``benchmarks/results/generate_cpu.json``.
+Also times one training step at the default training settings (batch 2, 8 frames, 64x64 crops).
+Each case runs in its own process so its peak resident memory (``ru_maxrss``) is its own. Prints a
+table and writes ``benchmarks/results/generate_cpu.json``.
 
     python benchmarks/bench_generate.py [--repeats 2] [--threads 1 2]
 
