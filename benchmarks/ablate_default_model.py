@@ -253,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-maps-check", nargs="*", default=[],
                     help="finished runs to score again with their maps dropped at inference")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shard", default="0/1", metavar="K/N",
+                    help="train only every N-th run starting at the K-th, so N processes can "
+                         "share --runs (each writes the tables of all finished runs)")
     ap.add_argument("--out", type=Path, default=RESULTS / "ablation.json")
     ap.add_argument("--steps-out", type=Path, default=RESULTS / "ablation_steps.json",
                     help="(d)'s own JSON, so (d) can run in a second process beside the training")
@@ -314,64 +317,81 @@ def main(argv: list[str] | None = None) -> int:
             _save(steps_result, args.steps_out)
 
     # (b), (c), (a): trained runs
-    for spec in plan_runs(args.sizes):
+    k, n = (int(x) for x in args.shard.split("/"))
+    for i, spec in enumerate(plan_runs(args.sizes)):
         name = spec["name"]
-        if wanted is not None and name not in wanted:
+        if (wanted is not None and name not in wanted) or i % n != k:
             continue
         folder = args.runs / name
         done = folder / "result.json"
-        if done.exists():
-            r = json.loads(done.read_text())
-            if name in args.no_maps_check and spec["maps"] and "same_weights_no_maps" not in r:
-                # what the maps change in this model: the same weights without them
-                bare = _evaluate(load_trained(folder / "pipeline"), clips, args.eval_steps, ())
-                r["same_weights_no_maps"] = bare
-                write_text(done, json.dumps(r, indent=2) + "\n")
-                print(f"   {name} without maps: psnr {bare['summary']['psnr']:.2f}", flush=True)
-            result["runs"][name] = r
-            continue
-        data = _subset(args.train, spec["clips"], args.runs)
-        cfg = TrainConfig(
-            data_dir=str(data), output_dir=str(folder), maps=tuple(spec["maps"]),
-            injection=spec["injection"], preset="small", size=args.size,
-            num_frames=args.num_frames, batch_size=2, unet_steps=args.unet_steps, lr=5e-4,
-            map_dropout=0.3, reference_dropout=0.1, seed=spec.get("seed", 0),
-            checkpoint_minutes=2.0,
-            log_every=50, resume=True, vae_path=str(args.vae),
-        )
-        resumed = (folder / "checkpoint.pt").exists()
-        t0 = time.perf_counter()
-        print(f"== {name}: maps {list(spec['maps'])}, {spec['injection']}, "
-              f"{spec['clips']} clips", flush=True)
-        final = train(cfg)
-        train_s = time.perf_counter() - t0
-        pipe = load_trained(final)
-        r = _evaluate(pipe, clips, args.eval_steps, tuple(spec["maps"]))
-        losses = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-        unet_losses = [x["loss"] for x in losses if x.get("phase") == "unet"]
-        r.update(
-            name=name, maps=list(spec["maps"]), injection=spec["injection"],
-            clips=spec["clips"], seed=spec.get("seed", 0), train_seconds=train_s, resumed=resumed,
-            seconds_per_step=train_s / args.unet_steps if not resumed else None,
-            final_losses=unet_losses[-4:],
-            parameters={
-                "unet": count_parameters(pipe.unet),
-                "guidance_encoder": count_parameters(pipe.guidance_encoder),
-                "latent_encoder": count_parameters(pipe.latent_encoder),
-            },
-        )
-        write_text(done, json.dumps(r, indent=2) + "\n")
-        result["runs"][name] = r
-        print(f"   {name}: psnr {r['summary']['psnr']:.2f}, train {train_s:.0f} s", flush=True)
+        if not done.exists():
+            _train_and_score(spec, folder, clips, args)
+        r = json.loads(done.read_text())
+        if name in args.no_maps_check and spec["maps"] and "same_weights_no_maps" not in r:
+            # what the maps change in this model: the same weights without them
+            bare = _evaluate(load_trained(folder / "pipeline"), clips, args.eval_steps, ())
+            r["same_weights_no_maps"] = bare
+            write_text(done, json.dumps(r, indent=2) + "\n")
+            print(f"   {name} without maps: psnr {bare['summary']['psnr']:.2f}", flush=True)
+        _collect(result, args)
         _save(result, args.out)
 
-    result["missing"] = [s["name"] for s in plan_runs(args.sizes)
-                         if s["name"] not in result["runs"]]
+    _collect(result, args)
     _merge_steps(result, args.steps_out)
     _save(result, args.out)
     print()
     print(tables(result))
     return 0
+
+
+def _collect(result: dict, args) -> None:
+    """Every finished run of the plan, read from its own ``result.json`` (so processes sharing
+    ``--runs`` through ``--shard`` each write the whole table), and the runs still missing."""
+    result["runs"] = {}
+    for spec in plan_runs(args.sizes):
+        done = args.runs / spec["name"] / "result.json"
+        if done.exists():
+            result["runs"][spec["name"]] = json.loads(done.read_text())
+    result["missing"] = [s["name"] for s in plan_runs(args.sizes)
+                         if s["name"] not in result["runs"]]
+
+
+def _train_and_score(spec: RunSpec, folder: Path, clips: list[Path], args) -> None:
+    """Train one run (resuming its checkpoint if any), score it, write its ``result.json``."""
+    name = spec["name"]
+    done = folder / "result.json"
+    data = _subset(args.train, spec["clips"], args.runs)
+    cfg = TrainConfig(
+        data_dir=str(data), output_dir=str(folder), maps=tuple(spec["maps"]),
+        injection=spec["injection"], preset="small", size=args.size,
+        num_frames=args.num_frames, batch_size=2, unet_steps=args.unet_steps, lr=5e-4,
+        map_dropout=0.3, reference_dropout=0.1, seed=spec.get("seed", 0),
+        checkpoint_minutes=2.0,
+        log_every=50, resume=True, vae_path=str(args.vae),
+    )
+    resumed = (folder / "checkpoint.pt").exists()
+    t0 = time.perf_counter()
+    print(f"== {name}: maps {list(spec['maps'])}, {spec['injection']}, "
+          f"{spec['clips']} clips", flush=True)
+    final = train(cfg)
+    train_s = time.perf_counter() - t0
+    pipe = load_trained(final)
+    r = _evaluate(pipe, clips, args.eval_steps, tuple(spec["maps"]))
+    losses = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    unet_losses = [x["loss"] for x in losses if x.get("phase") == "unet"]
+    r.update(
+        name=name, maps=list(spec["maps"]), injection=spec["injection"],
+        clips=spec["clips"], seed=spec.get("seed", 0), train_seconds=train_s, resumed=resumed,
+        seconds_per_step=train_s / args.unet_steps if not resumed else None,
+        final_losses=unet_losses[-4:],
+        parameters={
+            "unet": count_parameters(pipe.unet),
+            "guidance_encoder": count_parameters(pipe.guidance_encoder),
+            "latent_encoder": count_parameters(pipe.latent_encoder),
+        },
+    )
+    write_text(done, json.dumps(r, indent=2) + "\n")
+    print(f"   {name}: psnr {r['summary']['psnr']:.2f}, train {train_s:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

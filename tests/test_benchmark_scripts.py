@@ -34,6 +34,7 @@ def heldout(tmp_path):
         clip["flow_raw"] = np.zeros((4, 16, 16, 2), np.float32)
         clip["alpha"] = np.full((4, 16, 16), 255, np.uint8)
         clip["albedo"] = clip["rgb"]  # the colours the metric looks for (the shading is grey)
+        clip["pose"] = np.zeros_like(clip["rgb"])  # no body in these clips
         np.savez(folder / f"falling_objects_0000{seed}.npz", **clip)
     return folder
 
@@ -78,3 +79,32 @@ def test_ablation_scores_a_trained_run(heldout, model_dir):
     assert len(r["per_clip"]) == 2
     assert set(r["summary"]) >= {"psnr", "psnr_se", "colour_kept", "warping_error"}
     assert ablate._paired(r, r) == (0.0, 0.0)  # a run against itself
+
+
+def test_ablation_runs_shard_and_share_one_table(heldout, tmp_path):
+    """Two shards of a tiny plan (35 -> 2 clips) train disjoint runs; each writes every finished
+    run into its table, and a second pass trains nothing and adds the maps-dropped check."""
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    for f in sorted(heldout.glob("*.npz")):
+        (train_dir / f.name).symlink_to(f)
+    runs, out = tmp_path / "runs", tmp_path / "ablation.json"
+    common = ["--train", str(train_dir), "--heldout", str(heldout), "--runs", str(runs),
+              "--clips", "2", "--sizes", "2", "--unet-steps", "2", "--size", "16",
+              "--num-frames", "4", "--eval-steps", "2", "--skip-steps", "--out", str(out),
+              "--only", "all_pixel_n2", "none_n2"]
+    order = [s["name"] for s in ablate.plan_runs([2])]
+    assert order.index("all_pixel_n2") % 2 == 0 and order.index("none_n2") % 2 == 1
+    assert ablate.main(common + ["--shard", "0/2"]) == 0
+    assert set(json.loads(out.read_text())["runs"]) == {"all_pixel_n2"}
+    assert ablate.main(common + ["--shard", "1/2"]) == 0
+    first = json.loads(out.read_text())
+    assert set(first["runs"]) == {"all_pixel_n2", "none_n2"}
+    assert "none_n2" not in first["missing"] and "depth_pixel_n2" in first["missing"]
+
+    assert ablate.main(common + ["--no-maps-check", "all_pixel_n2"]) == 0
+    again = json.loads(out.read_text())["runs"]
+    assert again["none_n2"]["per_clip"] == first["runs"]["none_n2"]["per_clip"]  # not retrained
+    bare = again["all_pixel_n2"]["same_weights_no_maps"]
+    assert len(bare["per_clip"]) == 2
+    assert "maps dropped" in ablate.tables(json.loads(out.read_text()))
