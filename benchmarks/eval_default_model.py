@@ -8,7 +8,9 @@ the appearance reference; frames after the first are scored. Rows compared in th
 
 - ``model, all maps``: the model as shipped;
 - ``model, no maps``: the same weights with every map dropped (what the maps add);
-- ``repeat reference``: the reference frame repeated (the trivial alternative).
+- ``repeat reference``: the reference frame repeated (the trivial alternative);
+- ``VAE round trip``: the engine's frames encoded and decoded by the model's own VAE, no
+  diffusion: the ceiling of any UNet on top of that VAE (what the VAE alone loses).
 
 Metrics (``rendiff.conditioners.metrics``): L1, PSNR and SSIM against the engine's own RGB render,
 PSNR over only the pixels that changed since the reference frame (where copying the reference
@@ -34,6 +36,7 @@ import torch
 
 from rendiff.api import DEFAULT_MODEL_DIR, _load_pipeline
 from rendiff.conditioners.metrics import evaluate_video
+from rendiff.conditioners.models import vae_decode_video, vae_encode_video
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = _load_pipeline(args.model)
     maps = list(pipe.map_names)
     rows: dict[str, list[dict]] = {"model, all maps": [], "model, no maps": [],
-                                   "repeat reference": []}
+                                   "repeat reference": [], "VAE round trip": []}
     seconds = []
     for path in _clips(args.data, args.clips):
         d = np.load(path)
@@ -110,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         rows["model, no maps"].append(_score(bare, target, flow, valid, albedo))
         rep = np.repeat(target[:1], target.shape[0], axis=0)
         rows["repeat reference"].append(_score(rep, target, flow, valid, albedo))
+        with torch.no_grad():
+            x = torch.from_numpy(target).permute(3, 0, 1, 2)[None] * 2 - 1
+            x = x.to(pipe.vae.dtype)
+            rt = vae_decode_video(pipe.vae, vae_encode_video(pipe.vae, x))[0]
+        rt = ((rt.float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).numpy()
+        rows["VAE round trip"].append(_score(rt, target, flow, valid, albedo))
         print(f"{path.name}: psnr {rows['model, all maps'][-1]['psnr']:.2f} "
               f"({seconds[-1]:.1f} s)", flush=True)
     summary = {name: {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]}
