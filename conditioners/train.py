@@ -57,6 +57,7 @@ __all__ = [
     "TrainConfig",
     "count_parameters",
     "colour_weights",
+    "decayed_lr",
     "diffusion_loss",
     "fine_tune_start",
     "load_trained",
@@ -100,6 +101,8 @@ class TrainConfig:
     vae_path: str | None = None  # a trained VAE folder (e.g. RUN/vae): skips the VAE phase
     init_from: str | None = None  # a trained pipeline folder to fine-tune (skips the VAE phase)
     decoder_steps: int = 0  # VAE decoder fine-tuning steps, encoder frozen (latents unchanged)
+    vae_lr_decay: float = 0.0  # linear decay of vae_lr to 0 over this last fraction of the VAE
+    # and decoder phases (0: constant), so the VAE ends on settled rather than noisy weights
     retrain_vae: bool = False  # with init_from: train the whole VAE vae_steps more (latents move)
     device: str = "cpu"  # random draws stay on the CPU generator, so runs match across devices
     max_cached_clips: int = 64
@@ -355,6 +358,14 @@ def colour_weights(
     return 1 + weight * chroma.reshape(b, t, 1, size, size).transpose(1, 2)
 
 
+def decayed_lr(base: float, step: int, total: int, fraction: float) -> float:
+    """``base`` until the last ``fraction`` of ``total`` steps, then falling linearly to 0 at
+    ``total`` (the learning rate of step ``step``, counting from 0)."""
+    if fraction <= 0 or total <= 0:
+        return base
+    return base * min(1.0, (total - step) / (fraction * total))
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -510,6 +521,8 @@ def train(cfg: TrainConfig) -> Path:
     if phase == "vae":
         vae.train()
         while step < cfg.vae_steps:
+            for g in vae_opt.param_groups:
+                g["lr"] = decayed_lr(cfg.vae_lr, step, cfg.vae_steps, cfg.vae_lr_decay)
             video, _ = data.batch(cfg.vae_batch_frames, 1, cfg.size, gen)
             x = video["rgb"][:, :, 0].to(dev) * 2 - 1
             dist = vae.encode(x).latent_dist
@@ -524,7 +537,8 @@ def train(cfg: TrainConfig) -> Path:
             vae_opt.step()
             step += 1
             if step % cfg.log_every == 0 or step == cfg.vae_steps:
-                log(phase="vae", step=step, loss=loss.item(), l1=rec_loss.item(), kl=kl.item())
+                log(phase="vae", step=step, loss=loss.item(), l1=rec_loss.item(), kl=kl.item(),
+                    lr=vae_opt.param_groups[0]["lr"])
             maybe_checkpoint()
         vae.eval()
         with torch.no_grad():
@@ -544,6 +558,8 @@ def train(cfg: TrainConfig) -> Path:
         vae.decoder.requires_grad_(True)
         vae.post_quant_conv.requires_grad_(True)
         while step < cfg.decoder_steps:
+            for g in vae_opt.param_groups:
+                g["lr"] = decayed_lr(cfg.vae_lr, step, cfg.decoder_steps, cfg.vae_lr_decay)
             video, _ = data.batch(cfg.vae_batch_frames, 1, cfg.size, gen)
             x = video["rgb"][:, :, 0].to(dev) * 2 - 1
             with torch.no_grad():
@@ -555,7 +571,8 @@ def train(cfg: TrainConfig) -> Path:
             vae_opt.step()
             step += 1
             if step % cfg.log_every == 0 or step == cfg.decoder_steps:
-                log(phase="decoder", step=step, l1=rec_loss.item())
+                log(phase="decoder", step=step, l1=rec_loss.item(),
+                    lr=vae_opt.param_groups[0]["lr"])
             maybe_checkpoint()
         vae.save_pretrained(out / "vae")
         phase, step = "unet", 0

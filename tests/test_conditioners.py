@@ -25,6 +25,7 @@ from rendiff.conditioners.train import (
     NpzClipDataset,
     TrainConfig,
     colour_weights,
+    decayed_lr,
     diffusion_loss,
     fine_tune_start,
     load_trained,
@@ -618,10 +619,14 @@ def test_retrain_vae_continues_the_whole_vae(tmp_path):
     run = tmp_path / "b"
     ft = load_trained(
         train(_cfg(data, run, init_from=str(base_dir), retrain_vae=True, vae_steps=40,
-                   unet_steps=2))
+                   vae_lr_decay=0.5, unet_steps=2))
     )
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log if r["phase"] == "vae" and "l1" in r][-1] == 40
+    vae_log = [r for r in log if r["phase"] == "vae" and "l1" in r]
+    assert vae_log[-1]["step"] == 40
+    # constant for the first half, then linear to 0: step 39 of 40 runs at 1/20 of vae_lr
+    assert vae_log[0]["lr"] == pytest.approx(2e-3)
+    assert vae_log[-1]["lr"] == pytest.approx(2e-3 / 20)
     assert {r["phase"] for r in log} == {"vae", "unet", "done"}
     # unlike decoder_steps, the encoder trains too, and the latent scale is measured again
     changed = [k for k, v in base.vae.state_dict().items()
@@ -635,6 +640,14 @@ def test_retrain_vae_continues_the_whole_vae(tmp_path):
         before = (vae_decode_video(base.vae, vae_encode_video(base.vae, x)) - x).abs().mean()
         after = (vae_decode_video(ft.vae, vae_encode_video(ft.vae, x)) - x).abs().mean()
     assert after < 0.9 * before
+
+
+def test_decayed_lr():
+    assert [decayed_lr(1.0, s, 100, 0.5) for s in (0, 50, 75, 99)] == pytest.approx(
+        [1.0, 1.0, 0.5, 0.02])
+    assert decayed_lr(1.0, 99, 100, 0.0) == 1.0  # no decay
+    assert decayed_lr(1.0, 0, 100, 1.0) == 1.0
+    assert decayed_lr(1.0, 90, 100, 1.0) == pytest.approx(0.1)
 
 
 def test_colour_weights_and_weighted_loss():

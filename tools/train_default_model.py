@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         "reference_dropout",
         "checkpoint_minutes",
         "colour_weight",
+        "vae_lr_decay",
     ):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name])
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         init_from=a.init_from,
         decoder_steps=a.decoder_steps,
         retrain_vae=a.retrain_vae,
+        vae_lr_decay=a.vae_lr_decay,
         colour_weight=a.colour_weight,
         device=a.device,
     )
