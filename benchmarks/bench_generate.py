@@ -133,20 +133,20 @@ def main() -> None:
             key = f"{name}, {threads} thread{'s' if threads > 1 else ''}"
             rows[key] = r = json.loads(proc.stdout.strip().splitlines()[-1])
             print(
-                f"{key:52s} best {min(r['seconds']):7.2f} s  cpu {min(r['cpu_seconds']):7.2f} s  "
+                f"{key:58s} best {min(r['seconds']):7.2f} s  cpu {min(r['cpu_seconds']):7.2f} s  "
                 f"peak {r['peak_rss_mb']:6.0f} MB  load {r['load_avg_1min']:.1f}",
                 flush=True,
             )
 
     print()
     print(
-        f"{'case':52s} {'wall s (best)':>14s} {'cpu s':>8s} {'peak MB':>8s} {'UNet GF/step':>13s} "
+        f"{'case':58s} {'wall s (best)':>14s} {'cpu s':>8s} {'peak MB':>8s} {'UNet GF/step':>13s} "
         f"{'UNet params':>12s}"
     )
     for name, r in rows.items():
         gf = r.get("unet_gflops_per_step")
         print(
-            f"{name:52s} {min(r['seconds']):14.2f} {min(r['cpu_seconds']):8.2f} "
+            f"{name:58s} {min(r['seconds']):14.2f} {min(r['cpu_seconds']):8.2f} "
             f"{r['peak_rss_mb']:8.0f} {gf if gf is None else round(gf, 1)!s:>13s} "
             f"{r['params']['unet'] / 1e6:11.2f}M"
         )
