@@ -59,7 +59,7 @@ ABLATION_PRESET = PRESETS["small"]
 
 class RunSpec(dict):
     """One training run: ``name``, ``maps``, ``injection``, ``clips`` and optionally ``seed``
-    (the training seed, 0 unless given)."""
+    (the training seed, 0 unless given) and ``preset`` (``small`` unless given)."""
 
 
 def plan_runs(sizes: list[int]) -> list[RunSpec]:
@@ -78,6 +78,10 @@ def plan_runs(sizes: list[int]) -> list[RunSpec]:
     runs.append(RunSpec(name=f"all_pixel_n{big}_seed1", maps=ALL_MAPS, injection="pixel",
                         clips=big, seed=1))
     runs.append(RunSpec(name=f"none_n{big}_seed1", maps=(), injection="none", clips=big, seed=1))
+    # no maps with the default-width UNet (4x the parameters): do maps stand in for parameters?
+    for seed in (0, 1):
+        runs.append(RunSpec(name=f"none_n{big}_wide" + ("_seed1" if seed else ""), maps=(),
+                            injection="none", clips=big, seed=seed, preset="default"))
     for n in rest:
         runs.append(RunSpec(name=f"all_pixel_n{n}", maps=ALL_MAPS, injection="pixel", clips=n))
         runs.append(RunSpec(name=f"none_n{n}", maps=(), injection="none", clips=n))
@@ -179,7 +183,10 @@ def tables(result: dict) -> str:
             for name, label in ((f"all_pixel_n{n}", f"{n}, all six"),
                                 (f"all_pixel_n{n}_seed1", f"{n}, all six, training seed 1"),
                                 (f"none_n{n}", f"{n}, none"),
-                                (f"none_n{n}_seed1", f"{n}, none, training seed 1")):
+                                (f"none_n{n}_seed1", f"{n}, none, training seed 1"),
+                                (f"none_n{n}_wide", f"{n}, none, default-width UNet"),
+                                (f"none_n{n}_wide_seed1",
+                                 f"{n}, none, default-width UNet, training seed 1")):
                 if name in runs:
                     out.append(_row(label, runs[name], base))
         out.append("")
@@ -363,7 +370,7 @@ def _train_and_score(spec: RunSpec, folder: Path, clips: list[Path], args) -> No
     data = _subset(args.train, spec["clips"], args.runs)
     cfg = TrainConfig(
         data_dir=str(data), output_dir=str(folder), maps=tuple(spec["maps"]),
-        injection=spec["injection"], preset="small", size=args.size,
+        injection=spec["injection"], preset=spec.get("preset", "small"), size=args.size,
         num_frames=args.num_frames, batch_size=2, unet_steps=args.unet_steps, lr=5e-4,
         map_dropout=0.3, reference_dropout=0.1, seed=spec.get("seed", 0),
         checkpoint_minutes=2.0,
