@@ -10,7 +10,10 @@ Two phases, both with Adam:
 1. the VAE, briefly: per-frame reconstruction (L1) plus a small KL term, on random crops of random
    frames; then its ``scaling_factor`` is set to 1 / std of the latents, so latents have unit
    variance as the noise schedule assumes; it is saved to ``output_dir/vae``, and ``vae_path``
-   starts another run (an ablation, say) from it instead;
+   starts another run (an ablation, say) from it instead. A run from a trained model
+   (``init_from``) skips this phase unless ``retrain_vae`` continues the whole VAE (the latents
+   move and the scale is measured again), or trains the decoder alone (``decoder_steps``, encoder
+   frozen, latents unchanged); ``vae_lr_decay`` ends either with the rate falling to 0;
 2. the UNet with the guidance encoder and/or latent control encoder (VAE frozen), on random
    ``num_frames`` windows and ``size`` crops: epsilon or v-prediction MSE with min-SNR weighting.
    Each map is dropped at random (its weight set to 0, which is what an absent map is at

@@ -16,6 +16,10 @@ Examples:
     python tools/train_default_model.py --data clips/ --output runs/ft \
         --init-from rendiff/data/models/default --vae-maps albedo shading \
         --decoder-steps 1500 --unet-steps 4000
+    # or continue its whole VAE (encoder too: the latents move), then retrain the UNet on them
+    python tools/train_default_model.py --data clips/ --output runs/ft3 \
+        --init-from rendiff/data/models/default --retrain-vae --vae-steps 2000 \
+        --vae-lr-decay 0.5 --unet-steps 4000
     # smoke run on synthetic clips (shaded spheres with analytic maps)
     python tools/train_default_model.py --synthetic 16 --data /tmp/syn --output /tmp/run \
         --preset tiny --size 32 --vae-steps 50 --unet-steps 50
