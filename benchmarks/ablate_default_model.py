@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
-from eval_default_model import _clips, _score  # noqa: E402
+from eval_default_model import _clips, _load_clip, _score  # noqa: E402
 
 from rendiff.api import DEFAULT_MODEL_DIR, _load_pipeline  # noqa: E402
 from rendiff.conditioners.pipeline import PRESETS  # noqa: E402
@@ -107,12 +107,7 @@ def _evaluate(pipe, clips: list[Path], steps: int, maps: tuple[str, ...]) -> dic
     per_clip: list[dict[str, float]] = []
     seconds = []
     for path in clips:
-        with np.load(path) as d:
-            target = d["rgb"].astype(np.float32) / 255
-            flow = d["flow_raw"].astype(np.float32)
-            valid = d["alpha"] > 127
-            albedo = d["albedo"].astype(np.float32) / 255
-            controls = {m: torch.from_numpy(d[m].astype(np.float32) / 255) for m in maps}
+        target, flow, valid, albedo, controls = _load_clip(path, maps)
         ref = torch.from_numpy(target[0])
         t0 = time.perf_counter()
         frames = pipe(controls, reference_image=ref, num_inference_steps=steps, seed=0,
@@ -297,11 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     if "repeat reference" not in result["references"]:
         per = []
         for path in clips:
-            with np.load(path) as d:
-                target = d["rgb"].astype(np.float32) / 255
-                rep = np.repeat(target[:1], target.shape[0], axis=0)
-                per.append(_score(rep, target, d["flow_raw"].astype(np.float32),
-                                  d["alpha"] > 127, d["albedo"].astype(np.float32) / 255))
+            target, flow, valid, albedo, _ = _load_clip(path, ())
+            rep = np.repeat(target[:1], target.shape[0], axis=0)
+            per.append(_score(rep, target, flow, valid, albedo))
         result["references"]["repeat reference"] = {"per_clip": per, "summary": _summary(per)}
         _save(result, args.out)
 
@@ -354,13 +347,10 @@ def main(argv: list[str] | None = None) -> int:
 def _collect(result: dict, args) -> None:
     """Every finished run of the plan, read from its own ``result.json`` (so processes sharing
     ``--runs`` through ``--shard`` each write the whole table), and the runs still missing."""
-    result["runs"] = {}
-    for spec in plan_runs(args.sizes):
-        done = args.runs / spec["name"] / "result.json"
-        if done.exists():
-            result["runs"][spec["name"]] = json.loads(done.read_text())
-    result["missing"] = [s["name"] for s in plan_runs(args.sizes)
-                         if s["name"] not in result["runs"]]
+    names = [spec["name"] for spec in plan_runs(args.sizes)]
+    done = {n: args.runs / n / "result.json" for n in names}
+    result["runs"] = {n: json.loads(done[n].read_text()) for n in names if done[n].exists()}
+    result["missing"] = [n for n in names if n not in result["runs"]]
 
 
 def _train_and_score(spec: RunSpec, folder: Path, clips: list[Path], args) -> None:

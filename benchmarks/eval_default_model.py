@@ -62,6 +62,18 @@ def _chroma(x: np.ndarray) -> np.ndarray:
     return x.max(-1) - x.min(-1)
 
 
+def _load_clip(path: Path, maps) -> tuple[np.ndarray, ...]:
+    """A held-out clip's engine RGB, flow, validity and albedo as float arrays (colours in [0, 1])
+    and its control images for ``maps`` as tensors: what every scoring script reads."""
+    with np.load(path) as d:
+        target = d["rgb"].astype(np.float32) / 255
+        flow = d["flow_raw"].astype(np.float32)
+        valid = d["alpha"] > 127
+        albedo = d["albedo"].astype(np.float32) / 255
+        controls = {m: torch.from_numpy(d[m].astype(np.float32) / 255) for m in maps}
+    return target, flow, valid, albedo, controls
+
+
 def _score(frames: np.ndarray, target: np.ndarray, flow: np.ndarray,
            valid: np.ndarray, albedo: np.ndarray) -> dict[str, float]:
     """Metrics of frames 1.. (frame 0 is the reference itself), plus PSNR over the pixels that
@@ -96,12 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "repeat reference": [], "VAE round trip": []}
     seconds = []
     for path in _clips(args.data, args.clips):
-        d = np.load(path)
-        target = d["rgb"].astype(np.float32) / 255
-        flow = d["flow_raw"].astype(np.float32)
-        valid = (d["alpha"] > 127)
-        albedo = d["albedo"].astype(np.float32) / 255
-        controls = {m: torch.from_numpy(d[m].astype(np.float32) / 255) for m in maps}
+        target, flow, valid, albedo, controls = _load_clip(path, maps)
         ref = torch.from_numpy(target[0])
         t0 = time.perf_counter()
         out = pipe(controls, reference_image=ref, num_inference_steps=args.steps, seed=0,
