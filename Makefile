@@ -3,7 +3,7 @@ VENV ?= .venv
 SCENE ?= falling_objects
 OUT ?= out
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench lock
 setup:
 	@bash tools/setup.sh
 
@@ -18,3 +18,7 @@ lint: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/run_all.py
+
+# Newest releases in a new venv, the whole suite, then tools/requirements.lock (commit it after).
+lock:
+	@bash tools/lock.sh

@@ -5,6 +5,10 @@ The control images are imported eagerly; everything built on diffusers loads on 
 (importing diffusers costs seconds), e.g. ``rendiff.conditioners.RendiffVideoPipeline``.
 """
 
+from rendiff._source_tree import claim
+
+claim(globals())  # first: under a bare name (a shell in the repository root) step aside
+
 from importlib import import_module
 
 from .controls import CONTROL_LAYERS, control_image, control_images

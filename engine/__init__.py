@@ -1,5 +1,9 @@
 """The deterministic layer: simulation (physics, bodies, Gaussians), cameras and rendering."""
 
+from rendiff._source_tree import claim
+
+claim(globals())  # first: under a bare name (a shell in the repository root) step aside
+
 from .camera import CameraFrames, camera_frames, intrinsics, look_at
 from .layers import LAYER_DOCS, Layer, Layers
 from .render import render

@@ -40,7 +40,7 @@ from smplx.utils import Struct
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 from torch import Tensor
 
-import rendiff
+from rendiff._resources import shipped_path
 
 __all__ = [
     "BodyModel",
@@ -61,7 +61,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENV_VAR = "RENDIFF_SMPL_PATH"
-STANDIN_PATH = Path(rendiff.__file__).resolve().parent / "data/body/smpl/SMPL_NEUTRAL.pkl"
+STANDIN_PATH = shipped_path("body", "smpl", "SMPL_NEUTRAL.pkl")
 
 SMPL_JOINT_NAMES = [
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rendiff._resources import shipped_path
+
 __all__ = [
     "INTERPOLATIONS",
     "JointInfo",
@@ -55,7 +57,7 @@ _URDF_JOINTS = {"revolute", "continuous", "prismatic", "fixed", "floating", "pla
 _URDF_DOF = {"revolute": "revolute", "continuous": "revolute", "prismatic": "prismatic"}
 _MJCF_DOF = {"hinge": "revolute", "slide": "prismatic"}
 _MJCF_JOINTS = {"hinge", "slide", "ball", "free"}
-_DATA = Path(__file__).resolve().parent.parent / "rendiff" / "data" / "robots"
+_DATA = shipped_path("robots")
 
 
 class RobotError(ValueError):

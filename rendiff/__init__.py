@@ -10,102 +10,79 @@ A script reads::
     rendiff.save("out", layers, video)
 """
 
+# The names below load on first use (PEP 562): ``import rendiff``, the CLI's help and its
+# listings do not pay for torch and diffusers, and a small submodule such as
+# ``rendiff._source_tree`` imports without the whole package (it runs while another library can be
+# half-way through its own imports). ``from rendiff import X`` and ``rendiff.X`` behave as before.
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-
-from rendiff.engine import Layer, Layers, Trajectory, render, simulate
-from rendiff.scenes import (
-    AmassMotion,
-    Ambient,
-    Appearance,
-    AvatarGaussians,
-    Box,
-    Camera,
-    Capsule,
-    Cylinder,
-    Deformation,
-    Directional,
-    DollyPath,
-    Entity,
-    Environment,
-    FollowPath,
-    Gaussians,
-    Human,
-    JointTargets,
-    KeyframedPath,
-    Keyframes,
-    LightKeyframes,
-    Material,
-    Mesh,
-    Motion,
-    OrbitPath,
-    Plane,
-    Point,
-    Pose,
-    Robot,
-    Scene,
-    SceneError,
-    Sphere,
-    Spot,
-    StaticPath,
-    builtin_scene,
-    list_builtin_scenes,
-    load_scene,
-    save_scene,
-)
-
-from .api import ModelError, condition, generate, save
 
 try:
     __version__ = version("rendiff")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = [
-    "AmassMotion",
-    "Ambient",
-    "Appearance",
-    "AvatarGaussians",
-    "Box",
-    "Camera",
-    "Capsule",
-    "Cylinder",
-    "Deformation",
-    "Directional",
-    "DollyPath",
-    "Entity",
-    "Environment",
-    "FollowPath",
-    "Gaussians",
-    "Human",
-    "JointTargets",
-    "KeyframedPath",
-    "Keyframes",
-    "LightKeyframes",
-    "Layer",
-    "Layers",
-    "Material",
-    "Mesh",
-    "ModelError",
-    "Motion",
-    "OrbitPath",
-    "Plane",
-    "Point",
-    "Pose",
-    "Robot",
-    "Scene",
-    "SceneError",
-    "Sphere",
-    "Spot",
-    "StaticPath",
-    "Trajectory",
-    "__version__",
-    "builtin_scene",
-    "condition",
-    "generate",
-    "list_builtin_scenes",
-    "load_scene",
-    "render",
-    "save",
-    "save_scene",
-    "simulate",
-]
+_EXPORTS = {
+    "Layer": "rendiff.engine",
+    "Layers": "rendiff.engine",
+    "Trajectory": "rendiff.engine",
+    "render": "rendiff.engine",
+    "simulate": "rendiff.engine",
+    "AmassMotion": "rendiff.scenes",
+    "Ambient": "rendiff.scenes",
+    "Appearance": "rendiff.scenes",
+    "AvatarGaussians": "rendiff.scenes",
+    "Box": "rendiff.scenes",
+    "Camera": "rendiff.scenes",
+    "Capsule": "rendiff.scenes",
+    "Cylinder": "rendiff.scenes",
+    "Deformation": "rendiff.scenes",
+    "Directional": "rendiff.scenes",
+    "DollyPath": "rendiff.scenes",
+    "Entity": "rendiff.scenes",
+    "Environment": "rendiff.scenes",
+    "FollowPath": "rendiff.scenes",
+    "Gaussians": "rendiff.scenes",
+    "Human": "rendiff.scenes",
+    "JointTargets": "rendiff.scenes",
+    "KeyframedPath": "rendiff.scenes",
+    "Keyframes": "rendiff.scenes",
+    "LightKeyframes": "rendiff.scenes",
+    "Material": "rendiff.scenes",
+    "Mesh": "rendiff.scenes",
+    "Motion": "rendiff.scenes",
+    "OrbitPath": "rendiff.scenes",
+    "Plane": "rendiff.scenes",
+    "Point": "rendiff.scenes",
+    "Pose": "rendiff.scenes",
+    "Robot": "rendiff.scenes",
+    "Scene": "rendiff.scenes",
+    "SceneError": "rendiff.scenes",
+    "Sphere": "rendiff.scenes",
+    "Spot": "rendiff.scenes",
+    "StaticPath": "rendiff.scenes",
+    "builtin_scene": "rendiff.scenes",
+    "list_builtin_scenes": "rendiff.scenes",
+    "load_scene": "rendiff.scenes",
+    "save_scene": "rendiff.scenes",
+    "ModelError": "rendiff.api",
+    "condition": "rendiff.api",
+    "generate": "rendiff.api",
+    "save": "rendiff.api",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups do not come back here
+        return value
+    raise AttributeError(f"module 'rendiff' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rendiff._resources import shipped_path
 from rendiff.conditioners.controls import control_images
 from rendiff.conditioners.pretrained import (
     AnimateDiffSpec,
@@ -22,7 +23,7 @@ from rendiff.io.outputs import save
 __all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_STEPS", "ModelError", "condition", "generate", "save"]
 
 #: The shipped default model (a diffusers pipeline folder), trained by tools/train_default_model.py.
-DEFAULT_MODEL_DIR = Path(__file__).parent / "data" / "models" / "default"
+DEFAULT_MODEL_DIR = shipped_path("models", "default")
 #: Sampling steps of a trained rendiff model unless the call or the scene says otherwise:
 #: 10 DDIM steps are as good as 20 for the default model (docs/default-model.md, table d).
 DEFAULT_STEPS = 10

@@ -148,6 +148,10 @@ def _dataset(args: argparse.Namespace) -> int:
     from rendiff.dataset.spec import load_dataset_spec
 
     spec = load_dataset_spec(args.spec)
+    if args.quiet:
+        from rendiff.engine.physics import init_warp
+
+        init_warp(quiet=True)
     options = RunOptions(clips=args.clips, workers=args.workers, ray_address=args.ray_address,
                          seed=args.seed, generate=args.generate, model=args.model,
                          device=args.device, amodal=not args.no_amodal,
@@ -200,6 +204,10 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
         raise _UsageError("--device cuda: no CUDA device is available here")
     scene = _load(args.scene, args)
     progress = not args.quiet
+    if args.quiet:
+        from rendiff.engine.physics import init_warp
+
+        init_warp(quiet=True)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     traj = rendiff.simulate(scene, progress=progress)

@@ -1,5 +1,9 @@
 """Scenes: the strict specification, the builder API, YAML/JSON files and built-in scenes."""
 
+from rendiff._source_tree import claim
+
+claim(globals())  # first: under a bare name (a shell in the repository root) step aside
+
 from .builtin import BUILTIN_SCENES, builtin_scene, list_builtin_scenes
 from .io import SceneError, load_scene, save_scene, scene_from_dict, scene_to_dict
 from .spec import (

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything rendiff needs into ./.venv (or $VENV): Debian's system libraries, the CPU
-# torch wheel first, then the package with its test extras, with torch pinned so that no
-# dependency can pull another torch build.
+# torch wheel first, then the package with its test extras at the exact versions of
+# tools/requirements.lock (the ones the suite last passed with; torch pinned there too, so that
+# no dependency can pull another torch build). 'make lock' refreshes the lock (tools/lock.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -25,12 +26,12 @@ if [[ ! -x $VENV/bin/python ]]; then
 fi
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 stamp="$VENV/.rendiff-installed"
-if [[ -f $stamp && $stamp -nt pyproject.toml && $stamp -nt tools/constraints.txt ]]; then
+if [[ -f $stamp && $stamp -nt pyproject.toml && $stamp -nt tools/requirements.lock ]]; then
   exit 0
 fi
 echo "rendiff setup: installing torch (CPU) and rendiff into $VENV (first time: a few minutes)"
 "${pip[@]}" install -q "torch==2.13.0"
-"${pip[@]}" install -q -c tools/constraints.txt -e ".[test]"
+"${pip[@]}" install -q -c tools/requirements.lock -e ".[test]"
 echo "rendiff setup: compiling the physics kernels once (cached in ~/.cache/warp)"
 "$VENV/bin/python" -c "from rendiff.engine.physics import warmup; warmup()"
 "$VENV/bin/python" -c "from rendiff.engine.deformables import warmup; warmup()"

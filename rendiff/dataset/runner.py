@@ -249,6 +249,9 @@ def _worker_init() -> None:
     import torch
 
     torch.set_num_threads(1)
+    from rendiff.engine.physics import init_warp
+
+    init_warp(quiet=True)  # the parent has said it once if the run is not quiet
 
 
 # --------------------------------------------------------------------------------------------
