@@ -14,6 +14,7 @@ SCENE is a built-in scene name or a path to a YAML/JSON scene file. Exit codes: 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -120,19 +121,27 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--flow16", action="store_true",
                    help="store flow as float16: about half the bytes, not exact")
     d.add_argument("--verify", metavar="OUT", type=Path,
-                   help="check every clip of the data set OUT against its index and exit")
+                   help="check every file of the data set OUT against its digests, report "
+                        "every problem, exit 1 if there is one")
+    d.add_argument("--json", action="store_true",
+                   help="with --verify: print the report as JSON (ok, clips, files, problems)")
     return p
 
 
 def _dataset(args: argparse.Namespace) -> int:
     from rendiff.dataset.runner import RunOptions, make_dataset
 
+    if args.json and args.verify is None:
+        raise _UsageError("--json goes with --verify OUT")
     if args.verify is not None:
         if args.spec or args.out:
             raise _UsageError("--verify OUT takes no spec and no -o")
         from rendiff.dataset.verify import verify_dataset
 
-        report = verify_dataset(args.verify, progress=not args.quiet)
+        report = verify_dataset(args.verify, progress=not (args.quiet or args.json))
+        if args.json:
+            print(report.to_json())
+            return 0 if report.ok else 1
         for line in report.problems:
             print(f"rendiff: {line}", file=sys.stderr)
         print(f"rendiff: {args.verify}: {report.clips} clips, {report.files} files checked, "
@@ -247,8 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
+    if getattr(args, "quiet", False):  # nothing but errors: no notices from rendiff's modules
+        logging.getLogger("rendiff").setLevel(logging.ERROR)
     from rendiff.api import ModelError
     from rendiff.dataset.runner import DatasetError
+    from rendiff.engine.body import UnsafePickleError
     from rendiff.scenes.io import SceneError
 
     try:
@@ -280,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             print(yaml.safe_dump(scene_to_dict(scene), sort_keys=False), end="")
             return 0
         return _run(args, generate=args.command == "run")
-    except (SceneError, ModelError, DatasetError, _UsageError) as e:
+    except (SceneError, ModelError, DatasetError, UnsafePickleError, _UsageError) as e:
         print(f"rendiff: error: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:

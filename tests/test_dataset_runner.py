@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -180,23 +182,118 @@ def test_failed_clip_is_logged_with_its_seed_and_redone_on_resume(spec_path, mon
     assert json.loads((out / "failures.json").read_text())["failed"] == []
 
 
-def test_verify_finds_corrupt_missing_and_unlisted_files(reference, tmp_path, capsys):
+def _flip_bit(path: Path, offset: int = -20) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _rewrite_index_seed(out: Path) -> None:
+    """A valid index.parquet whose content differs: clip 2's seed changed."""
+    table = pq.read_table(out / "index.parquet")
+    rows = table.to_pylist()
+    rows[2]["seed"] += 1
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out / "index.parquet")
+
+
+def _copy_clip(out: Path) -> None:
+    shutil.copytree(out / "clips" / "000000", out / "clips" / "000099")
+
+
+# tampering -> what --verify must name (file and finding)
+TAMPERINGS = {
+    "dotfile in a clip": (lambda o: (o / "clips/000000/.hidden").write_text("x"),
+                          "clips/000000/.hidden: not part of the data set"),
+    "stray top-level file": (lambda o: (o / "notes.txt").write_text("x"),
+                             "notes.txt: not part of the data set"),
+    "stray clip folder": (_copy_clip, "clips/000099/: clip folder not in manifest.json"),
+    "summary.json edited": (
+        lambda o: _edit_json(o / "clips/000001/summary.json", lambda d: d.update(seed=1)),
+        "clips/000001/summary.json: "),
+    "metadata.json edited (drawn parameter)": (
+        lambda o: _edit_json(o / "clips/000001/metadata.json",
+                             lambda d: d["params"].update({next(iter(d["params"])): 123})),
+        "clips/000001/metadata.json: "),
+    "bit flipped in index.parquet": (lambda o: _flip_bit(o / "index.parquet", 200),
+                                     "index.parquet: "),
+    "index.parquet rewritten, still valid": (_rewrite_index_seed, "index.parquet: "),
+    "classes.json edited": (
+        lambda o: _edit_json(o / "classes.json", lambda d: d["categories"].append("cat")),
+        "classes.json: "),
+    "dataset.yaml edited": (
+        lambda o: (o / "dataset.yaml").write_text((o / "dataset.yaml").read_text() + "# x\n"),
+        "dataset.yaml: "),
+    "metadata.json files is a list": (
+        lambda o: _edit_json(o / "clips/000002/metadata.json",
+                             lambda d: d.update(files=list(d["files"]))),
+        "clips/000002/metadata.json: malformed"),
+    "corrupt frame": (lambda o: _flip_bit(o / "clips/000001/depth/00002.png"),
+                      "clips/000001/depth/00002.png: SHA-256 differs"),
+    "missing file": (lambda o: (o / "clips/000002/flow.npz").unlink(),
+                     "clips/000002/flow.npz: missing"),
+    "unlisted file in a clip": (lambda o: (o / "clips/000000/stray.txt").write_text("x"),
+                                "clips/000000/stray.txt: not part of the data set"),
+    "missing clip": (lambda o: shutil.rmtree(o / "clips/000003"),
+                     "clips/000003: clip missing"),
+    "coco.json edited": (lambda o: _flip_bit(o / "coco.json", 30), "coco.json: "),
+    "failures.json edited": (lambda o: (o / "failures.json").write_text('{"failed": []}\n'),
+                             "failures.json: "),
+    "manifest.json edited": (
+        lambda o: _edit_json(o / "manifest.json", lambda d: d["files"].pop("run.json")),
+        "manifest.json: its own SHA-256 does not match"),
+    "manifest.json missing": (lambda o: (o / "manifest.json").unlink(),
+                              "manifest.json: missing"),
+    "partial clip of a killed run": (lambda o: (o / "clips/.000007.partial-1-ab").mkdir(),
+                                     "partial clip of an interrupted run"),
+}
+
+
+def test_the_untouched_data_set_verifies(reference, capsys):
+    capsys.readouterr()
+    assert main(["dataset", "--verify", str(reference), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["problems"] == [] and report["clips"] == CLIPS
+    every = [p for p in reference.rglob("*") if p.is_file() and p.name != ".lock"]
+    assert report["files"] == len(every)  # every byte on disk was read
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERINGS))
+def test_verify_reports_each_tampering_by_file(case, reference, tmp_path, capsys):
+    tamper, finding = TAMPERINGS[case]
     out = tmp_path / "copy"
     shutil.copytree(reference, out)
-    png = out / "clips" / "000001" / "depth" / "00002.png"
-    data = bytearray(png.read_bytes())
-    data[-20] ^= 0xFF
-    png.write_bytes(bytes(data))
-    (out / "clips" / "000002" / "flow.npz").unlink()
-    (out / "clips" / "000000" / "stray.txt").write_text("x")
-    shutil.rmtree(out / "clips" / "000003")
+    tamper(out)
     capsys.readouterr()
     assert main(["dataset", "--verify", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "000001/depth/00002.png: sha256 differs" in err
-    assert "000002/flow.npz: missing" in err
-    assert "000000/stray.txt: not listed in metadata.json" in err
-    assert "000003: listed in index.parquet but missing" in err
+    assert finding in err, err
+    assert "Traceback" not in err and "Error:" not in err
+
+
+def test_verify_lists_every_problem_with_a_count(reference, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    cases = ["dotfile in a clip", "stray top-level file", "corrupt frame", "missing file",
+             "classes.json edited"]
+    for case in cases:
+        TAMPERINGS[case][0](out)
+    capsys.readouterr()
+    assert main(["dataset", "--verify", str(out), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    for case in cases:
+        assert TAMPERINGS[case][1] in captured.err
+    assert re.search(rf"{CLIPS} clips, \d+ files checked, {len(cases)} problems",
+                     captured.out), captured.out
+    assert main(["dataset", "--verify", str(out), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert not report["ok"] and len(report["problems"]) == len(cases)
+    assert main(["dataset", "--json", str(out)]) == 2  # --json goes with --verify
 
 
 def test_other_spec_or_foreign_folder_is_refused(spec_path, reference, tmp_path, capsys):

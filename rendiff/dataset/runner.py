@@ -10,8 +10,12 @@ Output folder::
     OUT/clips/000012/       one folder per complete clip (see docs/datasets.md)
     OUT/failures.json       clips that failed and are not complete: index, seed, error
     OUT/coco.json           COCO annotations of all complete clips
-    OUT/index.parquet       one row per complete clip (written last; its metadata holds the
-                            SHA-256 of coco.json)
+    OUT/index.parquet       one row per complete clip (its metadata holds the SHA-256 of
+                            coco.json)
+    OUT/manifest.json       written last: size and SHA-256 of every top-level file and of each
+                            clip's metadata.json and summary.json (each metadata.json covers its
+                            clip's other files), and the manifest's own digest: the chain
+                            ``rendiff dataset --verify`` checks
 
 A clip is made in a hidden folder ``clips/.000012.partial-*`` and renamed when every file of it
 is written, so a clip folder under its final name is always complete; a run that is killed
@@ -58,7 +62,10 @@ INDEX_FILE = "index.parquet"
 COCO_FILE = "coco.json"
 FAILURES_FILE = "failures.json"
 SUMMARY_FILE = "summary.json"
+MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
+#: Top-level files the manifest covers (those present).
+TOP_LEVEL_FILES = (SPEC_FILE, RUN_FILE, CLASSES_FILE, FAILURES_FILE, COCO_FILE, INDEX_FILE)
 
 
 class DatasetError(ValueError):
@@ -140,6 +147,7 @@ def _clean(out: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
     for p in out.glob(".*.partial*"):
         p.unlink(missing_ok=True)
+    (out / MANIFEST_FILE).unlink(missing_ok=True)  # rewritten last, when the run ends
 
 
 @contextlib.contextmanager
@@ -555,6 +563,31 @@ def _finish(out: Path, spec: DatasetSpec, report: RunReport, attempted: set[int]
     rows = [json.loads((p / SUMMARY_FILE).read_text()) for _, p in clips]
     write_index(out / INDEX_FILE, rows, metadata={"coco_sha256": _sha256(out / COCO_FILE),
                                                   "clips": str(len(rows))})
+    write_manifest(out, [p for _, p in clips])
+
+
+def _file_record(path: Path) -> dict:
+    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def manifest_digest(manifest: dict) -> str:
+    """SHA-256 of a manifest without its own ``sha256`` field (canonical JSON)."""
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
+
+
+def write_manifest(out: Path, clips: list[Path]) -> None:
+    """``manifest.json``, written last: size and SHA-256 of every top-level file and of each
+    clip's ``metadata.json`` (which covers the clip's other files) and ``summary.json``, plus
+    its own digest, so that ``--verify`` sees every byte of the data set."""
+    files = {name: _file_record(out / name) for name in TOP_LEVEL_FILES if (out / name).is_file()}
+    for clip in clips:
+        for name in ("metadata.json", SUMMARY_FILE):
+            files[f"{CLIPS}/{clip.name}/{name}"] = _file_record(clip / name)
+    manifest = {"format": 1, "files": dict(sorted(files.items()))}
+    manifest["sha256"] = manifest_digest(manifest)
+    write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
 
 
 def _write_coco(out: Path, clips: list[tuple[int, Path]]) -> None:

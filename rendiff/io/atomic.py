@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes", "write_text"]
+__all__ = ["atomic_path", "remove_leftovers", "write_bytes", "write_text"]
 
 
 @contextlib.contextmanager
@@ -32,6 +32,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: str | Path, subfolders: tuple[str, ...] = ()) -> list[Path]:
+    """Removes the temporary files of :func:`atomic_path` that a killed process left in
+    ``folder`` (and in its ``subfolders``); returns what was removed. Call it only when no other
+    process writes into ``folder``."""
+    removed = []
+    for d in (Path(folder), *(Path(folder) / s for s in subfolders)):
+        if d.is_dir():
+            for p in sorted(d.glob(".*.partial*")):
+                if p.is_file():
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+    return removed
 
 
 def write_text(path: str | Path, text: str) -> Path:

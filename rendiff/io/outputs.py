@@ -7,6 +7,7 @@ its presence marks a complete output folder.
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import sys
 from importlib import metadata as importlib_metadata
@@ -19,11 +20,13 @@ from rendiff.conditioners.controls import control_image
 from rendiff.engine.layers import LAYER_DOCS, Layer, Layers
 from rendiff.scenes.io import save_scene
 
-from .atomic import atomic_path, write_text
+from .atomic import atomic_path, remove_leftovers, write_text
 from .contact_sheet import contact_sheet
 from .video import write_video
 
 __all__ = ["save", "versions"]
+
+log = logging.getLogger(__name__)
 
 # Order of rows in the contact sheet and of files in maps/.
 _MAP_ORDER = [Layer.DEPTH, Layer.NORMAL, Layer.SEMANTIC, Layer.INSTANCE, Layer.POSE,
@@ -62,6 +65,11 @@ def save(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metadata.json").unlink(missing_ok=True)
+    removed = remove_leftovers(out, ("maps",))
+    if removed:
+        log.warning("%s: removed %d temporary file(s) an interrupted run left there (%s)",
+                    out, len(removed), ", ".join(p.name for p in removed[:3])
+                    + (", ..." if len(removed) > 3 else ""))
     written: dict[str, Path] = {}
     if layers.scene is not None:
         written["scene"] = save_scene(layers.scene, out / "scene.yaml")
