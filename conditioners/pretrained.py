@@ -341,8 +341,8 @@ def _quiet() -> Iterator[None]:
     from transformers.utils import logging as tlogging
 
     levels = dlogging.get_verbosity(), tlogging.get_verbosity()
-    dlogging.set_verbosity_error()
-    tlogging.set_verbosity_error()
+    dlogging.set_verbosity(50)  # CRITICAL: its load errors come back as our one-line error
+    tlogging.set_verbosity(50)
     dlogging.disable_progress_bar()
     tlogging.disable_progress_bar()
     try:
@@ -358,7 +358,10 @@ def _quiet() -> Iterator[None]:
 
 
 def _load(cls: Any, folder: Path, what: str, **kw: Any) -> Any:
-    """``cls.from_pretrained(folder)`` offline; any failure becomes a one-line ModelError."""
+    """``cls.from_pretrained(folder)`` offline, weights from safetensors only (a pickled ``.bin``
+    could run code); any failure becomes a one-line ModelError."""
+    if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
+        kw = {"use_safetensors": True, **kw}
     try:
         return cls.from_pretrained(str(folder), local_files_only=True, **kw)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:

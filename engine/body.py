@@ -44,6 +44,7 @@ from rendiff._resources import shipped_path
 
 __all__ = [
     "BodyModel",
+    "UnsafePickleError",
     "BodyPose",
     "body_model_path",
     "load_model_data",
@@ -176,15 +177,81 @@ def body_model_path(user_path: str | os.PathLike | None = None,
     return STANDIN_PATH, "standin"
 
 
+#: What an SMPL pickle may name: numpy arrays, dtypes and scalars (numpy 1 and 2 module paths),
+#: ``numpy.zeros`` (the stand-in's all-zero pose correctives), the plain-object reconstructor of
+#: Python 2 pickles, ``_codecs.encode`` (how protocol-2 pickles store bytes), scipy sparse
+#: matrices, and chumpy objects (replaced by their stored value).
+#: Nothing else: a scene file or a model folder must never make rendiff run code.
+_PICKLE_ALLOWED = {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy", "zeros"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("copyreg", "_reconstructor"), ("builtins", "object"), ("_codecs", "encode"),
+}
+
+
+class UnsafePickleError(ValueError):
+    """A pickle that names something an SMPL file never holds (it could run code)."""
+
+
 class _ChumpyFree(pickle.Unpickler):
-    """Unpickles SMPL files without chumpy: a chumpy object becomes the array it stores."""
+    """Unpickles SMPL files without chumpy (a chumpy object becomes the array it stores) and
+    without running code: only the names in ``_PICKLE_ALLOWED`` and scipy's sparse matrix
+    classes are resolved; any other name stops the load."""
 
     def find_class(self, module: str, name: str):
         if module.split(".")[0] == "chumpy":
             return _ChumpyValue
-        if module.startswith("scipy.sparse") and hasattr(scipy.sparse, name):
+        if (module == "scipy.sparse" or module.startswith(("scipy.sparse._", "scipy.sparse."))) \
+                and name.endswith(("_matrix", "_array")) and hasattr(scipy.sparse, name):
             return getattr(scipy.sparse, name)
-        return super().find_class(module, name)
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise UnsafePickleError(f"names {module}.{name}, which an SMPL file never holds")
+
+
+def _unpickle(stream, path: Path):
+    try:
+        return _ChumpyFree(stream, encoding="latin1").load()
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: refused, the pickle {e} (loading it could run code; "
+                                "rendiff loads SMPL pickles with a restricted unpickler)") from None
+    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{path}: not a readable SMPL pickle ({type(e).__name__}: {e})") from None
+
+
+def _load_npz(path: Path) -> dict:
+    """An .npz without ``allow_pickle``: a member holding Python objects (a sparse regressor
+    in smplx's converted files) is read through the same restricted unpickler."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for member in z.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                with z.open(member) as f:
+                    try:
+                        value = npy.read_array(f, allow_pickle=False)
+                    except ValueError as e:
+                        if "allow_pickle" not in str(e):
+                            raise
+                        f.seek(0)
+                        header = {(1, 0): npy.read_array_header_1_0,
+                                  (2, 0): npy.read_array_header_2_0}.get(npy.read_magic(f))
+                        if header is None:
+                            raise ValueError(f"{member}: unsupported .npy version") from None
+                        header(f)
+                        value = _unpickle(f, path)
+                out[member[:-4]] = value
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        if isinstance(e, UnsafePickleError):
+            raise
+        raise ValueError(f"{path}: not a readable .npz ({e})") from None
+    return out
 
 
 class _ChumpyValue:
@@ -209,12 +276,15 @@ def load_model_data(path: str | os.PathLike) -> dict:
     expressions rather than stored arrays are left out; smplx needs none of them."""
     path = Path(path)
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=True) as z:
-            data = {k: z[k] for k in z.files}
-        out = {k: v.item() if v.dtype == object and v.shape == () else v for k, v in data.items()}
+        data = _load_npz(path)
+        out = {k: v.item() if isinstance(v, np.ndarray) and v.dtype == object and v.shape == ()
+               else v for k, v in data.items()}
     else:
         with open(path, "rb") as fh:
-            data = _ChumpyFree(fh, encoding="latin1").load()
+            data = _unpickle(fh, path)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a usable SMPL model file (holds a "
+                             f"{type(data).__name__}, not a dict)")
         out = {}
         for k, v in data.items():
             if isinstance(v, _ChumpyValue):

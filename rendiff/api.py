@@ -56,12 +56,23 @@ def _check_model_folder(path: Path) -> None:
     import json
 
     try:
-        kind = json.loads(index.read_text()).get("_class_name")
-    except (json.JSONDecodeError, AttributeError):
+        config = json.loads(index.read_text())
+        kind = config.get("_class_name")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         raise ModelError(f"{index}: not valid JSON") from None
     if kind != "RendiffVideoPipeline":
         raise ModelError(f"{path}: holds a {kind!r}, not a RendiffVideoPipeline; rendiff's default "
                          "model or one trained by tools/train_default_model.py is needed here")
+    # diffusers imports the module each component names: only these libraries may be named
+    for name, entry in config.items():
+        if name.startswith("_") or entry in ([None, None], None):
+            continue
+        library = entry[0] if isinstance(entry, list) and len(entry) == 2 else None
+        if not (isinstance(library, str) and (library in ("diffusers", "transformers")
+                                              or library.startswith("rendiff.conditioners."))):
+            raise ModelError(f"{index}: component {name!r} names {str(entry)[:60]}; a rendiff "
+                             "model's components come from diffusers, transformers or "
+                             "rendiff.conditioners only")
 
 
 def _load_pipeline(path: Path):
@@ -71,14 +82,19 @@ def _load_pipeline(path: Path):
     from rendiff.conditioners.pipeline import RendiffVideoPipeline
 
     level = dlogging.get_verbosity()
-    dlogging.set_verbosity_error()
+    dlogging.set_verbosity(50)  # CRITICAL: its load errors come back as our one-line error
     dlogging.disable_progress_bar()
     try:
         with warnings.catch_warnings():  # diffusers' own torch_dtype deprecation, not ours
             warnings.simplefilter("ignore", FutureWarning)
+            # safetensors only: a pickled .bin could run code
             return RendiffVideoPipeline.from_pretrained(str(path), local_files_only=True,
                                                         low_cpu_mem_usage=False,
-                                                        dtype=torch.float32)
+                                                        dtype=torch.float32,
+                                                        use_safetensors=True)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: cannot load the model: {first[:300]}") from None
     finally:
         dlogging.set_verbosity(level)
         dlogging.enable_progress_bar()

@@ -4,11 +4,13 @@ through smplx directly, and round trips through files and frame rates."""
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 import shutil
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from rendiff.engine.body import (
     SMPL_JOINT_NAMES,
     STANDIN_PATH,
     BodyModel,
+    UnsafePickleError,
     body_model_path,
     load_model_data,
 )
@@ -323,3 +326,92 @@ def test_motion_slice_and_resample(body):
     r1 = Rotation.from_rotvec(up.body_pose[::2].reshape(-1, 3).double().numpy())
     r0 = Rotation.from_rotvec(mot.body_pose.reshape(-1, 3).double().numpy())
     assert (r1.inv() * r0).magnitude().max() < 1e-5
+
+
+# -- SMPL files are data, not code: the restricted unpickler ------------------------------------
+
+class _RunsCode:
+    """Unpickles as a call to os.system: what a hostile SMPL_NEUTRAL.pkl would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_scene_whose_body_model_runs_code_is_refused(tmp_path):
+    """A scene file naming a folder whose SMPL pickle calls os.system: `rendiff render` must not
+    run the command, and must stop with one line naming the file."""
+    import subprocess
+
+    import yaml
+
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "smpl"
+    folder.mkdir()
+    (folder / "SMPL_NEUTRAL.pkl").write_bytes(pickle.dumps({"v_template": _RunsCode(marker)}))
+    rendiff_cli = Path(sys.executable).parent / "rendiff"
+    shown = subprocess.run([rendiff_cli, "scenes", "--show", "walking_human"],
+                           capture_output=True, text=True, check=True).stdout
+    scene = yaml.safe_load(shown)
+    person = next(e for e in scene["entities"] if e["name"] == "person")
+    person["geometry"]["body_model"] = str(folder)
+    path = tmp_path / "scene.yaml"
+    path.write_text(yaml.safe_dump(scene, sort_keys=False))
+    result = subprocess.run([rendiff_cli, "render", path, "-o", tmp_path / "out", "--frames", "2",
+                             "--size", "32x32", "--quiet"], capture_output=True, text=True,
+                            timeout=600)
+    assert not marker.exists(), "the pickle's command ran"
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SMPL_NEUTRAL.pkl: refused" in lines[0]
+    assert "posix.system" in lines[0] or "os.system" in lines[0]
+
+
+@pytest.mark.parametrize("target", ["os.system", "builtins.eval", "subprocess.Popen",
+                                    "numpy.load", "scipy.sparse.save_npz"])
+def test_only_the_names_an_smpl_file_holds_are_resolved(tmp_path, target):
+    module, name = target.rsplit(".", 1)
+    # protocol 0 GLOBAL + REDUCE by hand: whatever `target` is, the load must stop at its name
+    data = f"c{module}\n{name}\n(S'x'\ntR.".encode()
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(data)
+    with pytest.raises(UnsafePickleError, match=rf"refused, the pickle names {target}"):
+        load_model_data(path)
+
+
+def test_an_npz_whose_object_member_runs_code_is_refused(tmp_path):
+    import zipfile
+
+    marker = tmp_path / "pwned"
+    good = load_model_data(STANDIN_PATH)
+    path = tmp_path / "SMPL_NEUTRAL.npz"
+    np.savez(path, **{k: v for k, v in good.items()
+                      if isinstance(v, np.ndarray) and v.dtype != object})
+    # an object member: the .npy magic and header of a 0-d object array, then a pickle that
+    # runs code
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False,
+                                                  "shape": ()})
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("J_regressor.npy", header.getvalue() + pickle.dumps(_RunsCode(marker)))
+    with pytest.raises(UnsafePickleError, match="refused"):
+        load_model_data(path)
+    assert not marker.exists()
+
+
+def test_an_npz_with_a_sparse_regressor_loads(tmp_path):
+    """smplx's converted .npz files keep the regressor as a pickled sparse matrix: allowed."""
+    import scipy.sparse
+
+    good = load_model_data(STANDIN_PATH)
+    path = tmp_path / "SMPL_NEUTRAL.npz"
+    arrays = {k: v for k, v in good.items() if isinstance(v, np.ndarray) and v.dtype != object}
+    np.savez(path, **arrays, J_regressor=np.array(good["J_regressor"], dtype=object))
+    back = load_model_data(path)
+    assert scipy.sparse.issparse(back["J_regressor"])
+    assert (back["J_regressor"] != good["J_regressor"]).nnz == 0
+    np.testing.assert_array_equal(back["v_template"], good["v_template"])

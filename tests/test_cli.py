@@ -127,3 +127,65 @@ def test_run_with_map_the_model_lacks_exit_2(tmp_path, capsys):
     code = main(["run", "falling_objects", "-o", str(tmp_path / "o"), "--maps", "flow"] + SMALL)
     assert code == 2
     assert "was not trained with map(s) ['flow']" in capsys.readouterr().err
+
+
+def test_a_new_run_removes_what_a_killed_one_left(tmp_path):
+    """Temporary files of atomic writes that a SIGKILL left behind (the names atomic_path gives)
+    are removed by the next run into the folder, which says so once, on stderr."""
+    out = tmp_path / "out"
+    (out / "maps").mkdir(parents=True)
+    left = [out / ".layers.k3j2_x9.partial.npz", out / "maps" / ".depth.a8bq1.partial.mp4",
+            out / ".contact_sheet.zz01.partial.png"]
+    for p in left:
+        p.write_bytes(b"half-written")
+    keep = out / "notes.txt"
+    keep.write_text("the user's own file")
+    result = subprocess.run([Path(sys.executable).parent / "rendiff", "render", "falling_objects",
+                             "-o", out, "--frames", "2", "--size", "32x32"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert not any(p.exists() for p in left)
+    assert not list(out.rglob("*.partial*"))
+    assert keep.read_text() == "the user's own file"
+    notes = [line for line in result.stderr.splitlines() if "interrupted run" in line]
+    assert len(notes) == 1 and "removed 3 temporary file(s)" in notes[0]
+
+
+def _copy_default_model(tmp_path: Path) -> Path:
+    import shutil
+
+    from rendiff.api import DEFAULT_MODEL_DIR
+
+    folder = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, folder)
+    return folder
+
+
+def test_model_folder_naming_another_module_is_refused(tmp_path, capsys):
+    """diffusers imports whatever module model_index.json names: only diffusers, transformers
+    and rendiff.conditioners may be named, checked before anything is loaded."""
+    folder = _copy_default_model(tmp_path)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["unet"] = ["os", "system"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    assert main(["run", "falling_objects", "-o", str(tmp_path / "out"), "--model", str(folder),
+                 *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "component 'unet' names ['os', 'system']" in err
+
+
+def test_model_weights_as_pickle_are_not_loaded(tmp_path, capsys):
+    """A component whose weights are a pickled .bin (torch.load could run code) is refused with
+    one line; safetensors only."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = _copy_default_model(tmp_path)
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(weights), folder / "vae" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    assert main(["run", "falling_objects", "-o", str(tmp_path / "out"), "--model", str(folder),
+                 *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot load the model" in err
