@@ -103,7 +103,11 @@ the shipped model, sized for 16 frames at 128x128 in under a minute on 2 CPU cor
 training on a CPU in hours. "large": the same VAE (latents are interchangeable) and a GPU-sized
 UNet (128, 256, 512), two blocks per level. "tiny": 2x VAE, widths (16, 32), for tests.
 "small": the default VAE (its weights can be reused) and a quarter-width UNet (16, 32, 64),
-0.76M parameters: the ablations' model (benchmarks/ablate_default_model.py)."""
+0.76M parameters: the ablations' model (benchmarks/ablate_default_model.py). "default16": the
+default with a 16-channel VAE latent (the 48 values of 4x4 pixels kept as 16 instead of 4), the
+candidate answer to the 4-channel VAE that limits the default model's colour and detail."""
+PRESETS["default16"] = {**PRESETS["default"], "vae": dict(
+    block_out_channels=(32, 64, 128), latent_channels=16, norm_num_groups=16)}
 
 
 def default_scheduler_config(prediction_type: str = "v_prediction") -> dict:

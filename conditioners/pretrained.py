@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import Tensor
 
@@ -196,16 +195,15 @@ def load_spec(path: str | Path) -> AnimateDiffSpec:
         ModelError: one line naming the file and field, e.g.
             ``rendiff_pretrained.yaml: controlnets.dept: unknown map 'dept' (did you mean
             'depth'?)``."""
+    from rendiff.scenes.io import SceneError, read_data_file
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelError(f"{path}: setup file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise ModelError(f"{path}: not valid {path.suffix[1:].upper()}{line}") from None
+    try:  # the scene files' strict, bounded parser (UTF-8, no duplicate keys, no alias bombs)
+        data, _ = read_data_file(path, "setup files")
+    except SceneError as e:
+        raise ModelError(f"{path}: {e.where + ': ' if e.where else ''}{e.message}") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a mapping of keys (base, motion_adapter, ...)")
     try:

@@ -20,7 +20,8 @@ from rendiff.conditioners.pretrained import (
 from rendiff.engine.layers import Layer, Layers
 from rendiff.io.outputs import save
 
-__all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_STEPS", "ModelError", "condition", "generate", "save"]
+__all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_STEPS", "ModelError", "check_model", "condition",
+           "generate", "save"]
 
 #: The shipped default model (a diffusers pipeline folder), trained by tools/train_default_model.py.
 DEFAULT_MODEL_DIR = shipped_path("models", "default")
@@ -73,6 +74,21 @@ def _check_model_folder(path: Path) -> None:
             raise ModelError(f"{index}: component {name!r} names {str(entry)[:60]}; a rendiff "
                              "model's components come from diffusers, transformers or "
                              "rendiff.conditioners only")
+
+
+def check_model(model: str | Path | None) -> None:
+    """Checks a ``model`` argument of :func:`generate` before any work (simulating a scene or
+    making clips): the shipped default (None), a pretrained setup file or folder holding one
+    (read and checked whole), or a rendiff model folder (its ``model_index.json``). Raises
+    :class:`ModelError` with one line."""
+    if model is None:
+        _check_model_folder(DEFAULT_MODEL_DIR)
+        return
+    setup = find_spec(model)
+    if setup is not None:
+        load_spec(setup)
+    else:
+        _check_model_folder(Path(model).expanduser())
 
 
 def _load_pipeline(path: Path):

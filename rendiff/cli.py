@@ -37,6 +37,30 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _count(option: str, low: int):
+    """An argparse type: an integer >= ``low``, else a one-line usage error naming the option."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} must be a whole number, got {text!r}") \
+                from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{option} must be >= {low}, got {value}")
+        return value
+    return parse
+
+
+def _fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fps must be a number, got {text!r}") from None
+    if not 0 < value <= 1000:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"--fps must be in (0, 1000], got {text}")
+    return value
+
+
 def _weights(text: str) -> dict[str, float]:
     """``depth=1,normal=0.5`` -> {"depth": 1.0, "normal": 0.5}."""
     out: dict[str, float] = {}
@@ -46,9 +70,12 @@ def _weights(text: str) -> dict[str, float]:
             if not sep or not name.strip():
                 raise ValueError
             out[name.strip()] = float(value)
+            if not 0 <= out[name.strip()] <= 1:  # NaN fails this too
+                raise ValueError
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"--weights must look like depth=1,normal=0.5, got {text!r}") from None
+                f"--weights must look like depth=1,normal=0.5 with weights in [0, 1], got "
+                f"{text!r}") from None
     return out
 
 
@@ -77,10 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("scene", help="built-in scene name or path to a .yaml/.json scene file")
     common.add_argument("-o", "--out", required=True, type=Path, help="output folder")
-    common.add_argument("--frames", type=int, help="number of frames")
-    common.add_argument("--fps", type=float, help="frames per second")
+    common.add_argument("--frames", type=_count("--frames", 1), help="number of frames")
+    common.add_argument("--fps", type=_fps, help="frames per second")
     common.add_argument("--size", type=_size, help="image size WxH, e.g. 256x256")
-    common.add_argument("--seed", type=int, help="random seed (recorded in the outputs)")
+    common.add_argument("--seed", type=_count("--seed", 0),
+                        help="random seed (recorded in the outputs)")
     common.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("render", parents=[common], help="simulate and render the maps")
@@ -98,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance scale (pretrained AnimateDiff setups)")
     r.add_argument("--keyframes", type=_keyframes,
                    help="SparseCtrl keyframes: indices like 0,8,-1, or every:K")
-    r.add_argument("--steps", type=int, help="sampling steps")
+    r.add_argument("--steps", type=_count("--steps", 1), help="sampling steps")
     r.add_argument("--maps", help="comma-separated control maps, e.g. depth,normal")
     r.add_argument("--reference", help="appearance reference image")
 
@@ -110,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--ray-address", metavar="ADDR",
                    help="run on Ray: 'local' starts one here with --workers CPUs, else the "
                         "address of a running cluster (OUT must be visible to every node)")
-    d.add_argument("--seed", type=int, help="master seed (overrides the spec's)")
+    d.add_argument("--seed", type=_count("--seed", 0), help="master seed (overrides the spec's)")
     d.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.add_argument("--generate", action="store_true",
@@ -174,6 +202,18 @@ def _dataset(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _check_image(path: str, option: str) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except FileNotFoundError:
+        raise _UsageError(f"{option} {path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise _UsageError(f"{option} {path}: not a readable image ({e})") from None
+
+
 def _load(spec: str, args: argparse.Namespace):
     from rendiff.scenes import builtin_scene, load_scene
     from rendiff.scenes.builtin import BUILTIN_SCENES
@@ -211,7 +251,15 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise _UsageError("--device cuda: no CUDA device is available here")
+    if args.out.exists() and not args.out.is_dir():
+        raise _UsageError(f"-o {args.out}: exists and is not a folder")
     scene = _load(args.scene, args)
+    if generate:  # the model and the options that go with it, before any work
+        from rendiff.api import check_model
+
+        check_model(args.model or scene.generation.model)
+        if args.reference is not None:
+            _check_image(args.reference, "--reference")
     progress = not args.quiet
     if args.quiet:
         from rendiff.engine.physics import init_warp

@@ -6,9 +6,11 @@ repr and every field (defaults included) is written out.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import json
 import re
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,24 @@ __all__ = [
 
 _SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
+#: Bounds on a scene file, data-set spec or setup file (docs/design-notes.md, "Trust model"):
+#: its size on disk, its nodes counted as if every YAML alias were copied out (an alias bomb
+#: builds cheaply and explodes wherever it is walked), and its nesting depth.
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_NODES = 1_000_000
+MAX_DEPTH = 64
+#: The longest error line, and the longest echo of a value inside one.
+_MAX_ERROR_CHARS = 400
+_ECHO = reprlib.Repr()
+_ECHO.maxlevel, _ECHO.maxdict, _ECHO.maxlist, _ECHO.maxtuple = 2, 4, 4, 4
+_ECHO.maxstring = _ECHO.maxother = _ECHO.maxlong = 40
+
+
+def _echo(value: Any) -> str:
+    """A value as shown in an error: a few dozen characters at most, however large it is."""
+    text = _ECHO.repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
 
 class SceneError(ValueError):
     """A scene file or scene dict that is not valid. ``str(err)`` is one line:
@@ -38,6 +58,9 @@ class SceneError(ValueError):
     def __init__(self, source: str, where: str, message: str, more: int = 0):
         self.source, self.where, self.message, self.more = source, where, message, more
         text = f"{source}: {where + ': ' if where else ''}{message}"
+        if len(text) > _MAX_ERROR_CHARS:
+            text = text[:_MAX_ERROR_CHARS - 3] + "..."
+        text = " ".join(text.split())  # one line, whatever a value held
         if more:
             text += f" (and {more} more error{'s' if more > 1 else ''})"
         super().__init__(text)
@@ -49,13 +72,18 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     Pydantic inserts the tag of a discriminated union (e.g. ``'sphere'``) into the location; it
     is dropped here because it is not a key the user wrote."""
     parts: list[str] = []
+    tag_may_follow = True  # one tag after a union's field; the next item is the user's own key
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif str(item).startswith("function-") or _is_union_tag(parts, str(item)):
+        elif str(item).startswith("function-"):
+            continue
+        elif tag_may_follow and _is_union_tag(parts, str(item)):
+            tag_may_follow = False
             continue
         else:
             parts.append(("." if parts else "") + str(item))
+        tag_may_follow = True
     return "".join(parts)
 
 
@@ -144,18 +172,18 @@ def _message(err: dict[str, Any], model: type[BaseModel]) -> str:
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
               "less_than": "<"}[kind]
         bound = next(iter(ctx.values()))
-        return f"must be {op} {bound} (got {err.get('input')!r})"
+        return f"must be {op} {bound} (got {_echo(err.get('input'))})"
     if kind == "union_tag_invalid":
         return f"unknown type {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
     if kind == "union_tag_not_found":
         return "needs a 'type' field"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')} (got {err.get('input')!r})"
+        return f"must be one of {ctx.get('expected')} (got {_echo(err.get('input'))})"
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error", err["msg"]))
     if kind in ("too_short", "too_long"):
         return err["msg"].lower()
-    return f"{err['msg'][0].lower()}{err['msg'][1:]} (got {err.get('input')!r})"
+    return f"{err['msg'][0].lower()}{err['msg'][1:]} (got {_echo(err.get('input'))})"
 
 
 def scene_from_dict(
@@ -198,29 +226,116 @@ def scene_to_dict(scene: Scene) -> dict[str, Any]:
     return scene.model_dump(mode="json")
 
 
-def read_data_file(path: str | Path, what: str = "scene files",
-                   error: type[SceneError] = SceneError) -> tuple[object, str]:
-    """Parses a ``.yaml``/``.yml``/``.json`` file; returns (data, file name). Every problem
-    (suffix, missing file, syntax with its line, empty file) is one ``error`` naming the file;
-    ``what`` names the kind of file in the suffix message."""
-    path = Path(path)
-    src = path.name
-    if path.suffix.lower() not in _SUFFIXES:
-        raise error(src, "", f"{what} must end in .yaml, .yml or .json")
-    if not path.is_file():
-        raise error(src, "", f"file not found ({path})")
-    text = path.read_text(encoding="utf-8")
+class _StrictYAMLLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (the last would win)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                merge = key_node.tag == "tag:yaml.org,2002:merge"
+                if merge or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_echo(key)} (first written on line "
+                        f"{seen[key] + 1}; the last would silently win)", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {_echo(key)} (the last would silently win)")
+        out[key] = value
+    return out
+
+
+def _decode(raw: bytes, src: str, error: type[SceneError]) -> str:
+    for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                      (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+        if raw.startswith(bom):
+            raise error(src, "", f"the file is {name} text; save it as UTF-8")
+    if b"\x00" in raw:
+        raise error(src, "", "not a text file (it holds NUL bytes)")
     try:
-        if _SUFFIXES[path.suffix.lower()] == "json":
-            data = json.loads(text)
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise error(src, f"line {line}", f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+                    f"{e.start}); save the file as UTF-8") from None
+
+
+def _check_extent(data: Any, src: str, error: type[SceneError]) -> None:
+    """Refuses data nested deeper than MAX_DEPTH or larger than MAX_NODES with every alias
+    copied out; shared (aliased) parts are walked once, so the check itself stays cheap."""
+    sizes: dict[int, int] = {}
+
+    def count(obj: Any, depth: int) -> int:
+        if not isinstance(obj, dict | list):
+            return 1
+        if depth > MAX_DEPTH:
+            raise error(src, "", f"nested more than {MAX_DEPTH} levels deep")
+        if id(obj) in sizes:
+            return sizes[id(obj)]
+        items = list(obj.values()) if isinstance(obj, dict) else obj
+        n = 1 + len(obj) * isinstance(obj, dict)
+        for item in items:
+            n += count(item, depth + 1)
+            if n > MAX_NODES:
+                raise error(src, "", f"more than {MAX_NODES:,} values once its YAML aliases "
+                            "are expanded (an alias bomb?)")
+        sizes[id(obj)] = n
+        return n
+
+    count(data, 0)
+
+
+def parse_data_text(raw: bytes, kind: str, src: str, error: type[SceneError] = SceneError,
+                    ) -> object:
+    """Parses the bytes of a YAML (``kind="yaml"``) or JSON file strictly and within bounds:
+    UTF-8 only, no key written twice, at most MAX_DEPTH levels and MAX_NODES values with YAML
+    aliases expanded. Every problem is one ``error`` naming ``src`` (and the line where known)."""
+    text = _decode(raw, src, error)
+    try:
+        if kind == "json":
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         else:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_StrictYAMLLoader)  # a SafeLoader subclass
     except json.JSONDecodeError as e:
         raise error(src, f"line {e.lineno}", f"invalid JSON: {e.msg}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         raise error(src, where, f"invalid YAML: {getattr(e, 'problem', e)}") from None
+    except ValueError as e:  # a duplicate JSON key
+        raise error(src, "", f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise error(src, "", f"nested more than {MAX_DEPTH} levels deep") from None
+    _check_extent(data, src, error)
+    return data
+
+
+def read_data_file(path: str | Path, what: str = "scene files",
+                   error: type[SceneError] = SceneError) -> tuple[object, str]:
+    """Parses a ``.yaml``/``.yml``/``.json`` file with :func:`parse_data_text`; returns (data,
+    file name). Every problem (suffix, missing file, size, encoding, syntax with its line,
+    duplicate keys, nesting, alias bombs, empty file) is one ``error`` naming the file; ``what``
+    names the kind of file in the messages."""
+    path = Path(path)
+    src = path.name
+    if path.suffix.lower() not in _SUFFIXES:
+        raise error(src, "", f"{what} must end in .yaml, .yml or .json")
+    if not path.is_file():
+        raise error(src, "", f"file not found ({path})")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise error(src, "", f"the file is {size / 2**20:.1f} MB; {what} are limited to "
+                    f"{MAX_FILE_BYTES >> 20} MB")
+    data = parse_data_text(path.read_bytes(), _SUFFIXES[path.suffix.lower()], src, error)
     if data is None:
         raise error(src, "", "the file is empty")
     return data, src

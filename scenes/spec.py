@@ -12,6 +12,7 @@ Units are metres, seconds and radians (angles in scene files are degrees where t
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -375,18 +376,31 @@ class Material(_Strict):
     restitution: Unit = 0.3
 
 
+#: The largest texture side accepted (a PNG header can claim 30000x30000 and more).
+MAX_TEXTURE_SIDE = 8192
+
+
 def _check_image(path: str | None, info: ValidationInfo) -> str | None:
     """An image file Pillow can read (checked only where assets are checked)."""
     if path is None or not (info.context or {}).get("check_assets", True):
         return path
     from PIL import Image, UnidentifiedImageError
 
+    name = Path(path).name
     try:
-        with Image.open(path) as im:
-            im.verify()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                size = im.size
+                im.verify()
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{name!r}: too large a texture ({err}); at most {MAX_TEXTURE_SIDE} "
+                         "pixels a side") from None
     except (OSError, UnidentifiedImageError, SyntaxError) as err:
-        name = Path(path).name
         raise ValueError(f"not an image file Pillow can read: {name!r} ({err})") from None
+    if max(size) > MAX_TEXTURE_SIDE:
+        raise ValueError(f"{name!r}: {size[0]}x{size[1]} pixels is too large a texture (at most "
+                         f"{MAX_TEXTURE_SIDE} a side)")
     return path
 
 
@@ -456,6 +470,17 @@ class Motion(_Strict):
     name: Literal["walk", "wave", "jump", "turn", "idle"] = "walk"
     speed: PosFloat = 1.2
     path: list[Vec2] | None = None
+
+    @model_validator(mode="after")
+    def _walkable(self) -> Motion:
+        if self.path is not None:
+            if len(self.path) < 2:
+                raise ValueError(f"path: needs at least 2 waypoints, got {len(self.path)} (or "
+                                 "leave it out to walk in place)")
+            length = sum(math.dist(a, b) for a, b in zip(self.path, self.path[1:], strict=False))
+            if length < 1e-6:
+                raise ValueError("path: its waypoints are all the same point")
+        return self
 
 
 class AmassMotion(_Strict):
@@ -712,12 +737,24 @@ Light = Annotated[Ambient | Environment | Directional | Point | Spot, Field(disc
 # Camera
 
 
+def _check_looks_somewhere(eye: tuple, target: tuple, name: str) -> None:
+    """A camera whose eye sits on its target has no viewing direction (every frame blank)."""
+    if math.dist(eye, target) < 1e-6:
+        raise ValueError(f"{name}: the camera is at its target {tuple(target)}: it would look "
+                         "nowhere (every frame blank); move it away")
+
+
 class StaticPath(_Strict):
     """A fixed camera at ``eye`` looking at ``target``."""
 
     type: Literal["static"] = "static"
     eye: Vec3 = (3.0, -3.0, 2.0)
     target: Vec3 = (0.0, 0.0, 0.3)
+
+    @model_validator(mode="after")
+    def _looks_somewhere(self) -> StaticPath:
+        _check_looks_somewhere(self.eye, self.target, "eye")
+        return self
 
 
 class OrbitPath(_Strict):
@@ -740,6 +777,12 @@ class DollyPath(_Strict):
     end: Vec3 = (2.0, -2.0, 1.0)
     target: Vec3 = (0.0, 0.0, 0.3)
 
+    @model_validator(mode="after")
+    def _looks_somewhere(self) -> DollyPath:
+        _check_looks_somewhere(self.start, self.target, "start")
+        _check_looks_somewhere(self.end, self.target, "end")
+        return self
+
 
 class KeyframedPath(_Strict):
     """Camera keyframes (eye and target per time), interpolated linearly or by Catmull-Rom."""
@@ -758,6 +801,8 @@ class KeyframedPath(_Strict):
             raise ValueError("times must be strictly increasing")
         if not len(self.eyes) == len(self.targets) == len(self.times):
             raise ValueError("times, eyes and targets must have the same length")
+        for k, (eye, target) in enumerate(zip(self.eyes, self.targets, strict=True)):
+            _check_looks_somewhere(eye, target, f"eyes[{k}]")
         return self
 
 

@@ -189,3 +189,66 @@ def test_model_weights_as_pickle_are_not_loaded(tmp_path, capsys):
                  *SMALL]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot load the model" in err
+
+
+def _exit_code(argv: list[str]) -> int:
+    """main()'s exit code, also for argparse's own errors (which raise SystemExit)."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("option, words", [
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--steps", "-1"], "--steps must be >= 1, got -1"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--frames", "0"], "--frames must be >= 1, got 0"),
+    (["--fps", "nan"], "--fps must be in (0, 1000]"),
+    (["--weights", "depth=garbage"], "--weights must look like depth=1,normal=0.5"),
+    (["--weights", "depth=5"], "weights in [0, 1]"),
+    (["--reference", "REFERENCE"], "not a readable image"),
+    (["--model", "MODEL"], "not a rendiff model folder"),
+])
+def test_bad_run_options_stop_before_any_work(option, words, tmp_path, capsys, monkeypatch):
+    """Options and model folders are checked before simulating: exit 2, the reason, no output."""
+    import rendiff
+
+    def no_work(*a, **k):
+        raise AssertionError("simulated although an option was bad")
+
+    monkeypatch.setattr(rendiff, "simulate", no_work)
+    not_image = tmp_path / "notes.txt"
+    not_image.write_text("not an image")
+    option = [str(not_image) if o == "REFERENCE" else str(tmp_path) if o == "MODEL" else o
+              for o in option]
+    out = tmp_path / "out"
+    assert _exit_code(["run", "falling_objects", "-o", str(out), "--quiet", *option]) == 2
+    assert words in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_output_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("mine")
+    assert main(["render", "falling_objects", "-o", str(target), "--quiet"]) == 2
+    assert "-o " in capsys.readouterr().err and target.read_text() == "mine"
+
+
+def test_render_into_a_run_folder_leaves_no_stale_video(tmp_path):
+    """`rendiff render` into the folder of an earlier `rendiff run` removes its generated.mp4
+    (and maps the new scene does not have), keeping the user's own files."""
+    out = tmp_path / "out"
+    assert main(["run", "walking_human", "-o", str(out), "--frames", "4", "--size", "32x32",
+                 "--quiet"]) == 0
+    assert (out / "generated.mp4").is_file() and (out / "maps" / "pose.mp4").is_file()
+    (out / "notes.txt").write_text("mine")
+    assert main(["render", "falling_objects", "-o", str(out), "--frames", "4", "--size",
+                 "32x32", "--quiet"]) == 0
+    assert not (out / "generated.mp4").exists()
+    assert not (out / "maps" / "pose.mp4").exists()  # no people in falling_objects
+    meta = json.loads((out / "metadata.json").read_text())
+    on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                     if p.is_file() and p.name not in ("metadata.json", "notes.txt"))
+    assert on_disk == meta["files"]
+    assert (out / "notes.txt").read_text() == "mine"

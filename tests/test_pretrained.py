@@ -401,7 +401,7 @@ def test_each_bad_folder_gives_one_line_naming_it(tiny, tmp_path):
      "sparsectrl: sparsectrl\n", "give controlnets or sparsectrl, not both"),
     ("motion_adapter: motion_adapter\ncontrolnets: {depth: controlnet_depth}\n",
      "base: Field required"),
-    ("base: [unclosed\n", "not valid YAML at line"),
+    ("base: [unclosed\n", "line 2: invalid YAML"),
 ])
 def test_setup_file_errors_are_one_line(tiny, text, words):
     path = tiny / "bad.yaml"

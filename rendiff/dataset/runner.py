@@ -443,22 +443,6 @@ def _check_out(out: Path, spec: DatasetSpec, record: dict) -> None:
                            "use a new or empty output folder")
 
 
-def _check_model(model: str | None) -> None:
-    """Checks the generation model once, before any clip is made."""
-    from rendiff.api import DEFAULT_MODEL_DIR, _check_model_folder
-
-    if model is None:
-        _check_model_folder(DEFAULT_MODEL_DIR)
-        return
-    from rendiff.conditioners.pretrained import find_spec, load_spec
-
-    setup = find_spec(model)
-    if setup is not None:
-        load_spec(setup)
-    else:
-        _check_model_folder(Path(model).expanduser())
-
-
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (a scheduler's preemption, ``timeout``) stops the run like Ctrl-C does: workers
@@ -492,7 +476,9 @@ def make_dataset(spec: DatasetSpec, out: str | Path, options: RunOptions) -> Run
     if options.seed is not None:
         spec = spec.model_copy(update={"seed": options.seed})
     if options.generate:
-        _check_model(options.model)
+        from rendiff.api import check_model
+
+        check_model(options.model)
     if options.ray_address:
         _probe_ray(options.ray_address)
     out = Path(out).resolve()  # workers (and Ray nodes) get an absolute path

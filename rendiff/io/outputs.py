@@ -45,6 +45,19 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: The file names ``save`` writes; in a folder it writes into, any of them that a run did not
+#: write is an earlier run's and is removed, so that a folder's outputs all come from one run.
+_OUTPUT_NAMES = ("scene.yaml", "layers.npz", "render.mp4", "generated.mp4", "contact_sheet.png",
+                 "metadata.json")
+
+
+def _stale_outputs(out: Path, written: set[Path]) -> list[Path]:
+    candidates = [out / name for name in _OUTPUT_NAMES]
+    candidates += sorted((out / "maps").glob("*.mp4"))
+    return [p for p in candidates if p.is_file() and p not in written
+            and p.name != "metadata.json"]
+
+
 def save(
     out_dir: str | Path,
     layers: Layers,
@@ -60,7 +73,10 @@ def save(
     Files: ``scene.yaml`` (the resolved scene, seed included), ``layers.npz`` (raw float layers,
     cameras, keypoints), ``maps/<layer>.mp4`` (each control layer in its control encoding),
     ``render.mp4`` (the engine's lit RGB), ``generated.mp4`` (when ``generated`` [T, H, W, 3] is
-    given), ``contact_sheet.png`` and, last, ``metadata.json``.
+    given), ``contact_sheet.png`` and, last, ``metadata.json``. Outputs of an earlier run in the
+    same folder that this one does not write (``generated.mp4`` after a render-only run, a pose
+    map for a scene without people) are removed, so every output comes from one run; other files
+    are left alone.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +124,13 @@ def save(
                  f"{layers.size[0]}x{layers.size[1]}")
     contact_sheet(rows, out / "contact_sheet.png", title=title)
     written["contact_sheet"] = out / "contact_sheet.png"
+
+    stale = _stale_outputs(out, set(written.values()))
+    for p in stale:  # an earlier run's outputs this run did not write (its generated.mp4, ...)
+        p.unlink()
+    if stale:
+        log.info("%s: removed %d output(s) of an earlier run: %s", out, len(stale),
+                 ", ".join(str(p.relative_to(out)) for p in stale))
 
     meta = {
         "rendiff_output": 1,

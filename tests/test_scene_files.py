@@ -1,0 +1,173 @@
+"""Scene files are data: hostile or careless files (alias bombs, odd encodings, deep nesting,
+duplicate keys, huge files) end in one short line naming the file, exit code 2, quickly
+(scenes/io.py parse_data_text; the trust model in docs/design-notes.md)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from rendiff.cli import main
+from rendiff.scenes.io import MAX_FILE_BYTES
+
+
+def _bomb(levels: int, under: str) -> str:
+    """The classic YAML alias bomb: each level a list of nine aliases of the one before."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for k in range(1, levels):
+        lines.append(f"l{k}: &l{k} [" + ", ".join([f"*l{k - 1}"] * 9) + "]")
+    lines.append(f"{under}: *l{levels - 1}")
+    return "\n".join(lines) + "\n"
+
+
+CASES = {
+    # name: (file name, bytes, words the one-line error must hold)
+    "alias bomb, nine levels under name": (
+        "bomb9.yaml", _bomb(9, "name").encode(), "aliases are expanded"),
+    "alias bomb, six levels under name": (
+        "bomb6.yaml", _bomb(6, "name").encode(), "aliases are expanded"),
+    "alias bomb, five levels under entities": (
+        "bomb5.yaml", _bomb(5, "entities").encode(), "entities"),
+    "binary file": ("binary.yaml", bytes(range(256)) * 8, "not a text file"),
+    "Latin-1 file": ("latin1.yaml", "name: café\nframes: 4\n".encode("latin-1"),
+                     "line 1: not UTF-8 text"),
+    "UTF-16 file": ("utf16.yaml", "name: x\n".encode("utf-16"), "UTF-16 text; save it as UTF-8"),
+    "deeply nested YAML": ("deep.yaml", ("name: " + "[" * 5000 + "]" * 5000).encode(),
+                           "nested more than 64 levels deep"),
+    "deeply nested JSON": ("deep.json", ('{"name": ' + "[" * 5000 + "]" * 5000 + "}").encode(),
+                           "nested more than 64 levels deep"),
+    "duplicate YAML key": ("dup.yaml", b"name: a\nframes: 4\nname: b\n",
+                           "line 3: invalid YAML: duplicate key 'name' (first written on line 1"),
+    "duplicate JSON key": ("dup.json", b'{"name": "a", "name": "b"}',
+                           "invalid JSON: duplicate key 'name'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_scene_file_is_one_short_line(case, tmp_path, capsys):
+    name, data, words = CASES[case]
+    path = tmp_path / name
+    path.write_bytes(data)
+    t0 = time.perf_counter()
+    assert main(["validate", str(path)]) == 2
+    elapsed = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err[:2000]
+    assert lines[0].startswith(f"rendiff: error: {name}: ") and words in lines[0], lines[0]
+    assert len(lines[0]) < 500
+    assert elapsed < 20, f"{elapsed:.1f} s"
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path, capsys):
+    path = tmp_path / "huge.yaml"
+    entity = b"  - {name: b, geometry: {type: sphere, radius: 0.1}}\n"
+    with open(path, "wb") as f:
+        f.write(b"name: huge\nentities:\n")
+        f.write(entity * (MAX_FILE_BYTES // len(entity) + 1))
+    t0 = time.perf_counter()
+    assert main(["validate", str(path)]) == 2
+    assert time.perf_counter() - t0 < 5
+    assert "huge.yaml: the file is 10.0 MB; scene files are limited to 10 MB" in \
+        capsys.readouterr().err
+
+
+def test_merge_keys_are_not_duplicates(tmp_path):
+    """YAML merge keys (<<) legitimately repeat keys of the merged mapping."""
+    from rendiff.scenes.io import parse_data_text
+
+    data = parse_data_text(b"base: &b {a: 1, c: 3}\nx:\n  <<: *b\n  a: 2\n", "yaml", "m.yaml")
+    assert data["x"] == {"a": 2, "c": 3}
+
+
+def test_setup_file_is_parsed_as_strictly(tmp_path):
+    from rendiff.conditioners.pretrained import ModelError, load_spec
+
+    path = tmp_path / "rendiff_pretrained.yaml"
+    path.write_text("base: a\nbase: b\n")
+    with pytest.raises(ModelError, match=r"rendiff_pretrained.yaml: line 2: invalid YAML: "
+                                         r"duplicate key 'base'"):
+        load_spec(path)
+    path.write_bytes(_bomb(9, "base").encode())
+    with pytest.raises(ModelError, match="aliases are expanded"):
+        load_spec(path)
+
+
+def test_spec_files_share_the_parser(tmp_path, capsys):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(b"name: s\nseed: 1\nseed: 2\ngenerator: falling_objects\n")
+    assert main(["dataset", str(path), "-o", str(tmp_path / "out"), "--clips", "1"]) == 2
+    assert "spec.yaml: line 3: invalid YAML: duplicate key 'seed'" in capsys.readouterr().err
+    assert not Path(tmp_path / "out").exists()
+
+
+def _builtin(name: str) -> dict:
+    from rendiff.scenes import builtin_scene
+    from rendiff.scenes.io import scene_to_dict
+
+    return scene_to_dict(builtin_scene(name))
+
+
+def _validate(data: dict, tmp_path: Path, capsys) -> str:
+    import yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_errors_inside_a_humans_gaussians_name_the_block(tmp_path, capsys):
+    data = _builtin("gaussian_avatar")
+    k, person = next((k, e) for k, e in enumerate(data["entities"])
+                     if e["geometry"]["type"] == "human" and e["geometry"]["gaussians"])
+    person["geometry"]["gaussians"]["bogus"] = 1
+    assert f"entities[{k}].geometry.gaussians.bogus: unknown field" in \
+        _validate(data, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("path", [
+    {"type": "static", "eye": [1.0, 2.0, 1.0], "target": [1.0, 2.0, 1.0]},
+    {"type": "dolly", "start": [0.0, 0.0, 0.3], "end": [2.0, 0.0, 1.0], "target": [0, 0, 0.3]},
+    {"type": "keyframes", "times": [0, 1], "eyes": [[2, 0, 1], [1, 1, 1]],
+     "targets": [[0, 0, 0], [1, 1, 1]]},
+])
+def test_a_camera_on_its_target_is_refused(path, tmp_path, capsys):
+    data = _builtin("falling_objects")
+    data["camera"]["path"] = path
+    assert "the camera is at its target" in _validate(data, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("waypoints, words", [
+    ([], "needs at least 2 waypoints, got 0"),
+    ([[1.0, 1.0]], "needs at least 2 waypoints, got 1"),
+    ([[1.0, 1.0], [1.0, 1.0]], "waypoints are all the same point"),
+])
+def test_a_walk_path_must_be_walkable(waypoints, words, tmp_path, capsys):
+    data = _builtin("walking_human")
+    person = next(e for e in data["entities"] if e["geometry"]["type"] == "human")
+    person["animation"]["path"] = waypoints
+    assert words in _validate(data, tmp_path, capsys)
+
+
+def test_a_texture_header_claiming_30000_pixels_is_refused_at_validation(tmp_path, capsys):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)  # 30000x30000 RGB
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+           + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    (tmp_path / "big.png").write_bytes(png)
+    data = _builtin("falling_objects")
+    k = next(k for k, e in enumerate(data["entities"]) if e["name"] != "ground")
+    data["entities"][k]["appearance"]["texture"] = str(tmp_path / "big.png")
+    line = _validate(data, tmp_path, capsys)
+    assert f"entities[{k}].appearance.texture: 'big.png': too large a texture" in line
