@@ -207,7 +207,8 @@ def load_spec(path: str | Path) -> AnimateDiffSpec:
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a mapping of keys (base, motion_adapter, ...)")
     try:
-        spec = AnimateDiffSpec.model_validate(data)
+        # strict JSON validation, as scene files: no "0.12" -> 0.12 or "yes" -> True coercion
+        spec = AnimateDiffSpec.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as e:
         raise ModelError(f"{path}: {_validation_message(e)}") from None
     return spec.resolved(path.parent.resolve())

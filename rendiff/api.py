@@ -104,10 +104,19 @@ def _load_pipeline(path: Path):
         with warnings.catch_warnings():  # diffusers' own torch_dtype deprecation, not ours
             warnings.simplefilter("ignore", FutureWarning)
             # safetensors only: a pickled .bin could run code
-            return RendiffVideoPipeline.from_pretrained(str(path), local_files_only=True,
+            pipe = RendiffVideoPipeline.from_pretrained(str(path), local_files_only=True,
                                                         low_cpu_mem_usage=False,
                                                         dtype=torch.float32,
                                                         use_safetensors=True)
+        damaged = [name for name, module in pipe.components.items()
+                   if isinstance(module, torch.nn.Module)
+                   and not all(torch.isfinite(p).all() for p in module.parameters())]
+        if damaged:
+            raise ModelError(f"{path}: the weights of {', '.join(damaged)} hold NaN or inf (a "
+                             "damaged file?)")
+        return pipe
+    except ModelError:
+        raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: cannot load the model: {first[:300]}") from None

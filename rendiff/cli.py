@@ -27,6 +27,19 @@ class _UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+#: The exceptions that mean "the input is wrong" (exit 2), by module: one can only be raised
+#: once its module is loaded, so the CLI imports none of them up front (``rendiff scenes`` and
+#: ``--help`` then never load torch).
+_INPUT_ERRORS = (("rendiff.scenes.io", "SceneError"),
+                 ("rendiff.conditioners.pretrained", "ModelError"),
+                 ("rendiff.dataset.runner", "DatasetError"),
+                 ("rendiff.engine.body", "UnsafePickleError"))
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    return tuple(getattr(sys.modules[m], name) for m, name in _INPUT_ERRORS if m in sys.modules)
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -306,11 +319,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if getattr(args, "quiet", False):  # nothing but errors: no notices from rendiff's modules
         logging.getLogger("rendiff").setLevel(logging.ERROR)
-    from rendiff.api import ModelError
-    from rendiff.dataset.runner import DatasetError
-    from rendiff.engine.body import UnsafePickleError
-    from rendiff.scenes.io import SceneError
-
     try:
         if args.command == "dataset":
             return _dataset(args)
@@ -340,16 +348,16 @@ def main(argv: list[str] | None = None) -> int:
             print(yaml.safe_dump(scene_to_dict(scene), sort_keys=False), end="")
             return 0
         return _run(args, generate=args.command == "run")
-    except (SceneError, ModelError, DatasetError, UnsafePickleError, _UsageError) as e:
-        print(f"rendiff: error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
+    except (_UsageError, FileNotFoundError) as e:
         print(f"rendiff: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rendiff: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a failure while running: one line, the traceback on request
+        if isinstance(e, _input_errors()):
+            print(f"rendiff: error: {e}", file=sys.stderr)
+            return 2
         if os.environ.get("RENDIFF_DEBUG"):
             raise
         print(f"rendiff: error: {type(e).__name__}: {e} (set RENDIFF_DEBUG=1 for a traceback)",

@@ -194,8 +194,11 @@ def scene_from_dict(
     if not isinstance(data, dict):
         raise SceneError(source, "", f"the top level must be a mapping, not {type(data).__name__}")
     try:
-        return Scene.model_validate(
-            data, context={"base_dir": base_dir, "check_assets": check_assets}
+        # Validated as JSON in pydantic's strict mode: lists still make tuples and integers
+        # floats, but "0.12", "yes" or true never become numbers or booleans, nor 2.0 an int.
+        text = json.dumps(data, default=str)
+        return Scene.model_validate_json(
+            text, strict=True, context={"base_dir": base_dir, "check_assets": check_assets}
         )
     except ValidationError as e:
         raise SceneError(source, *describe_validation_error(e, Scene)) from None

@@ -74,6 +74,21 @@ def test_eval_default_model_writes_its_table(heldout, model_dir, tmp_path):
         assert set(row) >= {"l1", "psnr", "ssim", "warping_error", "colour_kept"}
 
 
+def test_eval_scores_a_vae_alone(heldout, model_dir, tmp_path):
+    """--vae RUN/vae: the VAE round trip of a VAE being trained, before any UNet; the same
+    figures as the pipeline's own VAE row."""
+    out, full = tmp_path / "vae.json", tmp_path / "full.json"
+    assert evaluate.main(["--data", str(heldout), "--vae", str(model_dir / "vae"), "--clips",
+                          "2", "--out", str(out)]) == 0
+    assert evaluate.main(["--data", str(heldout), "--model", str(model_dir), "--clips", "2",
+                          "--steps", "1", "--out", str(full)]) == 0
+    alone, whole = json.loads(out.read_text()), json.loads(full.read_text())
+    assert set(alone["summary"]) == {"repeat reference", "VAE round trip"}
+    for key in ("l1", "psnr", "colour_kept"):
+        assert alone["summary"]["VAE round trip"][key] == pytest.approx(
+            whole["summary"]["VAE round trip"][key], rel=1e-4)
+
+
 def test_ablation_scores_a_trained_run(heldout, model_dir):
     pipe = ablate.load_trained(model_dir)
     clips = sorted(heldout.glob("*.npz"))

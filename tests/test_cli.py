@@ -252,3 +252,52 @@ def test_render_into_a_run_folder_leaves_no_stale_video(tmp_path):
                      if p.is_file() and p.name not in ("metadata.json", "notes.txt"))
     assert on_disk == meta["files"]
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_model_weights_with_every_byte_inverted_are_refused(tmp_path, capsys):
+    """Damaged weights (the data of a safetensors file inverted, its header intact) load as NaN
+    or inf: refused with one line instead of a video of NaN."""
+    import struct
+
+    folder = _copy_default_model(tmp_path)
+    path = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(path.read_bytes())
+    start = 8 + struct.unpack("<Q", data[:8])[0]
+    data[start:] = bytes(b ^ 0xFF for b in data[start:])
+    path.write_bytes(bytes(data))
+    assert main(["run", "falling_objects", "-o", str(tmp_path / "out"), "--model", str(folder),
+                 *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the weights of unet hold NaN or inf" in err
+    assert not (tmp_path / "out" / "generated.mp4").exists()
+
+
+def test_nan_in_a_layer_is_never_written(tmp_path):
+    """The last guard before saving: NaN in a finite layer is an error naming the layer, the
+    frame and the entity there; nothing is written."""
+    import rendiff
+    from rendiff.engine.layers import Layer
+    from rendiff.io.outputs import OutputError
+
+    scene = rendiff.builtin_scene("falling_objects")
+    scene.frames, scene.size = 3, (32, 32)
+    layers = rendiff.render(rendiff.simulate(scene, progress=False), progress=False)
+    inst = layers[Layer.INSTANCE][1]
+    y, x = (inst > 0).nonzero()[0].tolist()
+    name = layers.entity_names[int(inst[y, x]) - 1]
+    layers[Layer.SHADING][1, y, x] = float("nan")
+    with pytest.raises(OutputError, match=rf"layer 'shading' holds NaN or inf at frame 1, "
+                                          rf"entity '{name}' there"):
+        rendiff.save(tmp_path / "out", layers)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv", [["scenes"], ["--help"], ["scenes", "--show", "walking_human"]])
+def test_listings_and_help_do_not_load_torch(argv):
+    """`rendiff scenes` and `--help` answer at once: torch (seconds to import) is never loaded."""
+    code = ("import sys\nfrom rendiff.cli import main\ntry:\n"
+            f"    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO TORCH', file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stderr.strip().splitlines()[-1] == "NO TORCH"

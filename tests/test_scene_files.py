@@ -171,3 +171,20 @@ def test_a_texture_header_claiming_30000_pixels_is_refused_at_validation(tmp_pat
     data["entities"][k]["appearance"]["texture"] = str(tmp_path / "big.png")
     line = _validate(data, tmp_path, capsys)
     assert f"entities[{k}].appearance.texture: 'big.png': too large a texture" in line
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.update(frames=True), "frames: input should be a valid integer"),
+    (lambda d: d.update(frames=24.0), "frames: input should be a valid integer"),
+    (lambda d: d.update(fps="12"), "fps: input should be a valid number"),
+    (lambda d: d["entities"][1]["material"].update(friction="0.12"),
+     "entities[1].material.friction: input should be a valid number"),
+    (lambda d: d["entities"][1].update(dynamic="yes"),
+     "entities[1].dynamic: input should be a valid boolean"),
+])
+def test_no_coercion_of_strings_and_booleans(change, words, tmp_path, capsys):
+    """Strict means strict: a quoted number, "yes" or a boolean where a count belongs is refused
+    (lists still make tuples, integers still make floats)."""
+    data = _builtin("falling_objects")
+    change(data)
+    assert words in _validate(data, tmp_path, capsys)

@@ -532,7 +532,9 @@ def make_dataset(spec: DatasetSpec, out: str | Path, options: RunOptions) -> Run
 
 
 def _finish(out: Path, spec: DatasetSpec, report: RunReport, attempted: set[int]) -> None:
-    """COCO file, failure list and, last, the index, from the complete clips on disk."""
+    """COCO file, failure list, the index and, last, the manifest, from the complete clips on
+    disk. Workers are stopped by now: what they left half-made (a SIGTERM or Ctrl-C) goes."""
+    _clean(out)
     clips = sorted(complete_clips(out).items())
     _write_coco(out, clips)
     # failures: this run's, plus earlier ones that were not retried and are still incomplete

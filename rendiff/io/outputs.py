@@ -24,7 +24,7 @@ from .atomic import atomic_path, remove_leftovers, write_text
 from .contact_sheet import contact_sheet
 from .video import write_video
 
-__all__ = ["save", "versions"]
+__all__ = ["OutputError", "check_finite", "save", "versions"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,36 @@ def versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             out[pkg] = "not installed"
     return out
+
+
+class OutputError(ValueError):
+    """A result that must not be written (NaN or inf where a layer is documented finite)."""
+
+
+def check_finite(layers: Layers, generated: torch.Tensor | None = None) -> None:
+    """The last guard before writing: every layer documented as finite is (depth may be +inf
+    where nothing was hit, never NaN or -inf), and so is the generated video. Raises
+    :class:`OutputError` naming the layer, the first bad frame and the entity there."""
+    for layer, value in layers.items():
+        if not value.is_floating_point():
+            continue
+        bad = torch.isnan(value) | (value == -torch.inf) if layer == Layer.DEPTH \
+            else ~torch.isfinite(value)
+        if bad.any():
+            frame = int(bad.reshape(bad.shape[0], -1).any(dim=1).nonzero()[0])
+            where = ""
+            if Layer.INSTANCE in layers and bad.dim() >= 3:
+                pixel = bad[frame].reshape(*bad.shape[1:3], -1).any(dim=-1).nonzero()[0]
+                ident = int(layers[Layer.INSTANCE][frame, pixel[0], pixel[1]])
+                if 0 < ident <= len(layers.entity_names):
+                    where = f", entity {layers.entity_names[ident - 1]!r} there"
+            raise OutputError(f"layer {layer.value!r} holds NaN or inf at frame {frame}{where}; "
+                              "nothing was written")
+    if generated is not None and not torch.isfinite(generated).all():
+        frame = int((~torch.isfinite(generated)).reshape(generated.shape[0], -1).any(dim=1)
+                    .nonzero()[0])
+        raise OutputError(f"the generated video holds NaN or inf at frame {frame} (damaged "
+                          "model weights?); nothing was written")
 
 
 #: The file names ``save`` writes; in a folder it writes into, any of them that a run did not
@@ -78,6 +108,7 @@ def save(
     map for a scene without people) are removed, so every output comes from one run; other files
     are left alone.
     """
+    check_finite(layers, generated)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metadata.json").unlink(missing_ok=True)
