@@ -91,7 +91,7 @@ class AnimateDiffSpec(BaseModel):
     file's folder). Exactly one of ``controlnets`` and ``sparsectrl`` is given: diffusers has no
     pipeline that takes both."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every number finite
 
     kind: Literal["animatediff"] = "animatediff"
     base: Path  # Stable Diffusion 1.5-format pipeline folder

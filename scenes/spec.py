@@ -76,7 +76,10 @@ NonNeg = Annotated[float, Field(ge=0.0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # allow_inf_nan=False: every number of a scene is finite (NaN or inf are refused, naming the
+    # field), so none reaches a camera matrix, a light or the physics as NaN
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False,
+                              allow_inf_nan=False)
 
 
 def _check_asset(path: str, info: ValidationInfo) -> str:

@@ -188,3 +188,39 @@ def test_no_coercion_of_strings_and_booleans(change, words, tmp_path, capsys):
     data = _builtin("falling_objects")
     change(data)
     assert words in _validate(data, tmp_path, capsys)
+
+
+def _numeric_leaves(node, path=""):
+    """(path as errors write it, container, key) of every number in a scene dict."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            yield here, node, key
+        elif isinstance(value, dict | list):
+            yield from _numeric_leaves(value, here)
+
+
+@pytest.mark.parametrize("scene", ["falling_objects", "walking_human", "dynamic_gaussians",
+                                   "robot_arm", "gaussian_avatar", "cloth_and_jelly"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_every_number_of_a_scene_must_be_finite(scene, bad):
+    """NaN or inf anywhere in a scene (a camera K or eye, a light's direction or intensity, a
+    radius, SMPL betas, Young's modulus, an initial velocity...) is refused at validation,
+    naming the field: it never reaches a render as NaN."""
+    import random
+
+    from rendiff.scenes.io import SceneError, scene_from_dict
+
+    leaves = list(_numeric_leaves(_builtin(scene)))
+    assert len(leaves) > 20
+    for path, _, _ in random.Random(f"{scene}{bad}").sample(leaves, 25):
+        data = _builtin(scene)
+        for p, node, key in _numeric_leaves(data):
+            if p == path:
+                node[key] = bad
+        with pytest.raises(SceneError) as err:
+            scene_from_dict(data, source="s.yaml", check_assets=False)
+        assert err.value.where.startswith(path), (path, str(err.value))

@@ -489,7 +489,8 @@ Flag = Annotated[Dist, _d("bool")]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True,
+                              allow_inf_nan=False)  # every number finite
 
 
 class ObjectsSpec(_Section):
