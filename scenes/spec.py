@@ -66,13 +66,20 @@ __all__ = [
     "StaticPath",
 ]
 
-Vec2 = tuple[float, float]
-Vec3 = tuple[float, float, float]
-Quat = tuple[float, float, float, float]
+#: Bounds on magnitudes, where a larger one cannot be meaningful and would overflow the float32
+#: the engine computes in (3.4e38, reached by squares and products long before): a coordinate,
+#: offset or angle within a million (metres or degrees; float32 resolves 6 cm at 1e6 m), any
+#: other positive quantity (sizes, masses, Young's moduli of 2e11 Pa, speeds) at most 1e12.
+MAX_COORD = 1e6
+MAX_QUANTITY = 1e12
+Coord = Annotated[float, Field(ge=-MAX_COORD, le=MAX_COORD)]
+Vec2 = tuple[Coord, Coord]
+Vec3 = tuple[Coord, Coord, Coord]
+Quat = tuple[Coord, Coord, Coord, Coord]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 RGB = tuple[Unit, Unit, Unit]
-PosFloat = Annotated[float, Field(gt=0.0)]
-NonNeg = Annotated[float, Field(ge=0.0)]
+PosFloat = Annotated[float, Field(gt=0.0, le=MAX_QUANTITY)]
+NonNeg = Annotated[float, Field(ge=0.0, le=MAX_QUANTITY)]
 
 
 class _Strict(BaseModel):
@@ -767,9 +774,9 @@ class OrbitPath(_Strict):
     type: Literal["orbit"] = "orbit"
     target: Vec3 = (0.0, 0.0, 0.3)
     radius: PosFloat = 3.0
-    height: float = 1.5
-    start_deg: float = -90.0
-    degrees: float = 90.0
+    height: Coord = 1.5
+    start_deg: Coord = -90.0
+    degrees: Coord = 90.0
 
 
 class DollyPath(_Strict):
@@ -815,7 +822,7 @@ class FollowPath(_Strict):
     type: Literal["follow"] = "follow"
     entity: str
     offset: Vec3 = (0.5, -3.0, 1.2)
-    look_height: float = 0.9
+    look_height: Coord = 0.9
     smoothing: Unit = 0.0
 
 
