@@ -15,8 +15,16 @@ A script reads::
 # ``rendiff._source_tree`` imports without the whole package (it runs while another library can be
 # half-way through its own imports). ``from rendiff import X`` and ``rendiff.X`` behave as before.
 
+import os
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+
+# Thread policy (docs/design-notes.md "Threads"): torch's OpenMP threads sleep instead of
+# spin-waiting between parallel regions, so a run beside another CPU-bound job is not several
+# times slower; the user's own setting wins. OpenMP reads this when torch loads it, so it takes
+# effect when rendiff is imported before torch (the CLI, the data-set workers, `import rendiff`
+# first in a script).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     __version__ = version("rendiff")
@@ -36,6 +44,11 @@ _EXPORTS = {
     "Box": "rendiff.scenes",
     "Camera": "rendiff.scenes",
     "Capsule": "rendiff.scenes",
+    "PhysicsOptions": "rendiff.scenes",
+    "MPM": "rendiff.scenes",
+    "GenerationOptions": "rendiff.scenes",
+    "DeformableOptions": "rendiff.scenes",
+    "Cloth": "rendiff.scenes",
     "Cylinder": "rendiff.scenes",
     "Deformation": "rendiff.scenes",
     "Directional": "rendiff.scenes",

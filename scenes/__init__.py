@@ -7,6 +7,7 @@ claim(globals())  # first: under a bare name (a shell in the repository root) st
 from .builtin import BUILTIN_SCENES, builtin_scene, list_builtin_scenes
 from .io import SceneError, load_scene, save_scene, scene_from_dict, scene_to_dict
 from .spec import (
+    MPM,
     AmassMotion,
     Ambient,
     Appearance,
@@ -14,7 +15,9 @@ from .spec import (
     Box,
     Camera,
     Capsule,
+    Cloth,
     Cylinder,
+    DeformableOptions,
     Deformation,
     Directional,
     DollyPath,
@@ -52,7 +55,9 @@ __all__ = [
     "Box",
     "Camera",
     "Capsule",
+    "Cloth",
     "Cylinder",
+    "DeformableOptions",
     "Deformation",
     "Directional",
     "DollyPath",
@@ -67,6 +72,7 @@ __all__ = [
     "Keyframes",
     "LightKeyframes",
     "Material",
+    "MPM",
     "Mesh",
     "Motion",
     "OrbitPath",

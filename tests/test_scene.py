@@ -136,3 +136,32 @@ def test_pose_from_euler_matches_rotation_about_z():
     w, x, y, z = p.rotation
     assert w == pytest.approx(math.cos(math.pi / 4)) and z == pytest.approx(math.sin(math.pi / 4))
     assert x == pytest.approx(0) and y == pytest.approx(0)
+
+
+def test_everything_a_scene_file_can_say_a_script_can_say_from_import_rendiff():
+    """Every model class a scene file's fields reach (entities, geometries, animations, lights,
+    camera paths, options) is exported by `rendiff` itself, under its own name."""
+    import typing
+
+    from pydantic import BaseModel
+
+    import rendiff
+    from rendiff.scenes.spec import Scene
+
+    seen: set[type] = set()
+
+    def walk(tp) -> None:
+        if typing.get_origin(tp) is not None:
+            for arg in typing.get_args(tp):
+                walk(arg)
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and tp not in seen:
+            seen.add(tp)
+            for f in tp.model_fields.values():
+                walk(f.annotation)
+
+    walk(Scene)
+    assert len(seen) > 30
+    missing = sorted(c.__name__ for c in seen if c.__name__ not in rendiff.__all__)
+    assert not missing, f"not in rendiff.__all__: {missing}"
+    assert all(getattr(rendiff, c.__name__) is c for c in seen)
+    assert set(rendiff.__all__) <= set(dir(rendiff))

@@ -1,0 +1,90 @@
+"""The thread policy: `rendiff render` with default settings against the best thread setting,
+on an idle machine and beside a CPU-bound process (the machines are shared).
+
+    python benchmarks/bench_threads.py [--scenes falling_objects walking_human]
+                                       [--sizes 128 512] [--frames 16] [--reps 2]
+
+Modes, interleaved run by run: ``default`` (rendiff as installed: torch's threads, OpenMP
+waiting passively, rendiff's policy), ``1 thread`` (OMP_NUM_THREADS=1), ``2 threads spinning``
+(OMP_WAIT_POLICY=ACTIVE, the OpenMP default before the policy, the named alternative). Each run
+is a fresh `rendiff render` process; the simulate and render times are read from its
+metadata.json. Prints a table (the median of the runs; ratio = default / best mode), writes
+benchmarks/results/threads.json with the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODES = {"default": {}, "1 thread": {"OMP_NUM_THREADS": "1"},
+         "2 threads spinning": {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "2"}}
+_HOG = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    sum(range(10000))\n"
+
+
+def _run(scene: str, size: int, frames: int, env: dict[str, str], out: Path) -> float:
+    cli = Path(sys.executable).parent / "rendiff"
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",
+                                                              "OMP_WAIT_POLICY")}
+    subprocess.run([cli, "render", scene, "-o", out, "--frames", str(frames), "--size",
+                    f"{size}x{size}", "--quiet"], env={**base, **env}, check=True)
+    timings = json.loads((out / "metadata.json").read_text())["timings_s"]
+    return timings["simulate"] + timings["render"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenes", nargs="+", default=["falling_objects", "walking_human"])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[128, 512])
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--loads", nargs="+", default=["idle", "busy"], choices=["idle", "busy"])
+    ap.add_argument("--out", type=Path, default=RESULTS / "threads.json")
+    args = ap.parse_args(argv)
+    before = list(os.getloadavg())
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for load in args.loads:
+            hog = subprocess.Popen([sys.executable, "-c", _HOG]) if load == "busy" else None
+            try:
+                for scene in args.scenes:
+                    for size in args.sizes:
+                        times: dict[str, list[float]] = {m: [] for m in MODES}
+                        for _ in range(args.reps):
+                            for mode, env in MODES.items():
+                                times[mode].append(_run(scene, size, args.frames, env,
+                                                        Path(tmp) / "out"))
+                        med = {m: statistics.median(t) for m, t in times.items()}
+                        best = min(med.values())
+                        rows.append({"load": load, "scene": scene, "size": size,
+                                     "seconds": med, "default_over_best": med["default"] / best,
+                                     "load_average": list(os.getloadavg())})
+                        print(f"| {load} | {scene} | {size} | "
+                              + " | ".join(f"{med[m]:.2f}" for m in MODES)
+                              + f" | {med['default'] / best:.2f} |", flush=True)
+            finally:
+                if hog is not None:
+                    hog.kill()
+                    hog.wait()
+    result = {"frames": args.frames, "reps": args.reps, "modes": MODES, "rows": rows,
+              "load_average_before": before, "load_average_after": list(os.getloadavg()),
+              "machine": machine_info()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    print("| load | scene | size | " + " | ".join(f"{m} s" for m in MODES)
+          + " | default / best |")
+    print("|---|---|---|" + "---|" * (len(MODES) + 1))
+    sys.exit(main())
