@@ -40,6 +40,7 @@ __all__ = [
     "from_mesh",
     "from_points",
     "from_primitive",
+    "check_ply",
     "load_ply",
     "save_ply",
 ]
@@ -344,6 +345,44 @@ def _read_vertices(path: Path) -> np.ndarray:
     raise ValueError(f"{path}: no 'vertex' element")
 
 
+#: The vertex properties of a 3DGS .ply file that rendiff needs.
+_PLY_REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
+                 "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
+
+
+def check_ply(path: str | Path) -> None:
+    """What can be known of a 3DGS ``.ply`` without loading it (scene validation): the header,
+    the required vertex properties, a file long enough for the vertices it announces, and finite
+    positions (read through a memory map). Raises ``ValueError`` naming the file."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    fmt, elements, offset = _parse_header(path, head)
+    if fmt == "ascii":
+        load_ply(path)
+        return
+    order = "<" if fmt == "binary_little_endian" else ">"
+    for name, count, props in elements:
+        if any(dt is None for _, dt in props):
+            raise ValueError(f"{path}: list properties in element '{name}' are not supported")
+        dtype = np.dtype([(p, order + dt) for p, dt in props])
+        if name != "vertex":
+            offset += count * dtype.itemsize
+            continue
+        missing = [p for p in _PLY_REQUIRED if p not in dtype.names]
+        if missing:
+            raise ValueError(f"{path}: missing vertex propert{'ies' if len(missing) > 1 else 'y'}"
+                             f" {', '.join(repr(m) for m in missing)}")
+        if offset + count * dtype.itemsize > path.stat().st_size:
+            raise ValueError(f"{path}: file is truncated ({count} vertices announced)")
+        if count:
+            table = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))
+            if not all(np.isfinite(table[c]).all() for c in ("x", "y", "z")):
+                raise ValueError(f"{path}: vertex positions hold NaN or inf")
+        return
+    raise ValueError(f"{path}: no 'vertex' element")
+
+
 def load_ply(path: str | Path) -> GaussianCloud:
     """Read a 3DGS ``.ply`` (binary either endianness, or ascii) into a `GaussianCloud`.
 
@@ -354,9 +393,7 @@ def load_ply(path: str | Path) -> GaussianCloud:
     path = Path(path)
     v = _read_vertices(path)
     names = set(v.dtype.names or ())
-    required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"]
-    required += [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
-    for name in required:
+    for name in _PLY_REQUIRED:
         if name not in names:
             raise ValueError(f"{path}: missing vertex property '{name}'")
     rest_ids = sorted(int(m.group(1)) for p in names if (m := re.fullmatch(r"f_rest_(\d+)", p)))

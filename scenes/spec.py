@@ -244,6 +244,18 @@ class Gaussians(_Strict):
     mpm: MPM | None = None
 
 
+    @field_validator("path")
+    @classmethod
+    def _readable_ply(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if path is not None and (info.context or {}).get("check_assets", True):
+            from rendiff.engine.gaussians import check_ply
+
+            try:
+                check_ply(path)
+            except (ValueError, OSError) as err:
+                raise ValueError(_asset_message(err, path)) from None
+        return path
+
     @model_validator(mode="after")
     def _one_source(self) -> Gaussians:
         if self.path is not None:
@@ -276,8 +288,25 @@ class Human(_Strict):
     type: Literal["human"] = "human"
     body_model: AssetPath | None = None
     gender: Literal["neutral", "male", "female"] = "neutral"
-    betas: Annotated[list[float], Field(max_length=10)] = Field(default_factory=list)
+    #: SMPL shape coefficients, in standard deviations of its shape space (|beta| <= 10)
+    betas: Annotated[list[Annotated[float, Field(ge=-10.0, le=10.0)]],
+                     Field(max_length=10)] = Field(default_factory=list)
     gaussians: AvatarGaussians | None = None
+
+    @model_validator(mode="after")
+    def _usable_body_model(self, info: ValidationInfo) -> Human:
+        """The SMPL file the body_model folder or file gives for this gender, read through the
+        restricted unpickler now rather than half-way through a render."""
+        if self.body_model is not None and (info.context or {}).get("check_assets", True):
+            from rendiff.engine.body import body_model_path, load_model_data
+
+            try:
+                found, _ = body_model_path(self.body_model, self.gender)
+                load_model_data(found)
+            except (ValueError, OSError) as err:
+                raise ValueError(f"body_model: {_asset_message(err, self.body_model)}") \
+                    from None
+        return self
 
 
 
@@ -384,6 +413,14 @@ class Material(_Strict):
     mass: PosFloat | None = None
     friction: NonNeg = 0.5
     restitution: Unit = 0.3
+
+
+def _asset_message(err: Exception, path: str) -> str:
+    """An asset loader's error as a field message: the file's name, not its full path twice."""
+    text = str(err)
+    for prefix in (f"{path}: ", f"{Path(path).resolve()}: "):
+        text = text.removeprefix(prefix)
+    return f"{Path(path).name!r}: {text}"
 
 
 #: The largest texture side accepted (a PNG header can claim 30000x30000 and more).

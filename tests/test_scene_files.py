@@ -224,3 +224,38 @@ def test_every_number_of_a_scene_must_be_finite(scene, bad):
         with pytest.raises(SceneError) as err:
             scene_from_dict(data, source="s.yaml", check_assets=False)
         assert err.value.where.startswith(path), (path, str(err.value))
+
+
+def test_a_gaussian_ply_missing_properties_is_refused_at_validation(tmp_path, capsys):
+    (tmp_path / "cloud.ply").write_bytes(
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 10\nproperty float x\n"
+        b"property float y\nproperty float z\nend_header\n" + bytes(120))
+    data = _builtin("dynamic_gaussians")
+    k = next(k for k, e in enumerate(data["entities"]) if e["geometry"]["type"] == "gaussians")
+    data["entities"][k]["geometry"].update(path=str(tmp_path / "cloud.ply"), shape=None)
+    line = _validate(data, tmp_path, capsys)
+    assert f"entities[{k}].geometry.path: 'cloud.ply': missing vertex properties 'f_dc_0'" in line
+
+
+def test_a_truncated_ply_is_refused_at_validation(tmp_path, capsys):
+    from rendiff.engine.gaussians import from_primitive, save_ply
+
+    save_ply(from_primitive("sphere", 50, seed=0), tmp_path / "cloud.ply")
+    data = (tmp_path / "cloud.ply").read_bytes()
+    (tmp_path / "cloud.ply").write_bytes(data[:-100])
+    scene = _builtin("dynamic_gaussians")
+    k = next(k for k, e in enumerate(scene["entities"]) if e["geometry"]["type"] == "gaussians")
+    scene["entities"][k]["geometry"].update(path=str(tmp_path / "cloud.ply"), shape=None)
+    assert "'cloud.ply': file is truncated (50 vertices announced)" in _validate(scene, tmp_path,
+                                                                                capsys)
+
+
+def test_a_body_model_that_is_not_smpl_is_refused_at_validation(tmp_path, capsys):
+    folder = tmp_path / "smpl"
+    folder.mkdir()
+    (folder / "SMPL_NEUTRAL.pkl").write_bytes(bytes(range(200)))
+    data = _builtin("walking_human")
+    k = next(k for k, e in enumerate(data["entities"]) if e["geometry"]["type"] == "human")
+    data["entities"][k]["geometry"]["body_model"] = str(folder)
+    line = _validate(data, tmp_path, capsys)
+    assert f"entities[{k}].geometry.body_model: " in line and "not a readable SMPL pickle" in line
