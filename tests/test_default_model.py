@@ -1,0 +1,55 @@
+"""The shipped default model stays what its documented evaluation measured: it loads, generates
+the requested frames and size, and a fixed-seed generation matches a stored thumbnail of its
+frames (so an accidental change of the weights, or of how they are loaded, is caught).
+
+After shipping new weights on purpose, refresh the stored thumbnail:
+    python tests/test_default_model.py --write
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STORED = Path(__file__).resolve().parent / "data" / "default_model_thumbnail.json"
+
+
+def _generate() -> np.ndarray:
+    """The shipped model on a fixed input: falling_objects, 5 frames at 64x48, seed 0, 3 steps;
+    returns the frames [5, 48, 64, 3]."""
+    import rendiff
+
+    scene = rendiff.builtin_scene("falling_objects")
+    scene.frames, scene.size = 5, (64, 48)
+    layers = rendiff.render(rendiff.simulate(scene, progress=False), progress=False)
+    video = rendiff.generate(layers, steps=3, seed=0, progress=False)
+    return video.numpy()
+
+
+def _thumbnail(frames: np.ndarray) -> np.ndarray:
+    """Each frame averaged over 8x8-pixel cells: [T, H/8, W/8, 3]."""
+    t, h, w, c = frames.shape
+    return frames.reshape(t, h // 8, 8, w // 8, 8, c).mean(axis=(2, 4))
+
+
+def test_shipped_model_generates_its_stored_frames():
+    torch.set_num_threads(1)
+    frames = _generate()
+    assert frames.shape == (5, 48, 64, 3) and frames.dtype == np.float32
+    assert np.isfinite(frames).all() and frames.min() >= 0 and frames.max() <= 1
+    stored = np.array(json.loads(STORED.read_text())["thumbnail"], dtype=np.float32)
+    # 2e-3: threads or machines move it by ~1e-5; weights scaled by 1.01 move it by 6e-3
+    np.testing.assert_allclose(_thumbnail(frames), stored, atol=2e-3)
+
+
+if __name__ == "__main__" and "--write" in sys.argv:
+    torch.set_num_threads(1)
+    thumb = _thumbnail(_generate())
+    STORED.parent.mkdir(exist_ok=True)
+    STORED.write_text(json.dumps({"what": __doc__.splitlines()[0], "thumbnail":
+                                  np.round(thumb, 5).tolist()}) + "\n")
+    print(f"wrote {STORED}")
