@@ -549,6 +549,14 @@ class Deformation(_Strict):
     amplitude: NonNeg = 0.1
     frequency: PosFloat = 1.0
 
+    @model_validator(mode="after")
+    def _one_source(self) -> Deformation:
+        if self.path is not None and self.procedural is not None:
+            if "procedural" in self.model_fields_set:
+                raise ValueError("give either 'path' (DDDM coefficients) or 'procedural', not both")
+            self.procedural = None  # the default, unused with a file (the assignment re-runs this)
+        return self
+
 
 
 class JointTargets(_Strict):

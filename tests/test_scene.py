@@ -165,3 +165,20 @@ def test_everything_a_scene_file_can_say_a_script_can_say_from_import_rendiff():
     assert not missing, f"not in rendiff.__all__: {missing}"
     assert all(getattr(rendiff, c.__name__) is c for c in seen)
     assert set(rendiff.__all__) <= set(dir(rendiff))
+
+
+def test_deformation_from_a_file_keeps_no_procedural_settings(tmp_path):
+    """With `path`, the procedural default is dropped (it would be saved, though ignored);
+    asking for both is an error."""
+    import numpy as np
+
+    from rendiff.scenes.spec import Deformation
+
+    path = tmp_path / "coeffs.npz"
+    np.savez(path, a=np.zeros(1))
+    ctx = {"check_assets": False}
+    d = Deformation.model_validate({"path": str(path)}, context=ctx)
+    assert d.procedural is None and d.model_dump()["procedural"] is None
+    assert Deformation.model_validate(d.model_dump(), context=ctx) == d
+    with pytest.raises(ValueError, match="give either 'path'"):
+        Deformation.model_validate({"path": str(path), "procedural": "twist"}, context=ctx)
