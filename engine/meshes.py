@@ -302,11 +302,18 @@ def load_mesh(path: str | Path) -> TriMesh:
     import open3d as o3d
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a mesh file")
     if not path.is_file():
         raise ValueError(f"mesh file not found: {path}")
     mesh = o3d.io.read_triangle_mesh(str(path))
     if len(mesh.triangles) == 0:
-        raise ValueError(f"mesh file {path} holds no triangles (empty or unreadable)")
+        raise ValueError(f"{path}: holds no triangles (empty, truncated or not a mesh file)")
+    if not np.isfinite(np.asarray(mesh.vertices)).all():
+        raise ValueError(f"{path}: vertex positions hold NaN or inf")
+    faces_np = np.asarray(mesh.triangles)
+    if faces_np.min() < 0 or faces_np.max() >= len(mesh.vertices):
+        raise ValueError(f"{path}: triangles index vertices the file does not have")
     verts = torch.from_numpy(np.asarray(mesh.vertices))
     faces = torch.from_numpy(np.asarray(mesh.triangles))
     if mesh.has_vertex_normals():

@@ -42,7 +42,8 @@ from torch import Tensor
 from .body import SMPL_JOINT_NAMES, SMPL_TO_WORLD, BodyModel, smpl_to_world, world_to_smpl
 from .transforms import axis_angle_to_quat, quat_slerp
 
-__all__ = ["Motion", "walk", "wave", "jump", "turn", "idle", "load_amass", "follow_path",
+__all__ = ["Motion", "walk", "wave", "jump", "turn", "idle", "check_amass", "load_amass",
+           "follow_path",
            "resample", "facing_rotation"]
 
 GRAVITY = 9.81
@@ -587,6 +588,59 @@ def resample(motion: Motion, fps: float) -> Motion:
                    fps=float(fps))
 
 
+def check_amass(path: str | os.PathLike) -> None:
+    """What :func:`load_amass` needs of an AMASS ``.npz``, checked without posing anything
+    (scene validation): readable without pickles, ``poses`` [N, 72 | 156 | 165] (or
+    ``root_orient`` + ``pose_body``), ``trans`` [N, 3], a positive frame rate, all finite, N >= 1.
+    Raises ``ValueError`` naming the file and the key."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not an AMASS .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise ValueError(f"{path}: holds Python objects (pickles); an AMASS file holds "
+                             "arrays only, and rendiff never unpickles one") from None
+        raise ValueError(f"{path}: not a readable .npz ({e})") from None
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .npz ({e})") from None
+    if "root_orient" in data and "pose_body" in data:
+        n = len(data["root_orient"])
+        shapes = {"root_orient": (n, 3), "pose_body": (n, None)}
+    elif "poses" in data:
+        n = len(data["poses"])
+        if data["poses"].ndim != 2 or data["poses"].shape[1] not in (72, 156, 165):
+            raise ValueError(f"{path}: poses has shape {data['poses'].shape}, expected "
+                             "[N, 72 | 156 | 165] axis-angle")
+        shapes = {"poses": (n, None)}
+    else:
+        raise ValueError(f"{path}: no 'poses' (nor 'root_orient' + 'pose_body'); keys: "
+                         f"{', '.join(sorted(data)) or 'none'}")
+    if "trans" not in data:
+        raise ValueError(f"{path}: no 'trans' (root translation [N, 3])")
+    shapes["trans"] = (n, 3)
+    if n < 1:
+        raise ValueError(f"{path}: holds no frames")
+    for key, (rows, cols) in shapes.items():
+        a = data[key]
+        if a.ndim != 2 or a.shape[0] != rows or (cols is not None and a.shape[1] != cols):
+            raise ValueError(f"{path}: {key} has shape {a.shape}, expected "
+                             f"[{rows}, {cols if cols is not None else '...'}]")
+        if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
+            raise ValueError(f"{path}: {key} holds non-numbers, NaN or inf")
+    rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in data), None)
+    if rate_key is None:
+        raise ValueError(f"{path}: no mocap_framerate / mocap_frame_rate")
+    try:
+        rate = float(data[rate_key])
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if not 0 < rate <= 10_000:  # NaN fails this too
+        raise ValueError(f"{path}: {rate_key} must be a frame rate in (0, 10000], got {rate}")
+
+
 def load_amass(path: str | os.PathLike, fps: float, body: BodyModel | None = None) -> Motion:
     """Reads an AMASS-style ``.npz`` and resamples it to ``fps``.
 
@@ -596,6 +650,7 @@ def load_amass(path: str | os.PathLike, fps: float, body: BodyModel | None = Non
     AMASS is Z-up; the result is converted to this module's convention (see the module doc) with
     the root joint of ``body`` (default: the default body) for these betas.
     """
+    check_amass(path)
     with np.load(Path(path), allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     if "root_orient" in data and "pose_body" in data:

@@ -153,6 +153,15 @@ class Mesh(_Strict):
     path: AssetPath
     scale: PosFloat | tuple[PosFloat, PosFloat, PosFloat] = 1.0
 
+    @field_validator("path")
+    @classmethod
+    def _readable_mesh(cls, path: str, info: ValidationInfo) -> str:
+        if (info.context or {}).get("check_assets", True):
+            from rendiff.engine.meshes import load_mesh
+
+            _check_with(load_mesh, path)
+        return path
+
 
 CLOTH_PINS = ("corners", "x0", "x1", "y0", "y1", "x0y0", "x1y0", "x0y1", "x1y1")
 """Named cloth vertices to pin: all four corners, a whole edge (``x0`` is the edge at local -x),
@@ -250,10 +259,7 @@ class Gaussians(_Strict):
         if path is not None and (info.context or {}).get("check_assets", True):
             from rendiff.engine.gaussians import check_ply
 
-            try:
-                check_ply(path)
-            except (ValueError, OSError) as err:
-                raise ValueError(_asset_message(err, path)) from None
+            _check_with(check_ply, path)
         return path
 
     @model_validator(mode="after")
@@ -423,6 +429,14 @@ def _asset_message(err: Exception, path: str) -> str:
     return f"{Path(path).name!r}: {text}"
 
 
+def _check_with(check, path: str) -> None:
+    """Runs an engine loader's check on an asset file at validation; its error names the file."""
+    try:
+        check(path)
+    except (ValueError, OSError) as err:
+        raise ValueError(_asset_message(err, path)) from None
+
+
 #: The largest texture side accepted (a PNG header can claim 30000x30000 and more).
 MAX_TEXTURE_SIDE = 8192
 
@@ -536,6 +550,15 @@ class AmassMotion(_Strict):
     type: Literal["amass"] = "amass"
     path: AssetPath
     start: NonNeg = 0.0
+
+    @field_validator("path")
+    @classmethod
+    def _readable_motion(cls, path: str, info: ValidationInfo) -> str:
+        if (info.context or {}).get("check_assets", True):
+            from rendiff.engine.motion import check_amass
+
+            _check_with(check_amass, path)
+        return path
 
 
 

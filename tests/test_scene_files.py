@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rendiff.cli import main
@@ -259,3 +260,49 @@ def test_a_body_model_that_is_not_smpl_is_refused_at_validation(tmp_path, capsys
     data["entities"][k]["geometry"]["body_model"] = str(folder)
     line = _validate(data, tmp_path, capsys)
     assert f"entities[{k}].geometry.body_model: " in line and "not a readable SMPL pickle" in line
+
+
+def _with_amass(path: Path) -> dict:
+    data = _builtin("walking_human")
+    person = next(e for e in data["entities"] if e["geometry"]["type"] == "human")
+    person["animation"] = {"type": "amass", "path": str(path)}
+    return data
+
+
+@pytest.mark.parametrize("arrays, words", [
+    ({"trans": np.zeros((4, 3)), "mocap_framerate": np.array(30.0)},
+     "no 'poses' (nor 'root_orient' + 'pose_body')"),
+    ({"poses": np.zeros((4, 10)), "trans": np.zeros((4, 3)), "mocap_framerate": np.array(30.0)},
+     "poses has shape (4, 10)"),
+    ({"poses": np.zeros((4, 72)), "trans": np.zeros((3, 3)), "mocap_framerate": np.array(30.0)},
+     "trans has shape (3, 3), expected [4, 3]"),
+    ({"poses": np.full((4, 72), np.nan), "trans": np.zeros((4, 3)),
+      "mocap_framerate": np.array(30.0)}, "poses holds non-numbers, NaN or inf"),
+    ({"poses": np.zeros((4, 72)), "trans": np.zeros((4, 3))}, "no mocap_framerate"),
+    ({"poses": np.zeros((4, 72)), "trans": np.zeros((4, 3)), "mocap_framerate": np.array(-1.0)},
+     "mocap_framerate must be a frame rate in (0, 10000]"),
+    ({"poses": np.array([{"a": 1}], dtype=object)}, "holds Python objects (pickles)"),
+])
+def test_an_amass_file_is_checked_at_validation(arrays, words, tmp_path, capsys):
+    path = tmp_path / "clip.npz"
+    np.savez(path, **arrays)
+    k = next(k for k, e in enumerate(_with_amass(path)["entities"])
+             if e["geometry"]["type"] == "human")
+    line = _validate(_with_amass(path), tmp_path, capsys)
+    assert f"entities[{k}].animation.path: 'clip.npz': {words}" in line
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "is a folder, not a mesh file"),
+    (b"v 0 0 0\nv 1 0 0\nv 0 1 0\n", "holds no triangles"),
+    (b"garbage\x00\x01\x02", "holds no triangles"),
+])
+def test_a_mesh_file_is_checked_at_validation(content, words, tmp_path, capsys):
+    path = tmp_path / "part.obj"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    data = _builtin("falling_objects")
+    data["entities"][1]["geometry"] = {"type": "mesh", "path": str(path)}
+    assert f"entities[1].geometry.path: 'part.obj': {words}" in _validate(data, tmp_path, capsys)
