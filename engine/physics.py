@@ -779,6 +779,20 @@ class _ContactRecorder:
         return out
 
 
+def _check_contacts(scene: _NewtonScene, frame: int, time: float) -> None:
+    """Raise PhysicsError when the last step found more contacts than Newton's buffer holds:
+    the rest are dropped, bodies then pass through each other or fly apart (measured: 1,000
+    overlapping spheres ask for 499,500 contacts of 55,000, and have flown apart by the frame's
+    end, so every step is checked: one read of a counter)."""
+    wanted = int(scene.contacts.rigid_contact_count.numpy()[0])
+    capacity = len(scene.contacts.rigid_contact_shape0)
+    if wanted > capacity:
+        raise PhysicsError(
+            f"too many contacts at frame {frame} (t={time:.3f} s): {wanted} for a buffer of "
+            f"{capacity}, the rest would be dropped and bodies pass through each other; too "
+            "many bodies touch at once (do dynamic bodies start inside each other?)")
+
+
 def _check_state(
     names: list[str],
     q: np.ndarray,
@@ -936,6 +950,7 @@ def simulate_rigid(
                     if recorder is not None:
                         recorder.remember()
                     scene.step(dt)
+                    _check_contacts(scene, k, ((k - 1) * steps + s + 1) * dt)
                     if recorder is not None:
                         recorder.scan(k, ((k - 1) * steps + s + 1) * dt)
             if dynamic.size:

@@ -301,3 +301,21 @@ def test_steel_solver_bounces_and_holds_friction():
     assert _slope(20.0, solver="steel")[0] < 1e-3
     moved, expect = _slope(35.0, solver="steel")
     assert abs(moved - expect) < 0.1 * expect
+
+
+def test_overlapping_bodies_that_overflow_the_contact_buffer_are_an_error():
+    """1,000 spheres started inside each other ask for ~500k contacts of Newton's 55k buffer:
+    the rest would be dropped silently and bodies fly ~100 m. It is an error naming the frame
+    and the cause, not a run that exits 0."""
+    import rendiff
+    from rendiff.engine.physics import PhysicsError
+
+    scene = rendiff.Scene(name="pile", frames=3, fps=12, size=(32, 32), seed=0)
+    scene.add(rendiff.Plane(size=(6, 6)), name="ground")
+    for i in range(1000):
+        pos = (0.001 * (i % 10), 0.001 * (i // 10 % 10), 0.5 + 0.001 * (i // 100))
+        scene.add(rendiff.Sphere(radius=0.1), rendiff.Pose(position=pos), dynamic=True,
+                  name=f"s{i}")
+    with pytest.raises(PhysicsError, match=r"too many contacts at frame 1 .*do dynamic bodies "
+                                           r"start inside each other"):
+        rendiff.simulate(scene, progress=False)
