@@ -74,6 +74,31 @@ def _check_model_folder(path: Path) -> None:
             raise ModelError(f"{index}: component {name!r} names {str(entry)[:60]}; a rendiff "
                              "model's components come from diffusers, transformers or "
                              "rendiff.conditioners only")
+        _check_weights(path / name, name)
+
+
+def _check_weights(folder: Path, name: str) -> None:
+    """A component's weights, before any work: safetensors (never a pickle), readable, finite.
+    Reading them costs tens of milliseconds for the default model."""
+    if not folder.is_dir() or not any(folder.glob("*.json")) or name == "scheduler":
+        return
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
+            raise ModelError(f"{folder}: weights are a pickle (.bin/.pt), which could run code; "
+                             "rendiff loads .safetensors only")
+        return
+    from safetensors.numpy import load_file
+
+    for file in files:
+        try:
+            tensors = load_file(str(file))
+        except Exception as e:  # safetensors' own errors: a damaged or truncated file
+            raise ModelError(f"{file}: not a readable safetensors file ({e})") from None
+        bad = [k for k, v in tensors.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+        if bad:
+            raise ModelError(f"{file}: the weights of {name} hold NaN or inf ({bad[0]}; a "
+                             "damaged file?)")
 
 
 def check_model(model: str | Path | None) -> None:

@@ -188,7 +188,7 @@ def test_model_weights_as_pickle_are_not_loaded(tmp_path, capsys):
     assert main(["run", "falling_objects", "-o", str(tmp_path / "out"), "--model", str(folder),
                  *SMALL]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "cannot load the model" in err
+    assert len(err.splitlines()) == 1 and "weights are a pickle (.bin/.pt)" in err
 
 
 def _exit_code(argv: list[str]) -> int:
@@ -254,10 +254,17 @@ def test_render_into_a_run_folder_leaves_no_stale_video(tmp_path):
     assert (out / "notes.txt").read_text() == "mine"
 
 
-def test_model_weights_with_every_byte_inverted_are_refused(tmp_path, capsys):
-    """Damaged weights (the data of a safetensors file inverted, its header intact) load as NaN
-    or inf: refused with one line instead of a video of NaN."""
+def test_model_weights_with_every_byte_inverted_are_refused(tmp_path, capsys, monkeypatch):
+    """Damaged weights (the data of a safetensors file inverted, its header intact) hold NaN or
+    inf: refused with one line before any simulation, instead of a video of NaN."""
     import struct
+
+    import rendiff
+
+    def no_work(*a, **k):
+        raise AssertionError("simulated although the model was damaged")
+
+    monkeypatch.setattr(rendiff, "simulate", no_work)
 
     folder = _copy_default_model(tmp_path)
     path = folder / "unet" / "diffusion_pytorch_model.safetensors"
