@@ -306,3 +306,16 @@ def test_a_mesh_file_is_checked_at_validation(content, words, tmp_path, capsys):
     data = _builtin("falling_objects")
     data["entities"][1]["geometry"] = {"type": "mesh", "path": str(path)}
     assert f"entities[1].geometry.path: 'part.obj': {words}" in _validate(data, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("text, words", [
+    ('name: t\nframes: "24"\n', 'frames: input should be a valid integer'),
+    ("name: t\nseed: true\n", "seed: input should be a valid integer"),
+    ('name: t\nfps: "12"\n', "fps: input should be a valid number"),
+    ('name: t\nobjects: {count: "3"}\n', "objects.count: expected an integer, got '3'"),
+])
+def test_data_set_specs_do_not_coerce_either(text, words, tmp_path, capsys):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    assert main(["dataset", str(path), "-o", str(tmp_path / "out"), "--clips", "1"]) == 2
+    assert words in capsys.readouterr().err

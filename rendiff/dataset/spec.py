@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -488,9 +489,16 @@ Flag = Annotated[Dist, _d("bool")]
 # Sections
 
 
+def _as_tuple(value: Any) -> Any:
+    """A YAML/JSON list where a tuple is expected (strict validation takes tuples only)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 class _Section(BaseModel):
+    # every number finite; strict: "24", "yes" or true never become numbers or booleans (the
+    # distributions check their own values), a list still makes the size tuple (_as_tuple)
     model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True,
-                              allow_inf_nan=False)  # every number finite
+                              allow_inf_nan=False, strict=True)
 
 
 class ObjectsSpec(_Section):
@@ -647,7 +655,8 @@ class DatasetSpec(_Section):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     frames: Annotated[int, Field(ge=1, le=100_000)] = 24
     fps: Annotated[float, Field(gt=0.0, le=1000.0)] = 24.0
-    size: tuple[Annotated[int, Field(ge=8, le=8192)], Annotated[int, Field(ge=8, le=8192)]] = (
+    size: Annotated[tuple[Annotated[int, Field(ge=8, le=8192)],
+                          Annotated[int, Field(ge=8, le=8192)]], BeforeValidator(_as_tuple)] = (
         256, 256)
     generator: Annotated[Dist | None, _d("str", options=KINDS, optional=True)] = None
     base: str | None = None
