@@ -78,9 +78,19 @@ def _check_model_folder(path: Path) -> None:
 
 
 def _check_weights(folder: Path, name: str) -> None:
-    """A component's weights, before any work: safetensors (never a pickle), readable, finite.
-    Reading them costs tens of milliseconds for the default model."""
-    if not folder.is_dir() or not any(folder.glob("*.json")) or name == "scheduler":
+    """A component's configuration and weights, before any work: valid JSON; safetensors (never
+    a pickle), readable, finite. Reading them costs tens of milliseconds for the default model."""
+    if not folder.is_dir():
+        return
+    import json
+
+    for config in sorted(folder.glob("*.json")):
+        try:
+            if not isinstance(json.loads(config.read_text()), dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ModelError(f"{config}: not a valid configuration ({str(e)[:80]})") from None
+    if name == "scheduler":
         return
     files = sorted(folder.glob("*.safetensors"))
     if not files:

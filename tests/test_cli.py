@@ -308,3 +308,15 @@ def test_listings_and_help_do_not_load_torch(argv):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.stderr.strip().splitlines()[-1] == "NO TORCH"
+
+
+def test_a_corrupt_component_config_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import rendiff
+
+    monkeypatch.setattr(rendiff, "simulate", lambda *a, **k: pytest.fail("simulated"))
+    folder = _copy_default_model(tmp_path)
+    (folder / "unet" / "config.json").write_bytes(b"\xff\xfe garbage {")
+    assert main(["run", "falling_objects", "-o", str(tmp_path / "out"), "--model", str(folder),
+                 *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unet/config.json: not a valid configuration" in err
