@@ -10,10 +10,10 @@ import json
 import logging
 import platform
 import sys
+import time
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rendiff.conditioners.controls import control_image
@@ -22,6 +22,7 @@ from rendiff.scenes.io import save_scene
 
 from .atomic import atomic_path, remove_leftovers, write_text
 from .contact_sheet import contact_sheet
+from .npz import write_npz
 from .video import write_video
 
 __all__ = ["OutputError", "check_finite", "save", "versions"]
@@ -108,6 +109,7 @@ def save(
     map for a scene without people) are removed, so every output comes from one run; other files
     are left alone.
     """
+    started = time.perf_counter()
     check_finite(layers, generated)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,8 +124,7 @@ def save(
         written["scene"] = save_scene(layers.scene, out / "scene.yaml")
 
     with atomic_path(out / "layers.npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **layers.to_numpy())
+        write_npz(tmp, layers.to_numpy())
     written["layers"] = out / "layers.npz"
 
     fps = layers.fps
@@ -176,7 +177,9 @@ def save(
         "entities": layers.entity_names,
         "semantic_classes": layers.semantic_classes,
         "cameras": layers.cameras.as_dict(),
-        "timings_s": {k: round(v, 3) for k, v in (timings or {}).items()},
+        # this save's own time: every file above (metadata.json itself is a few kB)
+        "timings_s": {k: round(v, 3) for k, v in
+                      {**(timings or {}), "save": time.perf_counter() - started}.items()},
         "contacts": contacts or [],
         "files": sorted(str(p.relative_to(out)) for p in written.values()),
     }
