@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -105,6 +106,32 @@ def _check_asset(path: str, info: ValidationInfo) -> str:
 AssetPath = Annotated[str, AfterValidator(_check_asset)]
 
 
+def _asset_message(err: Exception, path: str) -> str:
+    """An asset loader's error as a field message: the file's name, not its full path twice."""
+    text = str(err)
+    for prefix in (f"{path}: ", f"{Path(path).resolve()}: "):
+        text = text.removeprefix(prefix)
+    return f"{Path(path).name!r}: {text}"
+
+
+def _check_with(check, path: str) -> None:
+    """Runs an engine loader's check on an asset file at validation; its error names the file."""
+    try:
+        check(path)
+    except (ValueError, OSError) as err:
+        raise ValueError(_asset_message(err, path)) from None
+
+
+def _loads_with(module: str, function: str) -> AfterValidator:
+    """Field metadata: where assets are checked, the engine's own loader (or its check) reads
+    the file at validation, so a file it cannot use is a one-line error naming the field."""
+    def check(path: str, info: ValidationInfo) -> str:
+        if (info.context or {}).get("check_assets", True):
+            _check_with(getattr(import_module(module), function), path)
+        return path
+    return AfterValidator(check)
+
+
 # --------------------------------------------------------------------------------------------
 # Geometry (shape and, for humans and clouds, their own model)
 
@@ -150,17 +177,9 @@ class Mesh(_Strict):
     """A triangle mesh read from a file (.obj, .ply, .stl, .off, .glb)."""
 
     type: Literal["mesh"] = "mesh"
-    path: AssetPath
+    path: Annotated[AssetPath, _loads_with("rendiff.engine.meshes", "load_mesh")]
     scale: PosFloat | tuple[PosFloat, PosFloat, PosFloat] = 1.0
 
-    @field_validator("path")
-    @classmethod
-    def _readable_mesh(cls, path: str, info: ValidationInfo) -> str:
-        if (info.context or {}).get("check_assets", True):
-            from rendiff.engine.meshes import load_mesh
-
-            _check_with(load_mesh, path)
-        return path
 
 
 CLOTH_PINS = ("corners", "x0", "x1", "y0", "y1", "x0y0", "x1y0", "x0y1", "x1y1")
@@ -245,22 +264,13 @@ class Gaussians(_Strict):
     ``mpm`` simulates the cloud as an elastic, sand or plasticine body (:class:`MPM`)."""
 
     type: Literal["gaussians"] = "gaussians"
-    path: AssetPath | None = None
+    path: Annotated[AssetPath, _loads_with("rendiff.engine.gaussians", "check_ply")] | None = None
     shape: Literal["sphere", "box", "torus"] | None = "sphere"
     count: Annotated[int, Field(ge=1, le=5_000_000)] = 4000
     radius: PosFloat = 0.3
     bind_to: Annotated[str, Field(min_length=1)] | None = None
     mpm: MPM | None = None
 
-
-    @field_validator("path")
-    @classmethod
-    def _readable_ply(cls, path: str | None, info: ValidationInfo) -> str | None:
-        if path is not None and (info.context or {}).get("check_assets", True):
-            from rendiff.engine.gaussians import check_ply
-
-            _check_with(check_ply, path)
-        return path
 
     @model_validator(mode="after")
     def _one_source(self) -> Gaussians:
@@ -421,22 +431,6 @@ class Material(_Strict):
     restitution: Unit = 0.3
 
 
-def _asset_message(err: Exception, path: str) -> str:
-    """An asset loader's error as a field message: the file's name, not its full path twice."""
-    text = str(err)
-    for prefix in (f"{path}: ", f"{Path(path).resolve()}: "):
-        text = text.removeprefix(prefix)
-    return f"{Path(path).name!r}: {text}"
-
-
-def _check_with(check, path: str) -> None:
-    """Runs an engine loader's check on an asset file at validation; its error names the file."""
-    try:
-        check(path)
-    except (ValueError, OSError) as err:
-        raise ValueError(_asset_message(err, path)) from None
-
-
 #: The largest texture side accepted (a PNG header can claim 30000x30000 and more).
 MAX_TEXTURE_SIDE = 8192
 
@@ -548,17 +542,9 @@ class AmassMotion(_Strict):
     """An AMASS-style ``.npz`` sequence (poses, trans, betas, mocap_framerate)."""
 
     type: Literal["amass"] = "amass"
-    path: AssetPath
+    path: Annotated[AssetPath, _loads_with("rendiff.engine.motion", "check_amass")]
     start: NonNeg = 0.0
 
-    @field_validator("path")
-    @classmethod
-    def _readable_motion(cls, path: str, info: ValidationInfo) -> str:
-        if (info.context or {}).get("check_assets", True):
-            from rendiff.engine.motion import check_amass
-
-            _check_with(check_amass, path)
-        return path
 
 
 
