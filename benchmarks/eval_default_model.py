@@ -9,6 +9,8 @@ the appearance reference; frames after the first are scored. Rows compared in th
 
 - ``model, all maps``: the model as shipped;
 - ``model, no maps``: the same weights with every map dropped (what the maps add);
+- ``model, geometry maps only``: albedo and shading withheld, the geometry maps kept, so the
+  appearance can only come from the reference frame (the setting of Champ and MIMO);
 - ``repeat reference``: the reference frame repeated (the trivial alternative);
 - ``VAE round trip``: the engine's frames encoded and decoded by the model's own VAE, no
   diffusion: the ceiling of any UNet on top of that VAE (what the VAE alone loses).
@@ -55,6 +57,8 @@ def _clips(folder: Path, n: int) -> list[Path]:
     return picked
 
 
+#: The maps that carry appearance rather than geometry (withheld in the geometry-only row).
+APPEARANCE_MAPS = ("albedo", "shading")
 #: An albedo pixel counts as coloured when its channels differ by more than this.
 COLOURED = 0.12
 
@@ -117,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         pipe = _load_pipeline(args.model)
         vae = pipe.vae
         maps = list(pipe.map_names)
-        rows = {"model, all maps": [], "model, no maps": [], "repeat reference": [],
-                "VAE round trip": []}
+        rows = {"model, all maps": [], "model, no maps": [], "model, geometry maps only": [],
+                "repeat reference": [], "VAE round trip": []}
     seconds = []
     for path in _clips(args.data, args.clips):
         target, flow, valid, albedo, controls = _load_clip(path, maps)
@@ -132,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             bare = pipe({}, reference_image=ref, num_inference_steps=args.steps, seed=0,
                         output_type="np", progress=False, num_frames=target.shape[0]).frames
             rows["model, no maps"].append(_score(bare, target, flow, valid, albedo))
+            geometry = {m: c for m, c in controls.items() if m not in APPEARANCE_MAPS}
+            geo = pipe(geometry, reference_image=ref, num_inference_steps=args.steps, seed=0,
+                       output_type="np", progress=False, num_frames=target.shape[0]).frames
+            rows["model, geometry maps only"].append(_score(geo, target, flow, valid, albedo))
         rep = np.repeat(target[:1], target.shape[0], axis=0)
         rows["repeat reference"].append(_score(rep, target, flow, valid, albedo))
         with torch.no_grad():
