@@ -14,6 +14,7 @@ import time
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from rendiff.conditioners.controls import control_image
@@ -23,7 +24,7 @@ from rendiff.scenes.io import save_scene
 from .atomic import atomic_path, remove_leftovers, write_text
 from .contact_sheet import contact_sheet
 from .npz import write_npz
-from .video import write_video
+from .video import to_uint8, write_video
 
 __all__ = ["OutputError", "check_finite", "save", "versions"]
 
@@ -128,12 +129,13 @@ def save(
     written["layers"] = out / "layers.npz"
 
     fps = layers.fps
-    maps: dict[str, torch.Tensor] = {}
+    maps: dict[str, np.ndarray] = {}
     for layer in _MAP_ORDER:
         if layer == Layer.POSE and layers.keypoints is None:
             continue  # no people in the scene: the pose map would be black
         if layer in layers:
-            maps[layer.value] = control_image(layer, layers[layer])
+            # kept as uint8 (what the video and the contact sheet take): a quarter of float32
+            maps[layer.value] = to_uint8(control_image(layer, layers[layer]))
             written[f"maps/{layer.value}"] = write_video(out / "maps" / f"{layer.value}.mp4",
                                                          maps[layer.value], fps)
     if Layer.RGB in layers:
@@ -141,7 +143,7 @@ def save(
     if generated is not None:
         written["generated"] = write_video(out / "generated.mp4", generated, fps)
 
-    rows: dict[str, torch.Tensor] = {}
+    rows: dict[str, torch.Tensor | np.ndarray] = {}
     if Layer.RGB in layers:
         rows["render"] = layers[Layer.RGB]
     for layer in sheet_layers or _MAP_ORDER:
