@@ -11,8 +11,10 @@ joint positions and link poses, and its root link as the entity's :class:`RigidT
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -43,6 +45,8 @@ from .transforms import interpolate_quats, quat_multiply, quat_normalize, quat_t
 
 __all__ = ["MeshTrack", "GaussianTrack", "HumanTrack", "RigidTrack", "RobotTrack", "Trajectory",
            "simulate", "semantic_classes"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -542,6 +546,11 @@ def _human(e: Entity, times: Tensor, scene: Scene, iid: int, sid0: int, cache: d
     if isinstance(anim, AmassMotion):
         mot = motion_lib.load_amass(anim.path, scene.fps, body=model)
         start = int(round(anim.start * scene.fps))
+        if start + T > mot.frames:
+            log.warning("%s: the AMASS clip %s has %d frames at %g fps from start %g s, the "
+                        "scene %d: the last %d frames hold its last pose", e.name,
+                        Path(anim.path).name, max(mot.frames - start, 0), scene.fps,
+                        anim.start, T, start + T - max(mot.frames, start))
         mot = mot.slice(start, start + T)
     else:
         name = anim.name if isinstance(anim, Motion) else "idle"

@@ -319,3 +319,22 @@ def test_data_set_specs_do_not_coerce_either(text, words, tmp_path, capsys):
     path.write_text(text)
     assert main(["dataset", str(path), "-o", str(tmp_path / "out"), "--clips", "1"]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_an_amass_clip_shorter_than_the_scene_says_so(tmp_path, caplog):
+    """The clip's last pose is held past its end (documented), and the run says so."""
+    import logging
+
+    import rendiff
+    from rendiff.scenes.io import scene_from_dict
+
+    path = tmp_path / "short.npz"
+    np.savez(path, poses=np.zeros((5, 72)), trans=np.zeros((5, 3)),
+             mocap_framerate=np.array(30.0))
+    data = _with_amass(path)
+    data.update(frames=6, fps=10.0, size=(32, 32))
+    scene = scene_from_dict(data, source="s.yaml")
+    with caplog.at_level(logging.WARNING, logger="rendiff"):
+        rendiff.simulate(scene, progress=False)
+    notes = [r.getMessage() for r in caplog.records if "short.npz" in r.getMessage()]
+    assert len(notes) == 1 and "the last 4 frames hold its last pose" in notes[0], notes
