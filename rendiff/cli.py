@@ -14,10 +14,12 @@ SCENE is a built-in scene name or a path to a YAML/JSON scene file. Exit codes: 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["main"]
@@ -38,6 +40,26 @@ _INPUT_ERRORS = (("rendiff.scenes.io", "SceneError"),
 
 def _input_errors() -> tuple[type[Exception], ...]:
     return tuple(getattr(sys.modules[m], name) for m, name in _INPUT_ERRORS if m in sys.modules)
+
+
+class _StageFailure(Exception):
+    """A failure while running (not bad input), with the stage it happened in."""
+
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(f"{stage} failed: {type(error).__name__}: {error}")
+
+
+@contextlib.contextmanager
+def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
+    """Times one stage of a run; a failure in it that is not bad input names the stage."""
+    t = time.perf_counter()
+    try:
+        yield
+    except Exception as e:
+        if isinstance(e, _input_errors() + (_UsageError,)):
+            raise
+        raise _StageFailure(name, e) from e
+    timings[name] = time.perf_counter() - t
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -279,26 +301,23 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
 
         init_warp(quiet=True)
     timings: dict[str, float] = {}
-    t = time.perf_counter()
-    traj = rendiff.simulate(scene, progress=progress)
-    timings["simulate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    layers = rendiff.render(traj, progress=progress)
-    timings["render"] = time.perf_counter() - t
+    with _stage("simulate", timings):
+        traj = rendiff.simulate(scene, progress=progress)
+    with _stage("render", timings):
+        layers = rendiff.render(traj, progress=progress)
     video = None
     if generate:
-        t = time.perf_counter()
-        maps = args.maps.split(",") if args.maps else None
-        video = rendiff.generate(layers, model=args.model, maps=maps, steps=args.steps,
-                                 reference=args.reference, device=args.device,
-                                 progress=progress, scheduler=args.scheduler,
-                                 weights=args.weights, prompt=args.prompt,
-                                 negative_prompt=args.negative_prompt,
-                                 guidance_scale=args.guidance_scale, keyframes=args.keyframes)
-        timings["generate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    written = rendiff.save(args.out, layers, video, contacts=traj.contacts, timings=timings)
-    timings["save"] = time.perf_counter() - t
+        with _stage("generate", timings):
+            maps = args.maps.split(",") if args.maps else None
+            video = rendiff.generate(layers, model=args.model, maps=maps, steps=args.steps,
+                                     reference=args.reference, device=args.device,
+                                     progress=progress, scheduler=args.scheduler,
+                                     weights=args.weights, prompt=args.prompt,
+                                     negative_prompt=args.negative_prompt,
+                                     guidance_scale=args.guidance_scale, keyframes=args.keyframes)
+    with _stage("save", timings):
+        written = rendiff.save(args.out, layers, video, contacts=traj.contacts,
+                               timings=dict(timings))
     if progress:
         total = sum(timings.values())
         print(f"rendiff: {scene.name}: {len(written)} outputs in {args.out} ({total:.1f} s: "
@@ -360,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if os.environ.get("RENDIFF_DEBUG"):
             raise
-        print(f"rendiff: error: {type(e).__name__}: {e} (set RENDIFF_DEBUG=1 for a traceback)",
-              file=sys.stderr)
+        what = str(e) if isinstance(e, _StageFailure) else f"{type(e).__name__}: {e}"
+        print(f"rendiff: error: {what} (set RENDIFF_DEBUG=1 for a traceback)", file=sys.stderr)
         return 1
 
 

@@ -320,3 +320,19 @@ def test_a_corrupt_component_config_is_refused_before_any_work(tmp_path, capsys,
                  *SMALL]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unet/config.json: not a valid configuration" in err
+
+
+@pytest.mark.parametrize("stage", ["simulate", "render", "save"])
+def test_a_failure_while_running_names_its_stage(stage, tmp_path, capsys, monkeypatch):
+    """Exit 1 means the run failed for a reason other than its input: one line naming the stage
+    (physics errors add the entity and frame themselves)."""
+    import rendiff
+
+    def boom(*a, **k):
+        raise RuntimeError("boom (test)")
+
+    monkeypatch.setattr(rendiff, stage, boom)
+    assert main(["render", "falling_objects", "-o", str(tmp_path / "out"), *SMALL]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"rendiff: error: {stage} failed: RuntimeError: boom (test)")

@@ -338,3 +338,44 @@ def test_an_amass_clip_shorter_than_the_scene_says_so(tmp_path, caplog):
         rendiff.simulate(scene, progress=False)
     notes = [r.getMessage() for r in caplog.records if "short.npz" in r.getMessage()]
     assert len(notes) == 1 and "the last 4 frames hold its last pose" in notes[0], notes
+
+
+def _set(data: dict, path: str, value) -> None:
+    """Sets data at a dotted path whose integer parts index lists (entities.1.pose.position)."""
+    *head, last = path.split(".")
+    node = data
+    for part in head:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[int(last) if last.isdigit() else last] = value
+
+
+NAN, INF = float("nan"), float("inf")
+#: The non-finite inputs of the bad-input issue, exactly: scene, dotted path, value, field named.
+NON_FINITE = [
+    ("falling_objects", "camera.K", [[NAN, 0, 16], [0, 100, 16], [0, 0, 1]], "camera.K[0][0]"),
+    ("falling_objects", "camera.path.eye.0", NAN, "camera.path.eye[0]"),
+    ("falling_objects", "camera.path.target.2", INF, "camera.path.target[2]"),
+    ("dynamic_gaussians", "camera.path.radius", NAN, "camera.path.radius"),
+    ("falling_objects", "camera.path", {"type": "dolly", "start": [NAN, 1, 1]},
+     "camera.path.start[0]"),
+    ("walking_human", "camera.path.offset.1", INF, "camera.path.offset[1]"),
+    ("falling_objects", "lights.1.direction.0", NAN, "lights[1].direction[0]"),
+    ("falling_objects", "lights.1.intensity", INF, "lights[1].intensity"),
+    ("falling_objects", "lights.1", {"type": "point", "position": [0, NAN, 2]},
+     "lights[1].position[1]"),
+    ("walking_human", "entities.1.geometry.betas", [NAN], "entities[1].geometry.betas[0]"),
+    ("dynamic_gaussians", "entities.1.geometry.radius", INF, "entities[1].geometry.radius"),
+    ("cloth_and_jelly", "entities.3.geometry.mpm.youngs_modulus", INF,
+     "entities[3].geometry.mpm.youngs_modulus"),
+    ("falling_objects", "entities.1.velocity.2", NAN, "entities[1].velocity[2]"),
+]
+
+
+@pytest.mark.parametrize("scene, path, value, field", NON_FINITE,
+                         ids=[f"{s}:{p}" for s, p, _, _ in NON_FINITE])
+def test_the_issues_non_finite_inputs_are_refused_naming_the_field(scene, path, value, field,
+                                                                   tmp_path, capsys):
+    data = _builtin(scene)
+    _set(data, path, value)
+    line = _validate(data, tmp_path, capsys)
+    assert f"s.yaml: {field}" in line, line
