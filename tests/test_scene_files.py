@@ -379,3 +379,33 @@ def test_the_issues_non_finite_inputs_are_refused_naming_the_field(scene, path, 
     _set(data, path, value)
     line = _validate(data, tmp_path, capsys)
     assert f"s.yaml: {field}" in line, line
+
+
+@pytest.mark.parametrize("objects, field", [
+    ("{spread: 1.0e+300}", "objects.spread: must be within +-1e+06"),
+    ("{spread: {uniform: [0.0, 1.0e+300]}}", "objects.spread.uniform[1]: must be within +-1e+06"),
+    ("{scale: {normal: {mean: 1.0, std: 1.0e+300}}}", "objects.scale.normal.std: must be within"),
+])
+def test_a_spec_cannot_draw_meaningless_magnitudes(objects, field, tmp_path, capsys):
+    """The bad-input issue's `spread: 1e300` (an OverflowError deep in a clip before)."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"name: t\ngenerator: falling_objects\nobjects: {objects}\n")
+    assert main(["dataset", str(path), "-o", str(tmp_path / "out"), "--clips", "1"]) == 2
+    assert field in capsys.readouterr().err
+
+
+def test_a_failed_clip_is_logged_on_one_line(tmp_path, monkeypatch):
+    import json
+
+    import rendiff.dataset.sample as sample
+
+    def fails(spec, index):
+        raise ValueError("first line\n  second line\n  third line")
+
+    monkeypatch.setattr(sample, "sample_clip", fails)
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: t\nframes: 2\nsize: [32, 32]\ngenerator: falling_objects\n")
+    assert main(["dataset", str(path), "-o", str(tmp_path / "out"), "--clips", "1",
+                 "--quiet"]) == 1
+    failed = json.loads((tmp_path / "out" / "failures.json").read_text())["failed"]
+    assert failed[0]["error"] == "ValueError: first line second line third line"

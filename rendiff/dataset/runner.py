@@ -243,7 +243,9 @@ def _clip_task(spec: DatasetSpec, out: str, index: int, generate: bool, model: s
                          amodal=amodal, flow16=flow16)
     except Exception as e:  # logged with its seed by the caller, never silently dropped
         tb = traceback.format_exc().strip().splitlines()
-        return _failure(spec, index, f"{type(e).__name__}: {e}", tb[-6:])
+        # one line (a pydantic error spans several), a few hundred characters at most
+        text = " ".join(f"{type(e).__name__}: {e}".split())
+        return _failure(spec, index, text[:300] + ("..." if len(text) > 300 else ""), tb[-6:])
 
 
 def _worker_init() -> None:

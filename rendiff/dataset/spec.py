@@ -276,6 +276,12 @@ _ALLOWED = {"float": {"uniform", "loguniform", "choice", "normal"},
             "rgb": {"choice"}}
 
 
+#: The largest magnitude of any number a spec draws (sizes, distances, densities, speeds, in
+#: SI units): beyond it a drawn scene cannot be meaningful, and its coordinates would leave the
+#: scene spec's own bounds (1e6 m).
+MAX_VALUE = 1e6
+
+
 @dataclass(frozen=True)
 class _Rule:
     """What a randomiser field holds: value kind, bounds, allowed strings; used as pydantic
@@ -309,7 +315,10 @@ class _Rule:
         return {"anyOf": options}
 
     def bound_error(self, x: float) -> str | None:
-        """Why ``x`` breaks the field's bounds, or None."""
+        """Why ``x`` breaks the field's bounds (or :data:`MAX_VALUE`), or None."""
+        if abs(x) > MAX_VALUE:
+            return (f"must be within +-{MAX_VALUE:g} (got {x!r}): no quantity of a clip is "
+                    "meaningful beyond (scene coordinates stop at 1e6 m)")
         checks = ((">=", self.ge, lambda b: x >= b), (">", self.gt, lambda b: x > b),
                   ("<=", self.le, lambda b: x <= b), ("<", self.lt, lambda b: x < b))
         for op, b, ok in checks:
@@ -456,6 +465,8 @@ def _parse_dist(value: Any, rule: _Rule) -> Dist | None:
         if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
             raise ValueError(f"normal.{k}: expected a finite number (got {x!r})")
         p[k] = float(x)
+        if abs(p[k]) > MAX_VALUE:
+            raise ValueError(f"normal.{k}: must be within +-{MAX_VALUE:g} (got {x!r})")
     if p["std"] < 0:
         raise ValueError(f"normal.std: must be >= 0 (got {p['std']!r})")
     lo_field = rule.ge if rule.ge is not None else rule.gt
