@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -54,8 +55,6 @@ def _check_model_folder(path: Path) -> None:
         raise ModelError(
             f"{path}: not a rendiff model folder (no model_index.json); pass a folder written by "
             "save_pretrained, or reinstall rendiff to restore the shipped default model")
-    import json
-
     try:
         config = json.loads(index.read_text())
         kind = config.get("_class_name")
@@ -82,8 +81,6 @@ def _check_weights(folder: Path, name: str) -> None:
     a pickle), readable, finite. Reading them costs tens of milliseconds for the default model."""
     if not folder.is_dir():
         return
-    import json
-
     for config in sorted(folder.glob("*.json")):
         try:
             if not isinstance(json.loads(config.read_text()), dict):
@@ -111,19 +108,29 @@ def _check_weights(folder: Path, name: str) -> None:
                              "damaged file?)")
 
 
-def check_model(model: str | Path | None) -> None:
+def check_model(model: str | Path | None, maps: list[str] | None = None) -> None:
     """Checks a ``model`` argument of :func:`generate` before any work (simulating a scene or
     making clips): the shipped default (None), a pretrained setup file or folder holding one
-    (read and checked whole), or a rendiff model folder (its ``model_index.json``). Raises
-    :class:`ModelError` with one line."""
-    if model is None:
-        _check_model_folder(DEFAULT_MODEL_DIR)
-        return
-    setup = find_spec(model)
+    (read and checked whole), or a rendiff model folder (its index, configurations and weights),
+    and that a rendiff model was trained with every map of ``maps``. Raises :class:`ModelError`
+    with one line."""
+    setup = find_spec(model) if model is not None else None
     if setup is not None:
         load_spec(setup)
-    else:
-        _check_model_folder(Path(model).expanduser())
+        return
+    path = DEFAULT_MODEL_DIR if model is None else Path(model).expanduser()
+    _check_model_folder(path)
+    trained: list[str] = []
+    for component, keys in (("guidance_encoder", ("map_names",)),
+                            ("latent_encoder", ("map_names", "vae_map_names"))):
+        config = path / component / "config.json"
+        if config.is_file():
+            data = json.loads(config.read_text())
+            trained += [m for k in keys for m in data.get(k) or [] if m not in trained]
+    unknown = [m for m in maps or [] if m not in trained]
+    if unknown:
+        raise ModelError(f"{path}: the model was not trained with map(s) {unknown}; it takes "
+                         f"{trained}")
 
 
 def _load_pipeline(path: Path):

@@ -292,7 +292,8 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
     if generate:  # the model and the options that go with it, before any work
         from rendiff.api import check_model
 
-        check_model(args.model or scene.generation.model)
+        check_model(args.model or scene.generation.model,
+                    args.maps.split(",") if args.maps else None)
         if args.reference is not None:
             _check_image(args.reference, "--reference")
     progress = not args.quiet

@@ -209,6 +209,7 @@ def _exit_code(argv: list[str]) -> int:
     (["--weights", "depth=5"], "weights in [0, 1]"),
     (["--reference", "REFERENCE"], "not a readable image"),
     (["--model", "MODEL"], "not a rendiff model folder"),
+    (["--maps", "depth,bogus"], "the model was not trained with map(s) ['bogus']"),
 ])
 def test_bad_run_options_stop_before_any_work(option, words, tmp_path, capsys, monkeypatch):
     """Options and model folders are checked before simulating: exit 2, the reason, no output."""
