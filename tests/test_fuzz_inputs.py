@@ -103,7 +103,7 @@ def mutated(tmp_path_factory) -> list[tuple[str, Path, int, str]]:
         rng = random.Random(f"{source}/{k}")
         data = copy.deepcopy(_source(source))
         what = f"{source} #{k}: {_mutate(data, rng, folder)}"
-        path = folder / f"{Path(source).stem}_{k}.yaml"
+        path = folder / f"{source.replace('.', '_')}_{k}.yaml"  # examples share stems
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
