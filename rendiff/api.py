@@ -48,8 +48,9 @@ def _reference_image(reference, layers: Layers) -> torch.Tensor:
     return torch.as_tensor(reference, dtype=torch.float32)
 
 
-def _check_model_folder(path: Path) -> None:
-    """A clear error for a missing folder or one holding another kind of model."""
+def _check_model_folder(path: Path) -> list[str]:
+    """A clear error for a missing folder or one holding another kind of model (its index and
+    the modules it names); returns its component names."""
     index = path / "model_index.json"
     if not index.is_file():
         raise ModelError(
@@ -73,7 +74,8 @@ def _check_model_folder(path: Path) -> None:
             raise ModelError(f"{index}: component {name!r} names {str(entry)[:60]}; a rendiff "
                              "model's components come from diffusers, transformers or "
                              "rendiff.conditioners only")
-        _check_weights(path / name, name)
+    return [name for name, entry in config.items()
+            if not name.startswith("_") and entry not in ([None, None], None)]
 
 
 def _check_weights(folder: Path, name: str) -> None:
@@ -119,7 +121,8 @@ def check_model(model: str | Path | None, maps: list[str] | None = None) -> None
         load_spec(setup)
         return
     path = DEFAULT_MODEL_DIR if model is None else Path(model).expanduser()
-    _check_model_folder(path)
+    for name in _check_model_folder(path):
+        _check_weights(path / name, name)
     trained: list[str] = []
     for component, keys in (("guidance_encoder", ("map_names",)),
                             ("latent_encoder", ("map_names", "vae_map_names"))):
