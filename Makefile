@@ -16,8 +16,9 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Every benchmark in turn (each prints its table and writes benchmarks/results/*.json).
 bench: setup
-	$(VENV)/bin/python benchmarks/run_all.py
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 # Newest releases in a new venv, the whole suite, then tools/requirements.lock (commit it after).
 lock:
