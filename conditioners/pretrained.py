@@ -55,6 +55,7 @@ __all__ = [
     "ModelError",
     "component_hint",
     "find_spec",
+    "first_line",
     "generate_animatediff",
     "generate_from_spec",
     "keyframe_indices",
@@ -356,6 +357,12 @@ def _quiet() -> Iterator[None]:
         tlogging.enable_progress_bar()
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (a library's can span many), else its type name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _load(cls: Any, folder: Path, what: str, **kw: Any) -> Any:
     """``cls.from_pretrained(folder)`` offline, weights from safetensors only (a pickled ``.bin``
     could run code); any failure becomes a one-line ModelError."""
@@ -364,7 +371,7 @@ def _load(cls: Any, folder: Path, what: str, **kw: Any) -> Any:
     try:
         return cls.from_pretrained(str(folder), local_files_only=True, **kw)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ModelError(f"{folder}: cannot load the {what}: {first}") from None
 
 

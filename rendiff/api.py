@@ -16,6 +16,7 @@ from rendiff.conditioners.pretrained import (
     ModelError,
     component_hint,
     find_spec,
+    first_line,
     load_spec,
 )
 from rendiff.engine.layers import Layer, Layers
@@ -65,17 +66,16 @@ def _check_model_folder(path: Path) -> list[str]:
         raise ModelError(f"{path}: holds a {kind!r}, not a RendiffVideoPipeline; rendiff's default "
                          "model or one trained by tools/train_default_model.py is needed here")
     # diffusers imports the module each component names: only these libraries may be named
-    for name, entry in config.items():
-        if name.startswith("_") or entry in ([None, None], None):
-            continue
+    components = {name: entry for name, entry in config.items()
+                  if not name.startswith("_") and entry not in ([None, None], None)}
+    for name, entry in components.items():
         library = entry[0] if isinstance(entry, list) and len(entry) == 2 else None
         if not (isinstance(library, str) and (library in ("diffusers", "transformers")
                                               or library.startswith("rendiff.conditioners."))):
             raise ModelError(f"{index}: component {name!r} names {str(entry)[:60]}; a rendiff "
                              "model's components come from diffusers, transformers or "
                              "rendiff.conditioners only")
-    return [name for name, entry in config.items()
-            if not name.startswith("_") and entry not in ([None, None], None)]
+    return list(components)
 
 
 def _check_weights(folder: Path, name: str) -> None:
@@ -163,8 +163,7 @@ def _load_pipeline(path: Path):
     except ModelError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: cannot load the model: {first[:300]}") from None
+        raise ModelError(f"{path}: cannot load the model: {first_line(e)[:300]}") from None
     finally:
         dlogging.set_verbosity(level)
         dlogging.enable_progress_bar()

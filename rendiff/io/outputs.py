@@ -51,6 +51,11 @@ class OutputError(ValueError):
     """A result that must not be written (NaN or inf where a layer is documented finite)."""
 
 
+def _first_frame(bad: torch.Tensor) -> int:
+    """The first frame (leading dimension) holding a True of ``bad``."""
+    return int(bad.reshape(bad.shape[0], -1).any(dim=1).nonzero()[0])
+
+
 def check_finite(layers: Layers, generated: torch.Tensor | None = None) -> None:
     """The last guard before writing: every layer documented as finite is (depth may be +inf
     where nothing was hit, never NaN or -inf), and so is the generated video. Raises
@@ -61,7 +66,7 @@ def check_finite(layers: Layers, generated: torch.Tensor | None = None) -> None:
         bad = torch.isnan(value) | (value == -torch.inf) if layer == Layer.DEPTH \
             else ~torch.isfinite(value)
         if bad.any():
-            frame = int(bad.reshape(bad.shape[0], -1).any(dim=1).nonzero()[0])
+            frame = _first_frame(bad)
             where = ""
             if Layer.INSTANCE in layers and bad.dim() >= 3:
                 pixel = bad[frame].reshape(*bad.shape[1:3], -1).any(dim=-1).nonzero()[0]
@@ -71,23 +76,21 @@ def check_finite(layers: Layers, generated: torch.Tensor | None = None) -> None:
             raise OutputError(f"layer {layer.value!r} holds NaN or inf at frame {frame}{where}; "
                               "nothing was written")
     if generated is not None and not torch.isfinite(generated).all():
-        frame = int((~torch.isfinite(generated)).reshape(generated.shape[0], -1).any(dim=1)
-                    .nonzero()[0])
+        frame = _first_frame(~torch.isfinite(generated))
         raise OutputError(f"the generated video holds NaN or inf at frame {frame} (damaged "
                           "model weights?); nothing was written")
 
 
-#: The file names ``save`` writes; in a folder it writes into, any of them that a run did not
-#: write is an earlier run's and is removed, so that a folder's outputs all come from one run.
-_OUTPUT_NAMES = ("scene.yaml", "layers.npz", "render.mp4", "generated.mp4", "contact_sheet.png",
-                 "metadata.json")
+#: The file names ``save`` writes before metadata.json (which it removes first and writes last);
+#: in a folder it writes into, any of them that a run did not write is an earlier run's and is
+#: removed, so that a folder's outputs all come from one run.
+_OUTPUT_NAMES = ("scene.yaml", "layers.npz", "render.mp4", "generated.mp4", "contact_sheet.png")
 
 
 def _stale_outputs(out: Path, written: set[Path]) -> list[Path]:
     candidates = [out / name for name in _OUTPUT_NAMES]
     candidates += sorted((out / "maps").glob("*.mp4"))
-    return [p for p in candidates if p.is_file() and p not in written
-            and p.name != "metadata.json"]
+    return [p for p in candidates if p.is_file() and p not in written]
 
 
 def save(
