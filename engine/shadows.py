@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from rendiff.kernels.shadow import DepthFn, mesh_depth_fn, shadow_visibility
-from rendiff.scenes.spec import Ambient, Directional, Environment, Plane, Point, Spot
+from rendiff.scenes.spec import Ambient, Directional, Environment, Point, Spot
 
 from .simulate import Trajectory
 
@@ -118,16 +118,50 @@ def _min_depth_fn(fns: list[DepthFn]) -> DepthFn:
     return depth_fn
 
 
-def _caster_bounds(traj: Trajectory, k: int) -> tuple[Tensor, Tensor] | None:
-    """World box of everything but ground planes at frame k (Gaussians to 3 standard deviations):
-    shadows only fall inside its footprint along the light, so the directional shadow map covers
-    just that."""
-    planes = {e.name for e in traj.scene.entities if isinstance(e.geometry, Plane)}
+def _flat(vertices: Tensor, faces: Tensor) -> tuple[Tensor, Tensor] | None:
+    """(unit normal, point) of a mesh whose vertices all lie in one plane (a ground plane, a wall,
+    a flat cloth), else None."""
+    if faces.shape[0] == 0:
+        return None
+    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    areas = torch.linalg.cross(b - a, c - a)
+    n = areas[areas.norm(dim=1).argmax()]
+    if float(n.norm()) == 0.0:
+        return None
+    n = n / n.norm()
+    p0 = vertices[0]
+    extent = float((vertices - p0).norm(dim=1).max())
+    if float(((vertices - p0) @ n).abs().max()) > 1e-6 * max(extent, 1.0):
+        return None
+    return n, p0
+
+
+def _receives_only(flat: tuple[Tensor, Tensor], light: Directional | Point | Spot,
+                   receivers: Tensor) -> bool:
+    """Whether a flat mesh can shadow none of the visible points [M, 3] from this light: every
+    point lies on the light's side of the mesh's plane (or within 0.1 mm per 1 m of scene of
+    it, for the plane's own pixels), so no ray from the light to a point crosses the plane."""
+    n, p0 = flat
+    if isinstance(light, Directional):
+        side = -float(n @ torch.tensor(light.direction, dtype=torch.float32))
+    else:
+        side = float(n @ (torch.tensor(light.position, dtype=torch.float32) - p0))
+    if abs(side) < 1e-9:
+        return False  # the light lies in the plane: keep it (it casts an edge-on shadow)
+    dist = (receivers - p0) @ n * math.copysign(1.0, side)
+    extent = float((receivers - p0).norm(dim=1).max())
+    return bool((dist >= -1e-4 * max(extent, 1.0)).all())
+
+
+def _caster_bounds(traj: Trajectory, k: int, casters: list[int]) -> tuple[Tensor, Tensor] | None:
+    """World box of the shadow casters at frame k (meshes by index into ``traj.meshes``, and
+    every Gaussian cloud to 3 standard deviations): shadows only fall inside its footprint along
+    the light, so the directional shadow map covers just that."""
     lo, hi = [], []
-    for m in traj.meshes:
-        if m.name not in planes:
-            lo.append(m.vertices[k].amin(0))
-            hi.append(m.vertices[k].amax(0))
+    for i in casters:
+        v = traj.meshes[i].vertices[k]
+        lo.append(v.amin(0))
+        hi.append(v.amax(0))
     for g in traj.gaussians:
         if g.means.shape[1]:
             reach = _EXTENT_SIGMAS * g.scales_at(k).amax(1, keepdim=True)
@@ -139,14 +173,16 @@ def _caster_bounds(traj: Trajectory, k: int) -> tuple[Tensor, Tensor] | None:
     return torch.stack(lo).amin(0) - pad, torch.stack(hi).amax(0) + pad
 
 
-def _scene_depth_fn(traj: Trajectory, k: int) -> DepthFn | None:
-    """One ``depth_fn`` for every caster of frame k (meshes and Gaussian clouds)."""
+def _scene_depth_fn(traj: Trajectory, k: int, casters: list[int]) -> DepthFn | None:
+    """One ``depth_fn`` for the casters of frame k: the meshes listed (indices into
+    ``traj.meshes``) and every Gaussian cloud."""
     fns: list[DepthFn] = []
-    if traj.meshes:
-        verts = torch.cat([m.vertices[k] for m in traj.meshes])
-        sizes = [0] + [m.vertices.shape[1] for m in traj.meshes]
+    meshes = [traj.meshes[i] for i in casters]
+    if meshes:
+        verts = torch.cat([m.vertices[k] for m in meshes])
+        sizes = [0] + [m.vertices.shape[1] for m in meshes]
         offsets = torch.cumsum(torch.tensor(sizes), 0)
-        faces = torch.cat([m.faces + offsets[i] for i, m in enumerate(traj.meshes)])
+        faces = torch.cat([m.faces + offsets[i] for i, m in enumerate(meshes)])
         fns.append(mesh_depth_fn(verts, faces))
     clouds = [g for g in traj.gaussians if g.means.shape[1]]
     if clouds:
@@ -164,8 +200,10 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
     """Per-light visibility [L, H, W] (1 lit, 0 shadowed) for frame k, in the order of the lights
     that :func:`rendiff.engine.render.lights_in_camera` lists (ambient and environment lights
     skipped). Lights with ``shadows: false`` get all ones. Meshes and Gaussian clouds cast
-    shadows. The shadow map is ``res`` texels square (default twice the image's larger side,
-    256 to 2048)."""
+    shadows, except a flat mesh (a ground plane, a wall) that every visible point lies in front
+    of, seen from the light: it can shadow nothing, so it is left out of that light's map, which
+    then covers only what can cast. The shadow map is ``res`` texels square (default twice the
+    image's larger side, 256 to 2048)."""
     scene = traj.scene
     if res is None:
         res = min(2048, max(256, 2 * max(traj.cameras.width, traj.cameras.height)))
@@ -175,16 +213,24 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
     H, W = mask.shape
     lights = [li for li in scene.lights if not isinstance(li, Ambient | Environment)]
     out = torch.ones(len(lights), H, W)
-    depth_fn = _scene_depth_fn(traj, k)
-    if depth_fn is None:
+    receivers = pts_world[mask]
+    if receivers.shape[0] == 0:
         return out
-    bounds = _caster_bounds(traj, k)
+    flats = {i: f for i, m in enumerate(traj.meshes)
+             if (f := _flat(m.vertices[k], m.faces)) is not None}
+    cache: dict[tuple[int, ...], tuple[DepthFn | None, tuple[Tensor, Tensor] | None]] = {}
     for i, light in enumerate(lights):
         if not getattr(light, "shadows", False):
             continue
+        casters = tuple(j for j in range(len(traj.meshes))
+                        if j not in flats or not _receives_only(flats[j], light, receivers))
+        if casters not in cache:
+            cache[casters] = (_scene_depth_fn(traj, k, list(casters)),
+                              _caster_bounds(traj, k, list(casters)))
+        depth_fn, bounds = cache[casters]
+        if depth_fn is None:
+            continue
         if isinstance(light, Directional):
-            if bounds is None:
-                continue
             out[i] = shadow_visibility(pts_world, mask, "directional", None, light.direction,
                                        depth_fn, res=res, scene_bounds=bounds)
         elif isinstance(light, Spot):

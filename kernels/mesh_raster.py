@@ -37,7 +37,13 @@ from torch import Tensor
 from ._dispatch import get_kernel
 from ._dispatch import use_triton as _use_triton
 
-__all__ = ["MeshFragments", "interpolate", "mesh_normals_camera", "rasterize_triangles"]
+__all__ = [
+    "MeshFragments",
+    "interpolate",
+    "mesh_normals_camera",
+    "rasterize_depth",
+    "rasterize_triangles",
+]
 
 _TILE = 16
 _MAX_PAIRS = 1 << 20  # (triangle, pixel) candidates per chunk in the reference: ~60 MB
@@ -215,7 +221,20 @@ def _zbuffer_pairs(keys: Tensor, screen: Tensor, tri: Tensor, i: Tensor, j: Tens
     keys.view(-1).scatter_reduce_(0, pixel, key, reduce="amin")
 
 
-def _rasterize_reference(screen: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+def _zbuffer_depth_pairs(zbuf: Tensor, screen: Tensor, tri: Tensor, i: Tensor, j: Tensor) -> None:
+    """`_zbuffer_pairs` for depth alone: the nearest depth per pixel, no triangle index."""
+    s = screen[tri]
+    w0, w1, w2, area = _edge_weights(s, j.to(torch.float32) + 0.5, i.to(torch.float32) + 0.5)
+    hit = (((w0 >= 0) & (w1 >= 0) & (w2 >= 0) & (area > 0))
+           | ((w0 <= 0) & (w1 <= 0) & (w2 <= 0) & (area < 0)))
+    s, area = s[hit], area[hit]
+    depth = 1.0 / (w0[hit] / area * s[:, 6] + w1[hit] / area * s[:, 7] + w2[hit] / area * s[:, 8])
+    zbuf.view(-1).scatter_reduce_(0, i[hit] * zbuf.shape[1] + j[hit], depth, reduce="amin")
+
+
+def _rasterize_reference(
+    screen: Tensor, height: int, width: int, depth_only: bool = False
+) -> tuple[Tensor, Tensor | None]:
     """Torch z-buffer: nearest covering sub-triangle per pixel.
 
     Candidates come per triangle and pixel row from the triangle's span on that row (a bounding
@@ -224,11 +243,19 @@ def _rasterize_reference(screen: Tensor, height: int, width: int) -> tuple[Tenso
     (depth bits << 32 | triangle) into an int64 key (positive floats order like their bit
     patterns) and `scatter_reduce(amin)` keeps the nearest per pixel.
 
+    With ``depth_only`` the nearest depth is kept directly (`scatter_reduce(amin)` on the
+    floats, the same minimum) and no index is returned.
+
     Returns:
         depth: Tensor  # [H, W] float32, +inf where empty
-        index: Tensor  # [H, W] int64 sub-triangle index, -1 where empty
+        index: Tensor  # [H, W] int64 sub-triangle index, -1 where empty (None if depth_only)
     """
-    keys = torch.full((height, width), _EMPTY_KEY, dtype=torch.int64, device=screen.device)
+    if depth_only:
+        keys = torch.full((height, width), float("inf"), device=screen.device)
+        fold = _zbuffer_depth_pairs
+    else:
+        keys = torch.full((height, width), _EMPTY_KEY, dtype=torch.int64, device=screen.device)
+        fold = _zbuffer_pairs
     i0, i1, j0, j1 = _pixel_bounds(screen, height, width)
     n_rows = (i1 - i0 + 1).clamp(min=0)
     for a, b in _chunks(n_rows, _MAX_ROWS):
@@ -240,7 +267,9 @@ def _rasterize_reference(screen: Tensor, height: int, width: int) -> tuple[Tenso
         for c, d in _chunks(n_cols, _MAX_PAIRS):
             row, k = _expand(n_cols[c:d])
             row += c
-            _zbuffer_pairs(keys, screen, tri[row], i[row], js[row] + k)
+            fold(keys, screen, tri[row], i[row], js[row] + k)
+    if depth_only:
+        return keys, None
     empty = keys == _EMPTY_KEY
     depth = (keys >> 32).to(torch.int32).view(torch.float32).masked_fill(empty, float("inf"))
     return depth, (keys & 0xFFFFFFFF).masked_fill(empty, -1)
@@ -402,6 +431,32 @@ def rasterize_triangles(
     else:
         depth, index = _rasterize_reference(setup.screen, int(height), int(width))
     return _resolve(setup, depth, index)
+
+
+def rasterize_depth(
+    verts: Tensor,  # [V, 3] world positions
+    faces: Tensor,  # [F, 3] int vertex indices
+    viewmat: Tensor,  # [4, 4] world-to-camera
+    K: Tensor,  # [3, 3] intrinsics in pixels
+    width: int,
+    height: int,
+    near: float = 0.01,
+) -> Tensor:
+    """The depth of `rasterize_triangles` alone (shadow maps): the same coverage and nearest
+    depth, bit for bit, without face ids or barycentrics.
+
+    Returns:
+        Tensor  # [H, W] float32 camera-space z of the nearest hit, +inf where empty
+    """
+    device = verts.device
+    verts = verts.to(torch.float32).reshape(-1, 3)
+    faces = faces.to(device=device, dtype=torch.int64).reshape(-1, 3)
+    viewmat = torch.as_tensor(viewmat, dtype=torch.float32, device=device)
+    K = torch.as_tensor(K, dtype=torch.float32, device=device)
+    setup = _setup(verts, faces, viewmat, K, float(near), False)
+    if _use_triton(device):
+        return _rasterize_triton(setup.screen, int(height), int(width))[0]
+    return _rasterize_reference(setup.screen, int(height), int(width), depth_only=True)[0]
 
 
 def interpolate(

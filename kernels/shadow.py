@@ -21,10 +21,11 @@ Light views (all OpenCV axes: x right, y down, z forward, along the light):
 The depth maps come from a caller-supplied ``depth_fn(viewmat, K, width, height, ortho=None)``
 returning camera z [height, width] (+inf where empty): ``K`` [3, 3] for a perspective view, or
 ``K=None`` and ``ortho=(sx, sy, cx, cy)`` for an orthographic one. `mesh_depth_fn` builds one for a
-triangle mesh from ``rendiff.kernels.mesh_raster.rasterize_triangles``, which is pinhole-only; it
-renders an orthographic view exactly through the pinhole rasterizer with this substitution: a
-vertex at ortho-camera (x, y, z) is given to the rasterizer at (x w, y w, w) with
-w = 2 s / (C - z), where C = z_max + s and s the mesh's z extent, and an identity view with
+triangle mesh from ``rendiff.kernels.mesh_raster.rasterize_depth`` (the rasterizer's depth alone:
+no face ids or barycentrics are resolved), which is pinhole-only; it renders an orthographic view
+exactly through the pinhole rasterizer with this substitution: a vertex at ortho-camera (x, y, z)
+is given to the rasterizer at (x w, y w, w) with w = 2 s / (C - z), where C = z_max + s and s the
+mesh's z extent, and an identity view with
 K = [[sx, 0, cx], [0, sy, cy], [0, 0, 1]]. Then u = sx x + cx exactly, 1 / w = (C - z) / (2 s) is
 affine in z and so (for an orthographic view) affine in screen space, which is exactly what the
 rasterizer interpolates; the nearest w is the nearest z, and z = C - 2 s / w is recovered per
@@ -268,9 +269,9 @@ def mesh_depth_fn(
     near: float = 0.01,
 ) -> DepthFn:
     """A ``depth_fn`` for one triangle mesh (concatenate the scene's meshes first), rendering
-    perspective views with ``rasterize_triangles`` and orthographic ones through the exact
+    perspective views with ``rasterize_depth`` and orthographic ones through the exact
     substitution described in the module docstring."""
-    from rendiff.kernels.mesh_raster import rasterize_triangles
+    from rendiff.kernels.mesh_raster import rasterize_depth
 
     def depth_fn(
         viewmat: Tensor,
@@ -281,7 +282,7 @@ def mesh_depth_fn(
     ) -> Tensor:
         view = torch.as_tensor(viewmat, dtype=torch.float32, device=verts.device)
         if ortho is None:
-            return rasterize_triangles(verts, faces, view, K, width, height, near=near).depth
+            return rasterize_depth(verts, faces, view, K, width, height, near=near)
         cam = verts.to(torch.float32) @ view[:3, :3].T + view[:3, 3]
         if cam.shape[0] == 0:
             return torch.full((height, width), math.inf, device=verts.device)
@@ -293,7 +294,7 @@ def mesh_depth_fn(
         sx, sy, cx, cy = ortho
         K_ortho = torch.tensor([[sx, 0.0, cx], [0.0, sy, cy], [0.0, 0.0, 1.0]], device=verts.device)
         eye = torch.eye(4, device=verts.device)
-        wd = rasterize_triangles(warped, faces, eye, K_ortho, width, height, near=0.5).depth
+        wd = rasterize_depth(warped, faces, eye, K_ortho, width, height, near=0.5)
         return torch.where(torch.isfinite(wd), c - 2.0 * span / wd, wd)
 
     return depth_fn

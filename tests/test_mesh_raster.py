@@ -291,6 +291,18 @@ def test_depth_ties_go_to_the_lower_face_and_nearest_wins():
     assert (frags.face_id[hit & ~near] == 0).all() and (hit & ~near).any()
 
 
+def test_depth_only_matches_the_full_rasterizer_bit_for_bit():
+    """rasterize_depth (shadow maps) keeps the same nearest depth without resolving faces: a
+    scene of overlapping spheres, one clipped by the near plane, and a shared-depth tie."""
+    verts, faces, _ = _scene()
+    for eye, near in (((2.5, -2.8, 1.6), 0.01), ((0.3, -0.4, 0.6), 0.3)):
+        view, K = _look_at(eye, (0.1, -0.1, 0.4)), _intrinsics(40.0, 64, 48)
+        full = rasterize_triangles(verts, faces, view, K, 64, 48, near=near)
+        assert bool(torch.isfinite(full.depth).any())
+        depth = mesh_raster.rasterize_depth(verts, faces, view, K, 64, 48, near=near)
+        assert torch.equal(depth, full.depth)
+
+
 _TRITON_SCRIPT = textwrap.dedent(
     """
     import sys, torch
@@ -299,7 +311,8 @@ _TRITON_SCRIPT = textwrap.dedent(
     out = []
     for verts, faces, view, K, width, height, near, cull in cases:
         f = mesh_raster.rasterize_triangles(verts, faces, view, K, width, height, near, cull)
-        out.append((f.depth, f.face_id, f.bary))
+        d = mesh_raster.rasterize_depth(verts, faces, view, K, width, height, near)
+        out.append((f.depth, f.face_id, f.bary, d))
     torch.save(out, sys.argv[2])
     """
 )
@@ -370,11 +383,13 @@ def test_triton_kernel_through_interpreter_matches_reference(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = torch.load(tmp_path / "out.pt")
-    for (v, f, view, K, width, height, near, cull), (depth, face_id, bary) in zip(
+    for (v, f, view, K, width, height, near, cull), (depth, face_id, bary, depth_only) in zip(
         cases, results, strict=True
     ):
         ref = rasterize_triangles(v, f, view, K, width, height, near, cull)
         assert torch.equal(face_id, ref.face_id)
+        full = rasterize_triangles(v, f, view, K, width, height, near)
+        assert torch.equal(depth_only, full.depth)
         torch.testing.assert_close(depth, ref.depth, rtol=1e-6, atol=0)
         torch.testing.assert_close(bary, ref.bary, rtol=0, atol=1e-6)
 

@@ -213,11 +213,15 @@ def test_render_through_triton_interpreter_matches_references(
     monkeypatch.delenv(ENV)
 
     # Which kernels ran: per frame the camera's triangles (and, in the Gaussian scene, splats),
-    # the directional light's shadow map of the same casters, and the shading; the skeletons of
-    # every frame in one launch.
+    # the directional light's shadow map of the casters, and the shading; the skeletons of every
+    # frame in one launch. The ground plane receives but casts nothing, so it is not drawn into
+    # the shadow map: in the Gaussian scene, where it is the only mesh, the triangle kernel runs
+    # for the camera alone.
     assert set(counts) == set(case.kernels), dict(counts)
     for name in case.kernels:
         least = {"_shade_kernel": FRAMES, "_skeleton_kernel": 1}.get(name, 2 * FRAMES)
+        if name == "_raster_tile_kernel" and case.gaussians:
+            least = FRAMES
         assert counts[name] >= least, (name, dict(counts))
 
     assert list(tri) == list(ref)

@@ -1,0 +1,98 @@
+"""Which meshes are drawn into a light's shadow map: a flat mesh that every visible point lies in
+front of (a ground plane under the scene) can shadow nothing and is left out; a flat mesh with
+visible points behind it (a wall, or the ground lit from below) still casts, with the shadow
+geometry gives."""
+
+from __future__ import annotations
+
+import torch
+
+import rendiff
+from rendiff.engine import shadows
+from rendiff.engine.camera import camera_frames
+from rendiff.engine.simulate import MeshTrack, Trajectory
+
+QUAD = torch.tensor([[0, 1, 2], [0, 2, 3]])
+
+
+def _track(name: str, corners: list[list[float]], ident: int) -> MeshTrack:
+    v = torch.tensor(corners, dtype=torch.float32)
+    return MeshTrack(name, ident, ident, v[None], QUAD, torch.full((4, 3), 0.7), 0.0, 0.5)
+
+
+def _trajectory(light, meshes: list[MeshTrack]) -> Trajectory:
+    scene = rendiff.Scene(name="t", frames=1, fps=10.0, size=(64, 64))
+    scene.camera = rendiff.Camera(fov_deg=60.0, path=rendiff.StaticPath(eye=(4, -4, 3),
+                                                                          target=(0, 0, 0)))
+    scene.add_light(light)
+    times = torch.zeros(1)
+    return Trajectory(scene, times, camera_frames(scene.camera, 64, 64, times), {}, meshes, [])
+
+
+def _visibility(traj: Trajectory, points_world: torch.Tensor, res: int = 512) -> torch.Tensor:
+    view = traj.cameras.viewmats[0]
+    cam = points_world @ view[:3, :3].T + view[:3, 3]
+    mask = torch.ones(cam.shape[:2], dtype=torch.bool)
+    return shadows.scene_shadow_visibility(traj, 0, cam, mask, res=res)[0]
+
+
+GROUND = [[-4.0, -4.0, 0.0], [4.0, -4.0, 0.0], [4.0, 4.0, 0.0], [-4.0, 4.0, 0.0]]
+WALL = [[0.0, -1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 2.0], [0.0, -1.0, 2.0]]  # x = 0
+
+
+def test_wall_between_a_point_light_and_the_ground_casts_the_shadow_geometry_gives():
+    """Light at (-2, 0, 1), wall x = 0, |y| <= 1, 0 <= z <= 2: a ground point (x > 0, y) is
+    behind the wall exactly when |y| < (x + 2) / 2 (the ray crosses x = 0 at y (2 / (x + 2)),
+    at height x / (x + 2) < 2)."""
+    traj = _trajectory(rendiff.Point(position=(-2.0, 0.0, 1.0), shadows=True),
+                       [_track("ground", GROUND, 1), _track("wall", WALL, 2)])
+    x = torch.linspace(0.3, 2.5, 45)
+    y = torch.linspace(-2.5, 2.5, 101)
+    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    points = torch.stack([xx, yy, torch.zeros_like(xx)], -1)
+    vis = _visibility(traj, points)
+    edge = (xx + 2) / 2
+    inside, outside = yy.abs() < edge - 0.08, yy.abs() > edge + 0.08
+    assert int(inside.sum()) > 500 and int(outside.sum()) > 500
+    assert bool((vis[inside] == 0).all()), int((vis[inside] > 0).sum())
+    assert bool((vis[outside] == 1).all()), int((vis[outside] < 1).sum())
+
+
+def test_ground_lit_from_below_shadows_what_stands_on_it():
+    """A light travelling up through the ground: every point above the ground is behind it."""
+    traj = _trajectory(rendiff.Directional(direction=(0.2, 0.1, 1.0), shadows=True),
+                       [_track("ground", GROUND, 1)])
+    g = torch.linspace(-1.0, 1.0, 21)
+    yy, xx = torch.meshgrid(g, g, indexing="ij")
+    above = torch.stack([xx, yy, torch.full_like(xx, 0.5)], -1)
+    assert bool((_visibility(traj, above) == 0).all())
+
+
+def test_ground_under_the_scene_is_left_out_of_the_map(monkeypatch):
+    """Lit from above with everything on or above it, the ground is not drawn into the shadow
+    map (it would fill every texel and shadow nothing); the wall still is, and casts the shadow
+    geometry gives: light along d = (1, 0.3, -1) reaches ground point (x, y) from (x, y) - s d,
+    which meets the wall (x = 0) at s = x, height x, y - 0.3 x: shadowed when 0 < x < 2 and
+    |y - 0.3 x| < 1."""
+    drawn: list[torch.Tensor] = []
+    real = shadows.mesh_depth_fn
+
+    def recording(verts, faces, *a, **kw):
+        drawn.append(verts)
+        return real(verts, faces, *a, **kw)
+
+    monkeypatch.setattr(shadows, "mesh_depth_fn", recording)
+    light = rendiff.Directional(direction=(1.0, 0.3, -1.0), shadows=True)
+    traj = _trajectory(light, [_track("ground", GROUND, 1), _track("wall", WALL, 2)])
+    g = torch.linspace(-3.0, 3.0, 61)
+    yy, xx = torch.meshgrid(g, g, indexing="ij")
+    points = torch.stack([xx, yy, torch.zeros_like(xx)], -1)
+    vis = _visibility(traj, points)
+    assert len(drawn) == 1 and torch.equal(drawn[0], torch.tensor(WALL))
+    m = 0.05  # PCF footprint: 2.5 texels of a 512-texel map over the wall's 3 m box
+    lateral = (yy - 0.3 * xx).abs()
+    inside = (xx > m) & (xx < 2 - m) & (lateral < 1 - m)
+    outside = (xx < -m) | (xx > 2 + m) | (lateral > 1 + m)
+    assert int(inside.sum()) > 100 and int(outside.sum()) > 1000
+    assert bool((vis[inside] == 0).all()), int((vis[inside] > 0).sum())
+    assert bool((vis[outside] == 1).all()), int((vis[outside] < 1).sum())
