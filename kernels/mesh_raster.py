@@ -473,8 +473,11 @@ def interpolate(
     pix = (face_id >= 0).nonzero().squeeze(1)
     corner = faces.long()[face_id[pix]]  # [P, 3]
     b = frags.bary.reshape(-1, 3)[pix].to(attrs.dtype)
+    blend = attrs.index_select(0, corner[:, 0]) * b[:, 0:1]
+    for k in (1, 2):
+        blend.addcmul_(attrs.index_select(0, corner[:, k]), b[:, k : k + 1])
     out = attrs.new_zeros(face_id.numel(), attrs.shape[-1])
-    out[pix] = sum(attrs[corner[:, k]] * b[:, k : k + 1] for k in range(3))
+    out[pix] = blend
     return out.view(*frags.face_id.shape, attrs.shape[-1])
 
 

@@ -128,12 +128,20 @@ def _lookup(
     on_map = z > 0
     if not clamp:
         on_map = on_map & (j >= 0) & (j < w) & (i >= 0) & (i < h)
-    lit = torch.zeros_like(z)
+    # Taps clamped to the map = taps into the map padded by replicating its edge. Points are
+    # first clamped one texel past the edge (a cube-face point a rounding error off its face);
+    # farther ones are off the map and lit, whatever their taps read.
+    pad = pcf + 1
+    padded = torch.nn.functional.pad(depth[None, None], (pad, pad, pad, pad),
+                                     mode="replicate")[0, 0].reshape(-1)
+    stride = w + 2 * pad
+    centre = (i.clamp(-1, h) + pad) * stride + (j.clamp(-1, w) + pad)
+    reach = z - bias
+    lit = torch.zeros(z.shape, dtype=torch.int32, device=z.device)
     for di in range(-pcf, pcf + 1):
         for dj in range(-pcf, pcf + 1):
-            tap = depth[(i + di).clamp(0, h - 1), (j + dj).clamp(0, w - 1)]
-            lit = lit + (z - bias <= tap).to(z.dtype)
-    return torch.where(on_map, lit / (2 * pcf + 1) ** 2, torch.ones_like(z))
+            lit += padded.take(centre + (di * stride + dj)) >= reach
+    return torch.where(on_map, lit.to(z.dtype) / (2 * pcf + 1) ** 2, torch.ones_like(z))
 
 
 def _bias(texel: Tensor, bias: float | None, slope: Tensor, pcf: int) -> Tensor:
