@@ -346,6 +346,7 @@ def _read_vertices(path: Path) -> np.ndarray:
 
 
 #: The vertex properties of a 3DGS .ply file that rendiff needs.
+_PLY_MAX_VERTICES = 5_000_000
 _PLY_REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
                  "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
 
@@ -373,6 +374,9 @@ def check_ply(path: str | Path) -> None:
         if missing:
             raise ValueError(f"{path}: missing vertex propert{'ies' if len(missing) > 1 else 'y'}"
                              f" {', '.join(repr(m) for m in missing)}")
+        if count > _PLY_MAX_VERTICES:
+            raise ValueError(f"{path}: {count:,} Gaussians (at most {_PLY_MAX_VERTICES:,}, as "
+                             "a scene's Gaussians.count)")
         if offset + count * dtype.itemsize > path.stat().st_size:
             raise ValueError(f"{path}: file is truncated ({count} vertices announced)")
         if count:

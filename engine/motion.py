@@ -637,8 +637,8 @@ def check_amass(path: str | os.PathLike) -> None:
         rate = float(data[rate_key])
     except (TypeError, ValueError):
         rate = float("nan")
-    if not 0 < rate <= 10_000:  # NaN fails this too
-        raise ValueError(f"{path}: {rate_key} must be a frame rate in (0, 10000], got {rate}")
+    if not 1 <= rate <= 10_000:  # NaN fails this too
+        raise ValueError(f"{path}: {rate_key} must be a frame rate in [1, 10000], got {rate}")
 
 
 def load_amass(path: str | os.PathLike, fps: float, body: BodyModel | None = None) -> Motion:

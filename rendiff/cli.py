@@ -72,8 +72,9 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _count(option: str, low: int):
-    """An argparse type: an integer >= ``low``, else a one-line usage error naming the option."""
+def _count(option: str, low: int, high: int | None = None):
+    """An argparse type: an integer in [``low``, ``high``], else a one-line usage error naming
+    the option."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -82,6 +83,8 @@ def _count(option: str, low: int):
                 from None
         if value < low:
             raise argparse.ArgumentTypeError(f"{option} must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{option} must be <= {high}, got {value}")
         return value
     return parse
 
@@ -161,15 +164,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance scale (pretrained AnimateDiff setups)")
     r.add_argument("--keyframes", type=_keyframes,
                    help="SparseCtrl keyframes: indices like 0,8,-1, or every:K")
-    r.add_argument("--steps", type=_count("--steps", 1), help="sampling steps")
+    r.add_argument("--steps", type=_count("--steps", 1, 1000), help="sampling steps")
     r.add_argument("--maps", help="comma-separated control maps, e.g. depth,normal")
     r.add_argument("--reference", help="appearance reference image")
 
     d = sub.add_parser("dataset", help="make or verify a randomised, annotated data set")
     d.add_argument("spec", nargs="?", help="data-set spec (.yaml/.json), see examples/*dataset*")
     d.add_argument("-o", "--out", type=Path, help="output folder (re-running resumes)")
-    d.add_argument("--clips", type=int, help="number of clips (indices 0..N-1)")
-    d.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    d.add_argument("--clips", type=_count("--clips", 1, 1_000_000),
+                   help="number of clips (indices 0..N-1)")
+    d.add_argument("--workers", type=_count("--workers", 1, 256), default=1,
+                   help="local worker processes (default 1)")
     d.add_argument("--ray-address", metavar="ADDR",
                    help="run on Ray: 'local' starts one here with --workers CPUs, else the "
                         "address of a running cluster (OUT must be visible to every node)")

@@ -73,6 +73,18 @@ __all__ = [
 #: other positive quantity (sizes, masses, Young's moduli of 2e11 Pa, speeds) at most 1e12.
 MAX_COORD = 1e6
 MAX_QUANTITY = 1e12
+
+#: Bounds on the work a scene asks for, checked at validation so a typo fails at once instead of
+#: hanging or exhausting memory (each is far past what a 2-core machine or a GPU finishes in a day):
+#: physics or MPM steps over the clip; frames x width x height (rendered layers take ~84 bytes per
+#: pixel and frame, so 5e8 is ~40 GB: 240 frames at 1080p fit); frames x simulated points
+#: (cloth vertices, Gaussians, MPM particles: ~24-40 GB of trajectories at 1e9); MPM particles
+#: per scene (as ``Gaussians.count``) and grid nodes of an explicit ``mpm_domain`` (512^3).
+MAX_SIM_STEPS = 10_000_000
+MAX_PIXEL_FRAMES = 500_000_000
+MAX_POINT_FRAMES = 1_000_000_000
+MAX_MPM_PARTICLES = 5_000_000
+MAX_MPM_NODES = 512**3
 Coord = Annotated[float, Field(ge=-MAX_COORD, le=MAX_COORD)]
 Vec2 = tuple[Coord, Coord]
 Vec3 = tuple[Coord, Coord, Coord]
@@ -949,7 +961,7 @@ class GenerationOptions(_Strict):
     maps: list[str] | None = None
     weights: dict[str, Unit] = Field(default_factory=dict)
     reference: AssetPath | None = None
-    window: Annotated[int, Field(ge=2)] = 16
+    window: Annotated[int, Field(ge=2, le=256)] = 16
     overlap: Annotated[int, Field(ge=0)] = 4
 
 
@@ -1000,11 +1012,76 @@ class Scene(_Strict):
             if follow is not None and follow not in seen:
                 raise ValueError(f"lights[{i}].follow: no entity named {follow!r}")
         self._check_bindings()
+        self._check_budget()
         if self.camera.K is not None:
             (fx, _, cx), (_, fy, cy), _ = self.camera.K
             if fx <= 0 or fy <= 0:
                 raise ValueError("camera.K: focal lengths must be positive")
         return self
+
+    def _check_budget(self) -> None:
+        """The work the scene asks for stays within the ``MAX_*`` bounds above."""
+        w, h = self.size
+        if self.frames * w * h > MAX_PIXEL_FRAMES:
+            raise ValueError(f"frames x size: {self.frames} frames of {w}x{h} are "
+                             f"{self.frames * w * h:.2e} pixel-frames (at most "
+                             f"{MAX_PIXEL_FRAMES:.0e}, ~40 GB of layers); render fewer frames or "
+                             "a smaller size")
+        per_frame = max(1, round(self.physics.rate_hz / self.fps))
+        if (self.frames - 1) * per_frame > MAX_SIM_STEPS:
+            raise ValueError(f"fps: {self.frames} frames at {self.fps:g} fps and physics.rate_hz "
+                             f"{self.physics.rate_hz:g} need {(self.frames - 1) * per_frame:.2e} "
+                             f"physics steps (at most {MAX_SIM_STEPS:.0e}); raise fps or lower "
+                             "rate_hz or frames")
+        o = self.physics.deformables
+        if o.mpm_domain is not None:
+            nodes = math.prod(math.ceil((hi - lo) / o.mpm_cell_size) + 1
+                              for lo, hi in zip(*o.mpm_domain, strict=True))
+            if nodes > MAX_MPM_NODES:
+                raise ValueError(f"physics.deformables.mpm_domain: {nodes:.2e} grid nodes at "
+                                 f"mpm_cell_size {o.mpm_cell_size:g} (at most "
+                                 f"{MAX_MPM_NODES:.2e}); "
+                                 "shrink the domain or use larger cells")
+        points, particles = 0, 0.0
+        spacing = o.mpm_cell_size / o.mpm_particles_per_cell
+        for i, e in enumerate(self.entities):
+            g = e.geometry
+            if isinstance(g, Cloth):
+                points += (g.resolution[0] + 1) * (g.resolution[1] + 1)
+            elif isinstance(g, Gaussians):
+                points += g.count if g.path is None else 0
+                if g.mpm is not None and g.path is None:
+                    r = g.radius
+                    volume = {"sphere": 4 / 3 * math.pi * r**3, "box": 8 * r**3,
+                              "torus": 2 * math.pi**2 * r * 0.15**2}[g.shape or "sphere"]
+                    particles += volume / spacing**3
+                    self._check_mpm_steps(i, g.mpm, e.material.density, o)
+                elif g.mpm is not None:
+                    self._check_mpm_steps(i, g.mpm, e.material.density, o)
+        if particles > MAX_MPM_PARTICLES:
+            raise ValueError(f"entities: the MPM bodies fill {particles:.2e} particles at "
+                             f"mpm_cell_size {o.mpm_cell_size:g} and mpm_particles_per_cell "
+                             f"{o.mpm_particles_per_cell} (at most {MAX_MPM_PARTICLES:.0e}); "
+                             "use smaller bodies or larger cells")
+        points += int(particles)
+        if self.frames * points > MAX_POINT_FRAMES:
+            raise ValueError(f"frames: {self.frames} frames of {points:,} simulated points (cloth "
+                             f"vertices, Gaussians, MPM particles) are {self.frames * points:.2e} "
+                             f"point-frames (at most {MAX_POINT_FRAMES:.0e}); fewer frames or "
+                             "points")
+
+    def _check_mpm_steps(self, i: int, mpm: MPM, density: float, o: DeformableOptions) -> None:
+        """The explicit MPM step at rest (CFL limit of the elastic wave speed,
+        ``rendiff.engine.mpm``) leaves the clip within ``MAX_SIM_STEPS``."""
+        E, nu = mpm.youngs_modulus, mpm.poisson_ratio
+        mu, lam = E / (2 * (1 + nu)), E * nu / ((1 + nu) * (1 - 2 * nu))
+        dt = o.mpm_cfl * o.mpm_cell_size / math.sqrt((lam + 2 * mu) / density)
+        total = (self.frames - 1) * math.ceil(1.0 / (self.fps * dt))
+        if total > MAX_SIM_STEPS:
+            raise ValueError(f"entities[{i}].geometry.mpm: youngs_modulus {E:g} Pa at density "
+                             f"{density:g} kg/m^3 needs MPM steps of {dt:.1e} s, {total:.2e} over "
+                             f"the clip (at most {MAX_SIM_STEPS:.0e}); a softer or denser "
+                             "material, larger mpm_cell_size or fewer frames")
 
     def _check_bindings(self) -> None:
         """``Gaussians.bind_to``: a known entity, not the cloud itself, no cycle, and no DDDM

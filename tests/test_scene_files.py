@@ -280,7 +280,9 @@ def _with_amass(path: Path) -> dict:
       "mocap_framerate": np.array(30.0)}, "poses holds non-numbers, NaN or inf"),
     ({"poses": np.zeros((4, 72)), "trans": np.zeros((4, 3))}, "no mocap_framerate"),
     ({"poses": np.zeros((4, 72)), "trans": np.zeros((4, 3)), "mocap_framerate": np.array(-1.0)},
-     "mocap_framerate must be a frame rate in (0, 10000]"),
+     "mocap_framerate must be a frame rate in [1, 10000]"),
+    ({"poses": np.zeros((4, 72)), "trans": np.zeros((4, 3)), "mocap_framerate": np.array(1e-6)},
+     "mocap_framerate must be a frame rate in [1, 10000], got 1e-06"),
     ({"poses": np.array([{"a": 1}], dtype=object)}, "holds Python objects (pickles)"),
 ])
 def test_an_amass_file_is_checked_at_validation(arrays, words, tmp_path, capsys):
@@ -409,3 +411,87 @@ def test_a_failed_clip_is_logged_on_one_line(tmp_path, monkeypatch):
                  "--quiet"]) == 1
     failed = json.loads((tmp_path / "out" / "failures.json").read_text())["failed"]
     assert failed[0]["error"] == "ValueError: first line second line third line"
+
+
+#: Inputs within every single field's bounds whose product is a hang or a memory blow-up (found by
+#: an audit of the loops whose trip count comes from input): scene, edits, the words of the error.
+BUDGETS = [
+    ("falling_objects", {"fps": 1e-06}, "fps: 32 frames at 1e-06 fps and physics.rate_hz 240 need"),
+    ("falling_objects", {"frames": 20000, "fps": 0.1},
+     "need 4.80e+07 physics steps (at most 1e+07)"),
+    ("falling_objects", {"size": [8192, 8192]}, "frames x size: 32 frames of 8192x8192"),
+    ("cloth_and_jelly", {"entities.3.geometry.mpm.youngs_modulus": 1e12,
+                         "entities.3.material.density": 1e-12},
+     "entities[3].geometry.mpm: youngs_modulus 1e+12 Pa at density 1e-12"),
+    ("cloth_and_jelly", {"entities.3.geometry.radius": 10.0},
+     "entities: the MPM bodies fill"),
+    ("cloth_and_jelly", {"physics.deformables": {"mpm_cell_size": 0.002,
+                                                "mpm_domain": [[-1e3, -1e3, 0], [1e3, 1e3, 1]]}},
+     "physics.deformables.mpm_domain: 5.01e+14 grid nodes"),
+    ("dynamic_gaussians", {"frames": 20000, "entities.1.geometry.count": 5000000},
+     "frames: 20000 frames of 5,000,000 simulated points"),
+    ("falling_objects", {"generation.window": 1000000000}, "generation.window: must be <= 256"),
+]
+
+
+@pytest.mark.parametrize("scene, edits, words", BUDGETS, ids=[f"{s}:{','.join(e)}"
+                                                           for s, e, _ in BUDGETS])
+def test_work_past_the_budgets_is_refused_at_once(scene, edits, words, tmp_path, capsys):
+    """Each of these hung or exhausted memory after passing validation; now validation refuses
+    it, naming the fields, in well under a second."""
+    data = _builtin(scene)
+    for path, value in edits.items():
+        _set(data, path, value)
+    start = time.perf_counter()
+    line = _validate(data, tmp_path, capsys)
+    assert time.perf_counter() - start < 5.0
+    assert words in line, line
+
+
+def test_the_builtin_scenes_are_well_within_the_budgets():
+    """The bounds refuse typos, not scenes: ten times every built-in scene's frames passes."""
+    from rendiff.scenes import builtin_scene
+
+    for name in ("falling_objects", "walking_human", "dynamic_gaussians", "robot_arm",
+                 "gaussian_avatar", "cloth_and_jelly"):
+        scene = builtin_scene(name)
+        type(scene).model_validate(scene.model_dump() | {"frames": scene.frames * 10,
+                                                         "size": (1280, 720)})
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["dataset", "SPEC", "-o", "OUT", "--clips", "1000000000"], "--clips must be <= 1000000"),
+    (["dataset", "SPEC", "-o", "OUT", "--clips", "1", "--workers", "100000"],
+     "--workers must be <= 256"),
+    (["run", "falling_objects", "--steps", "1000000000"], "--steps must be <= 1000"),
+])
+def test_cli_counts_are_bounded(argv, words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_ply_announcing_more_gaussians_than_a_scene_may_hold_is_refused(tmp_path):
+    from rendiff.engine.gaussians import check_ply
+
+    path = tmp_path / "big.ply"
+    props = "".join(f"property float {p}\n" for p in (
+        "x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+        "rot_0", "rot_1", "rot_2", "rot_3"))
+    path.write_bytes(f"ply\nformat binary_little_endian 1.0\nelement vertex 900000000\n{props}"
+                     "end_header\n".encode())
+    with pytest.raises(ValueError, match="900,000,000 Gaussians"):
+        check_ply(path)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("fps: 1.0e-06\n", "fps: 24 frames at 1e-06 fps and physics.rate_hz 240 need"),
+    ("size: [8192, 8192]\n", "frames x size: 24 frames of 8192x8192"),
+])
+def test_a_spec_asking_for_a_hang_is_refused_before_any_clip(text, words, tmp_path, capsys):
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: t\ngenerator: falling_objects\n" + text)
+    assert main(["dataset", str(path), "-o", str(tmp_path / "out"), "--clips", "1"]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
