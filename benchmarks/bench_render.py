@@ -3,7 +3,8 @@
     python benchmarks/bench_render.py [--frames 16] [--size 128]
 
 Named alternatives in the same run: the same render without shadow maps (what shadows cost), and
-with 2 torch threads instead of 1. Prints a table, writes benchmarks/results/render_cpu.json.
+with 2 torch threads instead of 1. The shadow share is 1 - (frames/s with shadows) / (frames/s
+without). Prints a table, writes benchmarks/results/render_cpu_SIZE.json.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     rows = []
-    print(f"{'scene':20s} {'1 thread':>10s} {'no shadows':>11s} {'2 threads':>10s}  (frames/s)")
+    print(f"{'scene':20s} {'1 thread':>10s} {'no shadows':>11s} {'2 threads':>10s} "
+          f"{'shadow share':>13s}  (frames/s, {args.size}x{args.size})")
     for name in rendiff.list_builtin_scenes():
         scene = rendiff.builtin_scene(name).model_copy(
             update={"frames": args.frames, "size": (args.size, args.size)})
@@ -47,11 +49,12 @@ def main() -> None:
                "fps_1_thread": _fps(traj, True, 1, args.repeats),
                "fps_1_thread_no_shadows": _fps(traj, False, 1, args.repeats),
                "fps_2_threads": _fps(traj, True, 2, args.repeats)}
+        row["shadow_share"] = 1 - row["fps_1_thread"] / row["fps_1_thread_no_shadows"]
         rows.append(row)
         print(f"{name:20s} {row['fps_1_thread']:10.1f} {row['fps_1_thread_no_shadows']:11.1f} "
-              f"{row['fps_2_threads']:10.1f}")
+              f"{row['fps_2_threads']:10.1f} {row['shadow_share']:12.0%}")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "render_cpu.json"
+    out = RESULTS / f"render_cpu_{args.size}.json"
     out.write_text(json.dumps({"benchmark": "rendiff.render, all layers", "results": rows,
                                "machine": machine_info()}, indent=2) + "\n")
     print(f"wrote {out}")

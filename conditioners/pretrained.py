@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import logging
 import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,6 +48,8 @@ from torch import Tensor
 from rendiff.engine.layers import Layer, Layers
 
 from .controls import CONTROL_LAYERS, control_image, control_images
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SCHEDULERS",
@@ -189,7 +192,7 @@ def component_hint(path: str | Path) -> str | None:
     return None
 
 
-def load_spec(path: str | Path) -> AnimateDiffSpec:
+def load_spec(path: str | Path) -> AnimateDiffSpec | Any:
     """Reads a setup file (YAML or JSON); relative paths become absolute against its folder.
 
     Raises:
@@ -206,20 +209,38 @@ def load_spec(path: str | Path) -> AnimateDiffSpec:
     except SceneError as e:
         raise ModelError(f"{path}: {e.where + ': ' if e.where else ''}{e.message}") from None
     if not isinstance(data, dict):
-        raise ModelError(f"{path}: expected a mapping of keys (base, motion_adapter, ...)")
+        raise ModelError(f"{path}: expected a mapping of keys (kind, and the model's folders)")
+    kind = data.get("kind", "animatediff")
+    kinds = _spec_kinds()
+    if kind == "cosmos_transfer":
+        raise ModelError(f"{path}: kind: cosmos_transfer is not supported yet (Cosmos-Transfer2.5 "
+                         "needs torchvision, which has no CPU build beside rendiff's torch); "
+                         f"supported: {list(kinds)}")
+    if not isinstance(kind, str) or kind not in kinds:
+        word = _did_you_mean(kind, list(kinds)) if isinstance(kind, str) else ""
+        raise ModelError(f"{path}: kind: unknown kind {kind!r}{word}; expected one of "
+                         f"{list(kinds)}")
+    cls = kinds[kind]
     try:
         # strict JSON validation, as scene files: no "0.12" -> 0.12 or "yes" -> True coercion
-        spec = AnimateDiffSpec.model_validate_json(json.dumps(data, default=str), strict=True)
+        spec = cls.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as e:
-        raise ModelError(f"{path}: {_validation_message(e)}") from None
+        raise ModelError(f"{path}: {_validation_message(e, cls)}") from None
     return spec.resolved(path.parent.resolve())
 
 
-def _validation_message(e: ValidationError) -> str:
+def _spec_kinds() -> dict[str, type[BaseModel]]:
+    """Setup-file ``kind`` -> its schema."""
+    from .wan_vace import WanVACESpec
+
+    return {"animatediff": AnimateDiffSpec, "wan_vace": WanVACESpec}
+
+
+def _validation_message(e: ValidationError, cls: type[BaseModel] | None = None) -> str:
     err = e.errors()[0]
     loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
     if err["type"] == "extra_forbidden":
-        fields = list(AnimateDiffSpec.model_fields)
+        fields = list((cls or AnimateDiffSpec).model_fields)
         msg = f"unknown field{_did_you_mean(str(err['loc'][-1]), fields)}"
     else:
         msg = err["msg"].removeprefix("Value error, ")
@@ -681,6 +702,11 @@ def generate_animatediff(
     return out[0, :, :, :H, :W].permute(0, 2, 3, 1).float().clamp(0, 1).cpu().contiguous()
 
 
+def _blank(layers: Layers, name: str) -> bool:
+    """Whether a map's control image is black in every frame (nothing to condition on)."""
+    return not bool(control_image(Layer(name), layers[name]).any())
+
+
 def generate_from_spec(
     layers: Layers,
     spec: AnimateDiffSpec,
@@ -699,8 +725,10 @@ def generate_from_spec(
     negative_prompt: str | None = None,
     guidance_scale: float | None = None,
     keyframes: int | Sequence[int] | None = None,
+    record: dict | None = None,
 ) -> Tensor:
-    """Loads the setup ``spec`` (only the ControlNets of ``maps``) and generates from ``layers``.
+    """Loads the setup ``spec`` (only the ControlNets of ``maps``) and generates from ``layers``;
+    ``record``, when given, receives the settings used.
 
     Arguments left None take the setup file's value, then the built-in default (20 steps, the
     base's scheduler). ``maps`` defaults to every ControlNet whose map was rendered.
@@ -722,6 +750,16 @@ def generate_from_spec(
             if not nets:
                 raise ModelError(f"none of the setup's ControlNet maps {list(spec.controlnets)} "
                                  f"was rendered; rendered: {[k.value for k in layers]}")
+            # A map with nothing in it (the pose of a scene without people) would steer the
+            # video towards an empty image: leave its ControlNet out, and say so.
+            empty = [m for m in nets if len(nets) > 1 and _blank(layers, m)]
+            for m in empty:
+                del nets[m]
+            if empty:
+                log.warning("the %s map%s empty in this clip: %s ControlNet%s left out",
+                            ", ".join(empty), " is" if len(empty) == 1 else "s are",
+                            "its" if len(empty) == 1 else "their",
+                            "" if len(empty) == 1 else "s")
     known = list(spec.controlnets) or [spec.sparsectrl_map]
     stray = sorted(set(weights or {}) - set(known))
     if stray:
@@ -731,13 +769,24 @@ def generate_from_spec(
     pipe = load_animatediff(spec.base, spec.motion_adapter, nets or None, spec.sparsectrl,
                             sparsectrl_map=spec.sparsectrl_map, device=device, dtype=spec.dtype,
                             variant=spec.variant)
-    return generate_animatediff(
-        pipe, layers,
+    settings = dict(
         prompt=spec.prompt if prompt is None else prompt,
         negative_prompt=spec.negative_prompt if negative_prompt is None else negative_prompt,
         steps=steps or spec.steps or 20, seed=seed,
         guidance_scale=spec.guidance_scale if guidance_scale is None else guidance_scale,
         weights=weights, scheduler=scheduler or spec.scheduler,
-        scheduler_options=spec.scheduler_options,
-        keyframes=keyframes if keyframes is not None else spec.keyframes,
+        keyframes=keyframes if keyframes is not None else spec.keyframes)
+    video = generate_animatediff(
+        pipe, layers, **settings, scheduler_options=spec.scheduler_options,
         reference=reference, window=window, overlap=overlap, progress=progress)
+    if record is not None:
+        record.update({**settings, "base": str(spec.base),
+                       "motion_adapter": str(spec.motion_adapter),
+                       "controlnets": {k: str(v) for k, v in nets.items()},
+                       "sparsectrl": None if spec.sparsectrl is None else str(spec.sparsectrl),
+                       "maps": list(nets) or [spec.sparsectrl_map],
+                       "scheduler": type(pipe.scheduler).__name__,
+                       "reference": None if reference is None or not isinstance(
+                           reference, str | Path) else str(reference),
+                       "window": window, "overlap": overlap})
+    return video

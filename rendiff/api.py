@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
 from rendiff._resources import shipped_path
 from rendiff.conditioners.controls import control_images
@@ -118,7 +119,14 @@ def check_model(model: str | Path | None, maps: list[str] | None = None) -> None
     with one line."""
     setup = find_spec(model) if model is not None else None
     if setup is not None:
-        load_spec(setup)
+        spec = load_spec(setup)
+        if getattr(spec, "kind", None) == "wan_vace":
+            from rendiff.conditioners.wan_vace import check_wan_vace_folder
+
+            check_wan_vace_folder(spec.model)
+            if maps and (len(maps) != 1 or maps[0] not in ("depth", "pose", "flow")):
+                raise ModelError(f"{setup}: Wan VACE takes one control map (depth, pose or "
+                                 f"flow), not {maps}")
         return
     path = DEFAULT_MODEL_DIR if model is None else Path(model).expanduser()
     for name in _check_model_folder(path):
@@ -186,7 +194,8 @@ def _pretrained_spec(model, gen) -> AnimateDiffSpec | None:
     source = model if model is not None else (gen.model if gen is not None else None)
     if source is None:
         return None
-    if isinstance(source, AnimateDiffSpec):
+    if isinstance(source, BaseModel) and getattr(source, "kind", None) in ("animatediff",
+                                                                            "wan_vace"):
         return source
     spec_file = find_spec(source)
     return None if spec_file is None else load_spec(spec_file)
@@ -197,6 +206,23 @@ def _generate_pretrained(layers: Layers, spec: AnimateDiffSpec, gen, *, referenc
     """A pretrained AnimateDiff setup's generation. Each setting comes from the argument, else
     the setup file, else the scene's ``generation`` options, else the default."""
     from rendiff.conditioners.pretrained import generate_from_spec
+
+    if spec.kind == "wan_vace":
+        from rendiff.conditioners.wan_vace import generate_from_wan_spec
+
+        if kw.pop("keyframes", None) is not None:
+            raise ModelError("keyframes: only SparseCtrl setups take keyframes, not Wan VACE")
+        if scheduler is not None:
+            raise ModelError("scheduler: a Wan VACE setup samples with its model's own "
+                             "scheduler (set flow_shift in the setup file instead)")
+        return generate_from_wan_spec(
+            layers, spec,
+            reference=reference if reference is not None else (
+                gen.reference if gen is not None and gen.reference is not None else None),
+            maps=maps or (gen.maps if gen is not None and gen.maps else None),
+            weights=weights if weights is not None else (dict(gen.weights) if gen is not None
+                                                         else {}),
+            steps=steps or spec.steps or (gen.steps if gen is not None else None), **kw)
 
     if reference is None and gen is not None and gen.reference is not None:
         if spec.sparsectrl is None:
@@ -211,7 +237,10 @@ def _generate_pretrained(layers: Layers, spec: AnimateDiffSpec, gen, *, referenc
         window=window or (gen.window if gen is not None else 16),
         overlap=overlap if overlap is not None else (gen.overlap if gen is not None else 4),
         steps=steps or spec.steps or (gen.steps if gen is not None else None),
-        scheduler=scheduler or spec.scheduler or (gen.scheduler if gen is not None else None),
+        # the scene's scheduler only when the scene file names one: its default (ddim) is the
+        # shipped model's, and a setup without one samples with its base model's own
+        scheduler=scheduler or spec.scheduler or (
+            gen.scheduler if gen is not None and "scheduler" in gen.model_fields_set else None),
         **kw)
 
 
@@ -233,6 +262,7 @@ def generate(
     negative_prompt: str | None = None,
     guidance_scale: float | None = None,
     keyframes: int | list[int] | None = None,
+    record: dict | None = None,
 ) -> torch.Tensor:
     """Generates a video conditioned on the rendered layers.
 
@@ -253,18 +283,23 @@ def generate(
             setup (default: its setup file's).
         keyframes: SparseCtrl setups: the keyframe indices, or k for every k-th frame (default:
             the setup file's, else the first frame).
+        record: a dict that receives what made the video (model kind and folders, the setup
+            file and its SHA-256, maps and weights, prompts, steps, scheduler, seed, guidance);
+            ``rendiff run`` writes it into ``metadata.json`` as ``generation``.
     Returns:
         [T, H, W, 3] float32 frames in [0, 1].
     """
     gen = getattr(layers.scene, "generation", None)
     spec = _pretrained_spec(model, gen)
     if spec is not None:
+        if record is not None:
+            record.update(_setup_provenance(model if model is not None else gen.model, spec))
         return _generate_pretrained(
             layers, spec, gen, reference=reference, maps=maps, weights=weights, window=window,
             overlap=overlap, steps=steps, scheduler=scheduler,
             seed=seed if seed is not None else getattr(layers.scene, "seed", 0), device=device,
             progress=progress, prompt=prompt, negative_prompt=negative_prompt,
-            guidance_scale=guidance_scale, keyframes=keyframes)
+            guidance_scale=guidance_scale, keyframes=keyframes, record=record)
     extra = [n for n, v in (("prompt", prompt), ("negative_prompt", negative_prompt),
                             ("guidance_scale", guidance_scale), ("keyframes", keyframes))
              if v is not None]
@@ -291,15 +326,34 @@ def generate(
     controls = condition(layers, use)
     weights = weights if weights is not None else (dict(gen.weights) if gen is not None else {})
     ref = reference if reference is not None else (gen.reference if gen is not None else None)
-    out = pipe(
-        controls,
-        reference_image=_reference_image(ref, layers),
+    settings = dict(
         num_inference_steps=steps or (gen.steps if gen is not None else None) or DEFAULT_STEPS,
         seed=seed if seed is not None else getattr(layers.scene, "seed", 0),
         control_weights=weights or None,
         window=window or (gen.window if gen is not None else 16),
-        overlap=overlap if overlap is not None else (gen.overlap if gen is not None else 4),
-        output_type="pt",
-        progress=progress,
-    )
+        overlap=overlap if overlap is not None else (gen.overlap if gen is not None else 4))
+    if record is not None:
+        record.update({
+            "kind": "rendiff", "model": str(path.resolve()), "maps": list(use),
+            "weights": {m: float(weights.get(m, 1.0)) for m in use},
+            "steps": settings["num_inference_steps"], "seed": settings["seed"],
+            "scheduler": type(pipe.scheduler).__name__, "window": settings["window"],
+            "overlap": settings["overlap"],
+            "reference": "the engine's first frame" if ref is None else (
+                str(ref) if isinstance(ref, str | Path) else "image array")})
+    out = pipe(controls, reference_image=_reference_image(ref, layers), output_type="pt",
+               progress=progress, **settings)
     return out.frames.float().cpu()
+
+
+def _setup_provenance(source, spec) -> dict:
+    """The setup file a pretrained model came from and its SHA-256 (None for a spec object)."""
+    import hashlib
+
+    record: dict = {"kind": spec.kind, "setup_file": None, "setup_sha256": None}
+    if isinstance(source, str | Path):
+        spec_file = find_spec(source)
+        if spec_file is not None and spec_file.is_file():
+            record["setup_file"] = str(spec_file.resolve())
+            record["setup_sha256"] = hashlib.sha256(spec_file.read_bytes()).hexdigest()
+    return record

@@ -312,6 +312,7 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
     with _stage("render", timings):
         layers = rendiff.render(traj, progress=progress)
     video = None
+    provenance: dict = {}
     if generate:
         with _stage("generate", timings):
             maps = args.maps.split(",") if args.maps else None
@@ -320,10 +321,12 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
                                      progress=progress, scheduler=args.scheduler,
                                      weights=args.weights, prompt=args.prompt,
                                      negative_prompt=args.negative_prompt,
-                                     guidance_scale=args.guidance_scale, keyframes=args.keyframes)
+                                     guidance_scale=args.guidance_scale, keyframes=args.keyframes,
+                                     record=provenance)
     with _stage("save", timings):
         written = rendiff.save(args.out, layers, video, contacts=traj.contacts,
-                               timings=dict(timings))
+                               timings=dict(timings),
+                               extra={"generation": provenance} if generate else None)
     if progress:
         total = sum(timings.values())
         print(f"rendiff: {scene.name}: {len(written)} outputs in {args.out} ({total:.1f} s: "

@@ -197,15 +197,18 @@ def make_clip(spec: DatasetSpec, out: str | Path, index: int, *, generate: bool 
         layers = rendiff.render(traj, progress=False)
         t2 = time.perf_counter()
         video = None
+        provenance: dict | None = None
         if generate:
-            video = rendiff.generate(layers, model=model, device=device, progress=False)
+            provenance = {}
+            video = rendiff.generate(layers, model=model, device=device, progress=False,
+                                     record=provenance)
         t3 = time.perf_counter()
         tmp.mkdir(parents=True)
         name = f"{CLIPS}/{clip_name(index)}"
         row = write_clip(tmp, traj, layers, index=index, seed=draw.seed, params=draw.params,
                          generated=video, amodal=amodal, name=name,
                          classes=dataset_classes(spec), categories=dataset_categories(spec),
-                         flow16=flow16)
+                         flow16=flow16, generation=provenance)
         t4 = time.perf_counter()
         # timings vary run to run: kept out of the clip's files (byte-identical clips), returned
         stable = {k: v for k, v in row.items() if not k.startswith("time_")}

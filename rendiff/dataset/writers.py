@@ -178,6 +178,7 @@ def write_clip(
     classes: list[str] | None = None,
     categories: list[str] | None = None,
     flow16: bool = False,
+    generation: dict | None = None,
 ) -> dict:
     """Writes one annotated clip into ``clip_dir`` (layout in the module docstring).
 
@@ -190,6 +191,8 @@ def write_clip(
         params: the sampled parameters (recorded in metadata and, as ``param.<key>``, in the
             summary).
         generated: optional [T, H, W, 3] float video in [0, 1], written to ``generated/``.
+        generation: what made ``generated`` (``rendiff.generate``'s ``record``), written into
+            ``metadata.json`` as ``generation``.
         amodal: compute amodal masks and visible fractions (see ``clip_annotations``).
         name: the clip folder relative to the data-set root, used in coco.json file names;
             default ``clips/<index:06d>``.
@@ -305,6 +308,8 @@ def write_clip(
         "file_docs": FILE_DOCS,
         "files": dict(sorted(files.items())),
     }
+    if generation is not None:  # what made generated/ (rendiff.generate's record)
+        meta["generation"] = generation
     try:
         meta_bytes = _json(meta, indent=2)
     except (TypeError, ValueError) as err:

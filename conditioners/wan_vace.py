@@ -1,0 +1,362 @@
+"""Wan VACE from a local folder, driven by rendiff's maps.
+
+Wan VACE (Apache-2.0; diffusers' ``WanVACEPipeline``) generates video from a prompt and one
+control video -- depth, pose or optical flow in the encodings its annotators produce -- with a
+mask of the regions to regenerate (white) or keep (black) and optional reference images. The setup
+is written in a ``rendiff_pretrained.yaml`` whose paths are relative to the file::
+
+    kind: wan_vace
+    model: Wan2.1-VACE-1.3B-diffusers   # a WanVACEPipeline folder (1.3B or 14B; Wan2.2 VACE-Fun
+                                        # adds transformer_2/)
+    control: depth                      # depth | pose | flow
+    keep: [robot]                       # optional: entities whose rendered pixels are kept
+    reference: look.png                 # optional: an image of the look to give the video
+    prompt: a robot arm stacking wooden blocks on a workbench, daylight
+    negative_prompt: blurry, distorted
+    steps: 30
+    guidance_scale: 5.0
+    conditioning_scale: 1.0
+
+The control video is the map in VACE's own encodings (:func:`vace_control`), each normalised
+**per frame** as VACE's annotators do (theirs run frame by frame):
+
+- ``depth``: inverse depth, min-max over the frame's valid pixels, grey, near = bright
+  (:func:`rendiff.kernels.encodings.depth_to_control` on one frame). VACE's annotator is a
+  monocular estimator (Depth Anything / MiDaS): relative inverse depth, also near = bright and
+  min-max normalised per frame; ours is exact where theirs is estimated, and the empty background
+  is black (theirs gives the far background its estimate).
+- ``pose``: the OpenPose-18 body skeleton on black (the ``pose`` layer, as VACE's DWPose body
+  annotator draws it: limbs and joints, no hands or face).
+- ``flow``: forward optical flow as a colour wheel, saturation = magnitude over the frame's
+  largest (floored at 1 px, so a still frame stays white); VACE's RAFT annotator normalises per
+  frame the same way.
+
+The mask is white (regenerate) everywhere except the pixels of the ``keep`` entities, which are
+black, and there the video carries the engine's own RGB render instead of the control, as VACE's
+inpainting tasks take it. A reference image is letterboxed (aspect kept) onto a white canvas of
+the clip's size, as VACE's reference preprocessing does.
+
+Any frame count and size: VACE takes 4k + 1 frames (the VAE's temporal factor) and sizes that are
+multiples of 16 (the VAE's spatial factor times the transformer's patch); other counts are padded
+by repeating the last frame, other sizes by repeating the edges, and cropped back.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import Tensor
+
+from rendiff.engine.layers import Layer, Layers
+from rendiff.kernels.encodings import depth_to_control, flow_to_color
+
+from .controls import FLOW_MIN_NORM
+
+__all__ = ["VACE_CONTROLS", "WanVACESpec", "check_wan_vace_folder", "generate_from_wan_spec",
+           "generate_wan_vace", "letterbox", "load_wan_vace", "vace_control", "vace_mask"]
+
+#: The control videos VACE was trained on that rendiff renders exactly.
+VACE_CONTROLS = ("depth", "pose", "flow")
+_LAYER = {"depth": Layer.DEPTH, "pose": Layer.POSE, "flow": Layer.FLOW}
+
+
+class WanVACESpec(BaseModel):
+    """A Wan VACE setup (see the module docstring). Paths are absolute once loaded."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    kind: Literal["wan_vace"] = "wan_vace"
+    model: Path  # WanVACEPipeline folder
+    control: Literal["depth", "pose", "flow"] = "depth"
+    keep: list[str] = Field(default_factory=list)  # entity names whose render is kept
+    reference: Path | None = None
+    prompt: str = ""
+    negative_prompt: str = ""
+    guidance_scale: float = Field(5.0, ge=0.0, le=100.0)
+    conditioning_scale: float = Field(1.0, ge=0.0, le=10.0)
+    steps: int | None = Field(None, ge=1, le=1000)  # None: 30
+    flow_shift: float | None = Field(None, gt=0.0, le=100.0)  # None: the model's own
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    max_sequence_length: int = Field(512, ge=1, le=4096)
+
+    @field_validator("keep")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"an entity is named twice: {v}")
+        return v
+
+    def resolved(self, root: Path) -> WanVACESpec:
+        """A copy with every path absolute, relative ones taken against ``root``."""
+        def fix(p: Path) -> Path:
+            p = p.expanduser()
+            return p if p.is_absolute() else (root / p).resolve()
+
+        return self.model_copy(update={
+            "model": fix(self.model),
+            "reference": None if self.reference is None else fix(self.reference)})
+
+
+# ---------------------------------------------------------------- encodings (frozen)
+
+
+def vace_control(name: str, data: Tensor) -> Tensor:
+    """One layer of a clip to VACE's control video [T, H, W, 3] float32 in [0, 1], normalised
+    frame by frame (module docstring). ``name``: ``depth`` [T, H, W] metres (+inf empty),
+    ``pose`` [T, H, W, 3] the rendered skeleton image, ``flow`` [T, H, W, 2] pixels."""
+    if name == "depth":
+        out = torch.stack([depth_to_control(d[None])[0] for d in data]) if len(data) else \
+            torch.zeros(data.shape, dtype=torch.float32)
+        return out[..., None].expand(*data.shape, 3).contiguous()
+    if name == "pose":
+        return data.clamp(0, 1).float()
+    if name == "flow":
+        frames = []
+        for f in data:
+            peak = float(f.norm(dim=-1).max()) if f.numel() else 0.0
+            frames.append(flow_to_color(f, max_norm=max(peak, FLOW_MIN_NORM)))
+        return torch.stack(frames) if frames else torch.zeros(*data.shape[:-1], 3)
+    raise ValueError(f"no VACE encoding for {name!r}; VACE takes {list(VACE_CONTROLS)}")
+
+
+def vace_mask(layers: Layers, keep: Sequence[str]) -> Tensor:
+    """[T, H, W] float32: 1 (white) = generate, 0 (black) = keep the engine's render; the pixels
+    of the ``keep`` entities (by instance id) are kept."""
+    T = layers.frames
+    W, H = layers.size
+    mask = torch.ones(T, H, W)
+    if not keep:
+        return mask
+    names = list(layers.entity_names)
+    unknown = [k for k in keep if k not in names]
+    if unknown:
+        raise ValueError(f"keep: no entity named {unknown[0]!r}; the scene has {names}")
+    if Layer.INSTANCE not in layers:
+        raise ValueError("keep: needs the instance layer, which was not rendered")
+    inst = layers[Layer.INSTANCE]
+    for k in keep:
+        mask[inst == names.index(k) + 1] = 0.0
+    return mask
+
+
+def letterbox(image: Tensor, width: int, height: int) -> Tensor:
+    """[h, w, 3] in [0, 1] -> [height, width, 3]: scaled to fit (aspect kept, bilinear) and
+    centred on white."""
+    h, w = image.shape[:2]
+    s = min(width / w, height / h)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    scaled = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None].float(), size=(nh, nw),
+                                             mode="bilinear", align_corners=False,
+                                             antialias=True)[0].permute(1, 2, 0)
+    out = torch.ones(height, width, 3)
+    top, left = (height - nh) // 2, (width - nw) // 2
+    out[top:top + nh, left:left + nw] = scaled.clamp(0, 1)
+    return out
+
+
+# ---------------------------------------------------------------- loading and sampling
+
+
+def load_wan_vace(folder: str | Path, *, device: str | torch.device = "cpu",
+                  dtype: str | torch.dtype | None = None) -> Any:
+    """``WanVACEPipeline`` from a local folder, offline, weights from safetensors only; any
+    failure is one line (:class:`~rendiff.conditioners.pretrained.ModelError`)."""
+    from .pretrained import ModelError, _quiet, _resolve_dtype, first_line
+
+    folder = check_wan_vace_folder(folder)
+    try:
+        import ftfy  # noqa: F401  (Wan's prompt cleaning calls it)
+        from diffusers import WanVACEPipeline
+    except ImportError as e:
+        raise ModelError(f"Wan VACE needs diffusers >= 0.34 with accelerate and ftfy installed "
+                         f"({first_line(e)}); reinstall rendiff") from None
+    torch_dtype = _resolve_dtype(dtype, device)
+    with _quiet():
+        try:
+            pipe = WanVACEPipeline.from_pretrained(str(folder), local_files_only=True,
+                                                   torch_dtype=torch_dtype,
+                                                   use_safetensors=True)
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
+            raise ModelError(f"{folder}: cannot load the Wan VACE pipeline: "
+                             f"{first_line(e)[:300]}") from None
+    return pipe.to(device)
+
+
+def check_wan_vace_folder(folder: str | Path) -> Path:
+    """Checks, without loading, that ``folder`` holds a WanVACEPipeline in diffusers format with
+    weights in safetensors; returns it. One-line ModelError otherwise."""
+    from .pretrained import ModelError, _folder_kind
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: Wan VACE model folder not found")
+    kind = _folder_kind(folder)
+    if kind != "WanVACEPipeline":
+        what = f"holds a {kind}" if kind else "has no model_index.json"
+        raise ModelError(f"{folder}: {what}; expected a WanVACEPipeline folder in diffusers "
+                         "format (model_index.json, transformer/, vae/, text_encoder/, "
+                         "tokenizer/, scheduler/)")
+    for part in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if not (folder / part).is_dir():
+            raise ModelError(f"{folder}: {part}/ not found (a WanVACEPipeline folder has "
+                             "transformer/, vae/, text_encoder/, tokenizer/, scheduler/)")
+    for part in ("transformer", "vae", "text_encoder"):
+        if not any((folder / part).glob("*.safetensors")):
+            raise ModelError(f"{folder / part}: no *.safetensors weights (pickled .bin weights "
+                             "are not loaded: they can run code)")
+    return folder
+
+
+def _pil_frames(frames: Tensor) -> list:
+    from PIL import Image
+
+    arr = (frames.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
+
+
+def _pad_clip(x: Tensor, frames: int, height: int, width: int) -> Tensor:
+    """[T, H, W, C] -> [frames, height, width, C]: the last frame repeated, edges repeated."""
+    T, H, W = x.shape[:3]
+    if frames > T:
+        x = torch.cat([x, x[-1:].expand(frames - T, *x.shape[1:])])
+    if height > H or width > W:
+        x = torch.nn.functional.pad(x.permute(0, 3, 1, 2), (0, width - W, 0, height - H),
+                                    mode="replicate").permute(0, 2, 3, 1)
+    return x.contiguous()
+
+
+def generate_wan_vace(
+    pipe: Any,
+    layers: Layers,
+    *,
+    control: str = "depth",
+    keep: Sequence[str] = (),
+    reference: str | Path | Tensor | None = None,
+    prompt: str = "",
+    negative_prompt: str = "",
+    steps: int = 30,
+    seed: int = 0,
+    guidance_scale: float = 5.0,
+    conditioning_scale: float = 1.0,
+    flow_shift: float | None = None,
+    max_sequence_length: int = 512,
+    progress: bool = True,
+) -> Tensor:
+    """Generates a clip with a pipeline from :func:`load_wan_vace` (module docstring).
+
+    Returns [T, H, W, 3] float32 frames in [0, 1] on the CPU, T, H, W those of ``layers``."""
+    from .pretrained import ModelError
+
+    if control not in VACE_CONTROLS:
+        raise ModelError(f"control: VACE takes {list(VACE_CONTROLS)}, not {control!r}")
+    layer = _LAYER[control]
+    if layer not in layers:
+        raise ModelError(f"control: the {control!r} layer was not rendered; rendered: "
+                         f"{[k.value for k in layers]}")
+    T = layers.frames
+    W, H = layers.size
+    ft = int(pipe.vae_scale_factor_temporal)
+    m = int(pipe.vae_scale_factor_spatial) * int(pipe.transformer.config.patch_size[1])
+    Tp = (T - 1 + ft - 1) // ft * ft + 1
+    Hp, Wp = math.ceil(H / m) * m, math.ceil(W / m) * m
+    try:
+        video = vace_control(control, layers[layer])
+        mask = vace_mask(layers, list(keep))
+    except ValueError as e:
+        raise ModelError(str(e)) from None
+    if keep:
+        if Layer.RGB not in layers:
+            raise ModelError("keep: needs the rgb layer, which was not rendered")
+        video = torch.where(mask[..., None] > 0.5, video, layers[Layer.RGB].clamp(0, 1))
+    video = _pad_clip(video, Tp, Hp, Wp)
+    mask = _pad_clip(mask[..., None].expand(-1, -1, -1, 3), Tp, Hp, Wp)
+    refs = None
+    if reference is not None:
+        refs = _pil_frames(letterbox(_read_image(reference), Wp, Hp)[None])
+    if flow_shift is not None:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config,
+                                                          flow_shift=float(flow_shift))
+    pipe.set_progress_bar_config(disable=not progress)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        out = pipe(prompt=prompt, negative_prompt=negative_prompt or None,
+                   video=_pil_frames(video), mask=_pil_frames(mask), reference_images=refs,
+                   conditioning_scale=float(conditioning_scale), height=Hp, width=Wp,
+                   num_frames=Tp, num_inference_steps=int(steps),
+                   guidance_scale=float(guidance_scale),
+                   generator=torch.Generator("cpu").manual_seed(int(seed)), output_type="np",
+                   max_sequence_length=int(max_sequence_length)).frames
+    frames = torch.from_numpy(np.asarray(out[0], dtype=np.float32))  # [Tp, Hp, Wp, 3]
+    if not torch.isfinite(frames).all():
+        raise ModelError("Wan VACE produced NaN or inf frames (try dtype: float32)")
+    return frames[:T, :H, :W].clamp(0, 1).contiguous()
+
+
+def _read_image(image: str | Path | Tensor) -> Tensor:
+    if isinstance(image, str | Path):
+        from PIL import Image, UnidentifiedImageError
+
+        from .pretrained import ModelError
+
+        try:
+            with Image.open(image) as img:
+                return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
+        except (OSError, UnidentifiedImageError) as e:
+            raise ModelError(f"{image}: not a readable image ({e})") from None
+    t = torch.as_tensor(image, dtype=torch.float32)
+    if t.ndim != 3 or t.shape[-1] != 3:
+        from .pretrained import ModelError
+
+        raise ModelError(f"reference image has shape {tuple(t.shape)}, expected [H, W, 3]")
+    return t
+
+
+def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
+                           steps: int | None = None, reference: Any = None,
+                           prompt: str | None = None, negative_prompt: str | None = None,
+                           guidance_scale: float | None = None, maps: Sequence[str] | None = None,
+                           weights: Mapping[str, float] | None = None, device: str = "cpu",
+                           progress: bool = True, record: dict | None = None) -> Tensor:
+    """Loads ``spec``'s model and generates from ``layers``; arguments left None take the setup
+    file's values. ``maps`` may name one map (overrides ``control``); ``weights`` may give that
+    map's conditioning scale. ``record``, when given, receives the settings used."""
+    from .pretrained import ModelError
+
+    control = spec.control
+    if maps:
+        if len(maps) != 1:
+            raise ModelError(f"maps: Wan VACE takes one control video, got {list(maps)}")
+        control = maps[0]
+    scale = spec.conditioning_scale
+    if weights:
+        stray = sorted(set(weights) - {control})
+        if stray:
+            raise ModelError(f"weights given for map(s) {stray}; the setup takes {control!r}")
+        scale = float(weights.get(control, scale))
+    pipe = load_wan_vace(spec.model, device=device, dtype=spec.dtype)
+    settings = dict(
+        control=control, keep=list(spec.keep),
+        reference=reference if reference is not None else spec.reference,
+        prompt=spec.prompt if prompt is None else prompt,
+        negative_prompt=spec.negative_prompt if negative_prompt is None else negative_prompt,
+        steps=steps or spec.steps or 30, seed=seed,
+        guidance_scale=spec.guidance_scale if guidance_scale is None else guidance_scale,
+        conditioning_scale=scale, flow_shift=spec.flow_shift,
+        max_sequence_length=spec.max_sequence_length)
+    if record is not None:
+        ref = settings["reference"]
+        record.update({**settings, "model": str(spec.model), "maps": [control],
+                       "weights": {control: scale},
+                       "reference": ref if ref is None or isinstance(ref, str | Path)
+                       else "image array", "scheduler": type(pipe.scheduler).__name__,
+                       "flow_shift": pipe.scheduler.config.get("flow_shift"),
+                       "dtype": str(pipe.transformer.dtype).replace("torch.", "")})
+        record["reference"] = None if ref is None else str(record["reference"])
+    return generate_wan_vace(pipe, layers, progress=progress, **settings)

@@ -1,0 +1,272 @@
+"""Wan VACE from a local folder (diffusers' WanVACEPipeline), on tiny random parts written by
+tools/make_tiny_wan_vace.py: the setup file, VACE's per-frame encodings, the mask and reference
+image, frame counts and sizes the model cannot take, provenance, and bad setups."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import rendiff
+from rendiff.cli import main
+from rendiff.conditioners.pretrained import ModelError, load_spec
+from rendiff.conditioners.wan_vace import (
+    generate_wan_vace,
+    letterbox,
+    load_wan_vace,
+    vace_control,
+    vace_mask,
+)
+from rendiff.engine.layers import Layer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("make_tiny_wan_vace",
+                                                  ROOT / "tools" / "make_tiny_wan_vace.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return _tool().write_tiny_wan_vace(tmp_path_factory.mktemp("models") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny):
+    return load_wan_vace(tiny / "model")
+
+
+@pytest.fixture(scope="module")
+def layers():
+    """falling_objects, 6 frames at 40x24: neither 4k + 1 frames nor a multiple of 16."""
+    scene = rendiff.builtin_scene("falling_objects").model_copy(
+        update={"frames": 6, "size": (40, 24)})
+    return rendiff.render(rendiff.simulate(scene, progress=False), progress=False)
+
+
+def _spy(monkeypatch, pipe) -> list[dict]:
+    """Records every call's keyword arguments to the pipeline (then calls it)."""
+    calls: list[dict] = []
+    real = type(pipe).__call__
+
+    def spy(self, *args, **kw):
+        calls.append(kw)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(type(pipe), "__call__", spy)
+    return calls
+
+
+def _arrays(images) -> np.ndarray:
+    return np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
+
+
+# ---------------------------------------------------------------- encodings
+
+
+def test_depth_is_normalised_frame_by_frame():
+    """Inverse depth min-max per frame: each frame's nearest point is 1, its farthest 0.05, empty
+    pixels 0, whatever the other frames hold (VACE's annotators run frame by frame)."""
+    depth = torch.full((3, 4, 5), math.inf)
+    depth[0, 1:, :] = torch.linspace(1.0, 2.0, 15).view(3, 5)
+    depth[1, 1:, :] = torch.linspace(10.0, 40.0, 15).view(3, 5)  # 10x farther: same image
+    depth[2, 1:, :] = 3.0  # one depth: all 1
+    out = vace_control("depth", depth)
+    assert out.shape == (3, 4, 5, 3) and torch.equal(out[..., 0], out[..., 2])
+    for k in range(2):
+        inv = 1.0 / depth[k, 1:]
+        expected = 0.05 + 0.95 * (inv - inv.min()) / (inv.max() - inv.min())
+        torch.testing.assert_close(out[k, 1:, :, 0], expected, rtol=0, atol=1e-6)
+        assert bool((out[k, 0] == 0).all())
+    assert bool((out[2, 1:] == 1).all())
+    # The clip-wide encoding (rendiff's own ControlNet one) is not per frame.
+    from rendiff.conditioners.controls import control_image
+
+    assert not torch.allclose(control_image(Layer.DEPTH, depth)[1], out[1])
+
+
+def test_flow_is_normalised_frame_by_frame():
+    g = torch.Generator().manual_seed(0)
+    flow = torch.randn(1, 6, 7, 2, generator=g) * 3.0
+    clip = torch.cat([flow, flow * 10.0, torch.zeros_like(flow)])
+    out = vace_control("flow", clip)
+    torch.testing.assert_close(out[0], out[1], rtol=0, atol=1e-6)  # same directions, same image
+    assert bool((out[2] == 1).all())  # a still frame is white
+    assert float((out[0] - 1).abs().max()) > 0.3  # and a moving one is not
+
+
+def test_letterbox_keeps_the_aspect_on_white():
+    red = torch.zeros(10, 20, 3)
+    red[..., 0] = 1.0
+    out = letterbox(red, 40, 40)  # 20x10 -> 40x20, centred: rows 10..29
+    assert out.shape == (40, 40, 3)
+    assert bool((out[:10] == 1).all()) and bool((out[30:] == 1).all())
+    torch.testing.assert_close(out[10:30], red.new_tensor([1.0, 0.0, 0.0]).expand(20, 40, 3))
+
+
+def test_mask_keeps_exactly_the_named_entities(layers):
+    names = layers.entity_names
+    keep = [n for n in names if n.startswith("sphere")][:1]
+    mask = vace_mask(layers, keep)
+    inst = layers[Layer.INSTANCE]
+    kept = inst == names.index(keep[0]) + 1
+    assert bool(kept.any())
+    assert torch.equal(mask == 0, kept)
+    assert bool((vace_mask(layers, []) == 1).all())
+    with pytest.raises(ValueError, match="keep: no entity named 'sphere_9'"):
+        vace_mask(layers, ["sphere_9"])
+
+
+# ---------------------------------------------------------------- generation
+
+
+def test_the_model_receives_exactly_the_frozen_encodings_padded(pipe, layers, monkeypatch):
+    """6 frames at 40x24 go in as 9 frames (4k + 1, the last repeated) at 48x32 (multiples of
+    16, edges repeated), and come back cropped to 6 frames at 40x24."""
+    calls = _spy(monkeypatch, pipe)
+    out = generate_wan_vace(pipe, layers, control="depth", steps=2, guidance_scale=1.0,
+                            max_sequence_length=32, progress=False)
+    assert out.shape == (6, 24, 40, 3) and bool(torch.isfinite(out).all())
+    kw = calls[0]
+    assert (kw["num_frames"], kw["height"], kw["width"]) == (9, 32, 48)
+    video, mask = _arrays(kw["video"]), _arrays(kw["mask"])
+    expected = vace_control("depth", layers[Layer.DEPTH]).numpy()
+    assert video.shape == (9, 32, 48, 3)
+    np.testing.assert_allclose(video[:6, :24, :40], expected, atol=0.5 / 255 + 1e-6)
+    np.testing.assert_array_equal(video[6:], np.repeat(video[5:6], 3, 0))  # last frame repeated
+    np.testing.assert_array_equal(video[:, 24:, :40], np.repeat(video[:, 23:24, :40], 8, 1))
+    assert bool((mask == 1).all()) and kw["reference_images"] is None
+
+
+def test_kept_entities_carry_the_render_under_a_black_mask(pipe, layers, monkeypatch, tmp_path):
+    calls = _spy(monkeypatch, pipe)
+    keep = [n for n in layers.entity_names if n.startswith("sphere")][:1]
+    ref = tmp_path / "look.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((10, 30, 3), (0, 0, 255), np.uint8)).save(ref)
+    generate_wan_vace(pipe, layers, control="depth", keep=keep, reference=ref, steps=1,
+                      guidance_scale=1.0, max_sequence_length=32, progress=False)
+    kw = calls[0]
+    video, mask = _arrays(kw["video"])[:6, :24, :40], _arrays(kw["mask"])[:6, :24, :40, 0]
+    kept = (layers[Layer.INSTANCE] == layers.entity_names.index(keep[0]) + 1).numpy()
+    np.testing.assert_array_equal(mask == 0, kept)
+    np.testing.assert_allclose(video[kept], layers[Layer.RGB].numpy()[kept], atol=0.5 / 255 + 1e-6)
+    refs = _arrays(kw["reference_images"])
+    assert refs.shape == (1, 32, 48, 3)
+    assert bool((refs[0, 0] == 1).all()) and refs[0, 16, 24, 2] == 1 and refs[0, 16, 24, 0] == 0
+
+
+def test_weight_zero_equals_no_control(pipe, layers):
+    """At conditioning scale 0 the control video adds nothing: depth and flow controls give the
+    same frames; at 1 they differ."""
+    def run(control, scale):
+        return generate_wan_vace(pipe, layers, control=control, conditioning_scale=scale,
+                                 steps=2, seed=3, guidance_scale=1.0, max_sequence_length=32,
+                                 progress=False)
+
+    torch.testing.assert_close(run("depth", 0.0), run("flow", 0.0), rtol=0, atol=1e-6)
+    assert float((run("depth", 1.0) - run("flow", 1.0)).abs().max()) > 1e-3
+
+
+def test_rendiff_run_with_the_setup_writes_video_and_provenance(tiny, tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "falling_objects", "-o", str(out), "--model", str(tiny), "--frames", "9",
+                 "--size", "64x64", "--quiet"]) == 0
+    import imageio.v3 as iio
+
+    frames = iio.imread(out / "generated.mp4")
+    assert frames.shape[:3] == (9, 64, 64)
+    meta = json.loads((out / "metadata.json").read_text())
+    gen = meta["generation"]
+    setup = tiny / "rendiff_pretrained.yaml"
+    assert gen["kind"] == "wan_vace" and gen["setup_file"] == str(setup.resolve())
+    assert gen["setup_sha256"] == hashlib.sha256(setup.read_bytes()).hexdigest()
+    assert gen["model"] == str((tiny / "model").resolve())
+    assert (gen["control"], gen["steps"], gen["guidance_scale"], gen["seed"]) == (
+        "depth", 2, 1.0, 0)
+    assert gen["prompt"] == "a robot arm stacking blocks" and gen["negative_prompt"] == "blurry"
+    assert gen["scheduler"] == "UniPCMultistepScheduler"
+
+
+def test_the_default_model_records_its_provenance_too(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "falling_objects", "-o", str(out), "--frames", "4", "--size", "32x32",
+                 "--steps", "1", "--quiet"]) == 0
+    gen = json.loads((out / "metadata.json").read_text())["generation"]
+    assert gen["kind"] == "rendiff" and gen["steps"] == 1 and gen["seed"] == 0
+    assert gen["maps"] and gen["scheduler"] == "DDIMScheduler"
+
+
+# ---------------------------------------------------------------- bad setups
+
+
+def _setup(tmp: Path, text: str) -> Path:
+    p = tmp / "rendiff_pretrained.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text, words", [
+    ("kind: wan_vac\nmodel: m\n", "kind: unknown kind 'wan_vac' (did you mean 'wan_vace'?)"),
+    ("kind: cosmos_transfer\nmodel: m\n", "kind: cosmos_transfer is not supported yet"),
+    ("kind: wan_vace\nmodel: m\ncontrol: normal\n", "control: Input should be 'depth', 'pose' or"),
+    ("kind: wan_vace\nmodel: m\npromt: x\n", "promt: unknown field (did you mean 'prompt'?)"),
+    ("kind: wan_vace\nmodel: m\nsteps: '20'\n", "steps: Input should be a valid integer"),
+    ("kind: wan_vace\nmodel: m\nkeep: [a, a]\n", "keep: Value error, an entity is named twice"),
+])
+def test_a_bad_setup_file_is_one_line_naming_the_field(text, words, tmp_path):
+    with pytest.raises(ModelError) as e:
+        load_spec(_setup(tmp_path, text))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(str(tmp_path)), msg
+    assert words.replace("Value error, ", "") in msg, msg
+
+
+def test_a_bad_model_folder_is_one_line_before_any_work(tiny, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny, broken)
+    cases = [
+        ("model: nowhere\n", "Wan VACE model folder not found"),
+        ("model: model/vae\n", "holds a AutoencoderKLWan; expected a WanVACEPipeline folder"),
+    ]
+    for body, words in cases:
+        _setup(broken, f"kind: wan_vace\n{body}")
+        assert main(["run", "falling_objects", "-o", str(tmp_path / "o"), "--model",
+                     str(broken)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    _setup(broken, "kind: wan_vace\nmodel: model\n")
+    for f in (broken / "model" / "transformer").glob("*.safetensors"):
+        f.unlink()
+    assert main(["run", "falling_objects", "-o", str(tmp_path / "o"), "--model",
+                 str(broken)]) == 2
+    assert "transformer: no *.safetensors weights" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_data_set_generates_with_the_setup_and_keeps_its_labels(tiny, tmp_path):
+    """``rendiff dataset --generate --model SETUP``: each clip's generated/ frames beside its
+    exact labels, and what made them in its metadata.json."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\ngenerator: falling_objects\nframes: 5\nsize: [48, 32]\n")
+    out = tmp_path / "ds"
+    assert main(["dataset", str(spec), "-o", str(out), "--clips", "1", "--generate", "--model",
+                 str(tiny), "--quiet"]) == 0
+    clip = out / "clips" / "000000"
+    meta = json.loads((clip / "metadata.json").read_text())
+    assert meta["generation"]["kind"] == "wan_vace" and meta["generation"]["control"] == "depth"
+    assert len(list((clip / "generated").glob("*.png"))) == 5
+    assert main(["dataset", "--verify", str(out)]) == 0
