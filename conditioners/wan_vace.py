@@ -27,9 +27,9 @@ The control video is the map in VACE's own encodings (:func:`vace_control`), eac
   is black (theirs gives the far background its estimate).
 - ``pose``: the OpenPose-18 body skeleton on black (the ``pose`` layer, as VACE's DWPose body
   annotator draws it: limbs and joints, no hands or face).
-- ``flow``: forward optical flow as a colour wheel, saturation = magnitude over the frame's
-  largest (floored at 1 px, so a still frame stays white); VACE's RAFT annotator normalises per
-  frame the same way.
+- ``flow``: forward optical flow in the Middlebury colour coding (:func:`flow_to_middlebury`, the
+  one RAFT's visualiser draws), magnitude over the frame's largest (floored at 1 px, so a still
+  frame stays white); VACE's RAFT annotator normalises per frame the same way.
 
 The mask is white (regenerate) everywhere except the pixels of the ``keep`` entities, which are
 black, and there the video carries the engine's own RGB render instead of the control, as VACE's
@@ -55,12 +55,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
 from rendiff.engine.layers import Layer, Layers
-from rendiff.kernels.encodings import depth_to_control, flow_to_color
+from rendiff.kernels.encodings import depth_to_control
 
 from .controls import FLOW_MIN_NORM
 
-__all__ = ["VACE_CONTROLS", "WanVACESpec", "check_wan_vace_folder", "generate_from_wan_spec",
-           "generate_wan_vace", "letterbox", "load_wan_vace", "vace_control", "vace_mask"]
+__all__ = ["VACE_CONTROLS", "WanVACESpec", "check_wan_vace_folder", "flow_to_middlebury",
+           "generate_from_wan_spec", "generate_wan_vace", "letterbox", "load_wan_vace",
+           "middlebury_wheel", "vace_control", "vace_mask"]
 
 #: The control videos VACE was trained on that rendiff renders exactly.
 VACE_CONTROLS = ("depth", "pose", "flow")
@@ -107,6 +108,47 @@ class WanVACESpec(BaseModel):
 # ---------------------------------------------------------------- encodings (frozen)
 
 
+#: Colours per segment of the Middlebury optical-flow colour wheel (Baker et al. 2007), red ->
+#: yellow -> green -> cyan -> blue -> magenta -> red: 55 colours.
+_WHEEL_SEGMENTS = (15, 6, 4, 11, 13, 6)
+
+
+def middlebury_wheel() -> Tensor:
+    """The 55 colours [55, 3] in [0, 255] of the Middlebury flow colour wheel: within each
+    segment one channel ramps by ``floor(255 i / n)`` while another holds at 255."""
+    cols = []
+    ramps = ((0, 1, +1), (1, 0, -1), (1, 2, +1), (2, 1, -1), (2, 0, +1), (0, 2, -1))
+    for n, (hold, move, sign) in zip(_WHEEL_SEGMENTS, ramps, strict=True):
+        seg = torch.zeros(n, 3)
+        seg[:, hold] = 255.0
+        ramp = torch.floor(255.0 * torch.arange(n, dtype=torch.float64) / n).float()
+        seg[:, move] = ramp if sign > 0 else 255.0 - ramp
+        cols.append(seg)
+    return torch.cat(cols)
+
+
+def flow_to_middlebury(flow: Tensor, max_norm: float) -> Tensor:
+    """Optical flow [..., 2] (u right, v down, pixels) to the Middlebury colour coding that
+    RAFT's visualiser (and so VACE's flow annotator) draws: direction picks a colour of
+    :func:`middlebury_wheel` (interpolated between neighbours; flow to the right is red, down
+    is yellow-orange, left is cyan-blue), magnitude / ``max_norm`` blends it from white, flow
+    beyond ``max_norm`` is darkened to 0.75. Returns [..., 3] float32 in [0, 1], quantised to
+    the 8-bit levels the visualiser writes."""
+    wheel = middlebury_wheel() / 255.0
+    n = wheel.shape[0]
+    u, v = flow[..., 0].float() / max_norm, flow[..., 1].float() / max_norm
+    rad = torch.sqrt(u * u + v * v)
+    a = torch.atan2(-v, -u) / math.pi
+    fk = (a + 1) / 2 * (n - 1)
+    k0 = fk.floor().long().clamp(0, n - 1)
+    k1 = torch.where(k0 + 1 == n, 0, k0 + 1)
+    f = (fk - k0)[..., None]
+    col = (1 - f) * wheel[k0] + f * wheel[k1]
+    inside = (rad <= 1)[..., None]
+    col = torch.where(inside, 1 - rad[..., None] * (1 - col), col * 0.75)
+    return torch.floor(255.0 * col) / 255.0
+
+
 def vace_control(name: str, data: Tensor) -> Tensor:
     """One layer of a clip to VACE's control video [T, H, W, 3] float32 in [0, 1], normalised
     frame by frame (module docstring). ``name``: ``depth`` [T, H, W] metres (+inf empty),
@@ -121,7 +163,7 @@ def vace_control(name: str, data: Tensor) -> Tensor:
         frames = []
         for f in data:
             peak = float(f.norm(dim=-1).max()) if f.numel() else 0.0
-            frames.append(flow_to_color(f, max_norm=max(peak, FLOW_MIN_NORM)))
+            frames.append(flow_to_middlebury(f, max_norm=max(peak, FLOW_MIN_NORM)))
         return torch.stack(frames) if frames else torch.zeros(*data.shape[:-1], 3)
     raise ValueError(f"no VACE encoding for {name!r}; VACE takes {list(VACE_CONTROLS)}")
 

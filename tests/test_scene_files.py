@@ -495,3 +495,27 @@ def test_a_spec_asking_for_a_hang_is_refused_before_any_clip(text, words, tmp_pa
     assert main(["dataset", str(path), "-o", str(tmp_path / "out"), "--clips", "1"]) == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_clip_whose_render_holds_nan_is_not_written(tmp_path, monkeypatch):
+    """The data-set writer has the same last guard as ``rendiff.save``: a NaN in a layer fails
+    the clip with the layer, frame and entity named, and leaves no clip folder behind."""
+    import json
+
+    import rendiff
+
+    real = rendiff.render
+
+    def poisoned(traj, *a, **kw):
+        layers = real(traj, *a, **kw)
+        layers.data[rendiff.Layer.SHADING][1] = float("nan")
+        return layers
+
+    monkeypatch.setattr(rendiff, "render", poisoned)
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: t\nframes: 2\nsize: [32, 32]\ngenerator: falling_objects\n")
+    assert main(["dataset", str(path), "-o", str(tmp_path / "out"), "--clips", "1",
+                 "--quiet"]) == 1
+    failed = json.loads((tmp_path / "out" / "failures.json").read_text())["failed"]
+    assert "layer 'shading' holds NaN or inf at frame 1" in failed[0]["error"], failed
+    assert not (tmp_path / "out" / "clips" / "000000").exists()

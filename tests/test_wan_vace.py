@@ -107,6 +107,26 @@ def test_flow_is_normalised_frame_by_frame():
     assert float((out[0] - 1).abs().max()) > 0.3  # and a moving one is not
 
 
+def test_the_middlebury_wheel_and_its_colours_by_hand():
+    """Baker et al.'s wheel (15 red-yellow, 6 yellow-green, 4 green-cyan, 11 cyan-blue, 13
+    blue-magenta, 6 magenta-red) and flow colours worked out by hand from the published coding:
+    right -> index 0 (red); left -> atan2(0, 1) = 0 -> index 27 = cyan-blue step 2 (0, 209, 255);
+    down -> (-0.5 + 1) / 2 * 54 = 13.5, halfway between red-yellow steps 13 (g 221) and 14
+    (g 238): (255, 229, 0); half the largest magnitude blends halfway to white; zero is white."""
+    from rendiff.conditioners.wan_vace import flow_to_middlebury, middlebury_wheel
+
+    wheel = middlebury_wheel()
+    assert wheel.shape == (55, 3)
+    assert wheel[0].tolist() == [255, 0, 0] and wheel[15].tolist() == [255, 255, 0]
+    assert wheel[21].tolist() == [0, 255, 0] and wheel[25].tolist() == [0, 255, 255]
+    assert wheel[36].tolist() == [0, 0, 255] and wheel[49].tolist() == [255, 0, 255]
+    flow = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.5, 0.0], [0.0, 0.0]])
+    got = (flow_to_middlebury(flow, 1.0) * 255).round().tolist()
+    assert got == [[255, 0, 0], [0, 209, 255], [255, 229, 0], [255, 127, 127], [255, 255, 255]]
+    beyond = (flow_to_middlebury(torch.tensor([[2.0, 0.0]]), 1.0) * 255).round().tolist()
+    assert beyond == [[191, 0, 0]]  # past max_norm: darkened to 0.75
+
+
 def test_letterbox_keeps_the_aspect_on_white():
     red = torch.zeros(10, 20, 3)
     red[..., 0] = 1.0

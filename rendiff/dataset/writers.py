@@ -202,12 +202,18 @@ def write_clip(
         categories: a data-set-wide COCO category table (id = index + 1), see ``clip_coco``.
         flow16: store flow as float16 (about half the clip's bytes; error below 0.002 px per
             px of flow magnitude, i.e. float16's 11-bit mantissa) instead of exact float32.
+    Raises:
+        OutputError: a layer documented as finite (or the generated video) holds NaN or inf;
+            nothing is written (``rendiff.io.outputs.check_finite``).
     Returns:
         A flat summary row for the data-set index: index, seed, name, scene, frames, fps,
         width, height, entity counts, visibility, depth range, bytes, timings (seconds), and
         every ``params`` key as ``param.<key>`` (non-scalar values as JSON text).
     """
+    from rendiff.io.outputs import check_finite
+
     t0 = time.perf_counter()
+    check_finite(layers, torch.as_tensor(generated) if generated is not None else None)
     clip_dir = Path(clip_dir)
     name = name if name is not None else f"clips/{index:06d}"
     need = [Layer.RGB, Layer.DEPTH, Layer.NORMAL, Layer.INSTANCE, Layer.SEMANTIC, Layer.FLOW,
