@@ -4,9 +4,10 @@ on an idle machine and beside a CPU-bound process (the machines are shared).
     python benchmarks/bench_threads.py [--scenes falling_objects walking_human]
                                        [--sizes 128 512] [--frames 16] [--reps 2]
 
-Modes, interleaved run by run: ``default`` (rendiff as installed: torch's threads, OpenMP
-waiting passively, rendiff's policy), ``1 thread`` (OMP_NUM_THREADS=1), ``2 threads spinning``
-(OMP_WAIT_POLICY=ACTIVE, the OpenMP default before the policy, the named alternative). Each run
+Modes, interleaved run by run: ``default`` (rendiff as installed: the CLI's policy,
+rendiff/_threads.py: a short spin on a free machine, one thread beside a busy one), ``1 thread``
+(OMP_NUM_THREADS=1), ``2 threads passive`` (OMP_WAIT_POLICY=PASSIVE, rendiff's policy in session
+5), ``2 threads spinning`` (OMP_WAIT_POLICY=ACTIVE, close to OpenMP's own default). Each run
 is a fresh `rendiff render` process; the simulate and render times are read from its
 metadata.json. Prints a table (the median of the runs; ratio = default / best mode), writes
 benchmarks/results/threads.json with the load average before and after.
@@ -27,6 +28,8 @@ from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = {"default": {}, "1 thread": {"OMP_NUM_THREADS": "1"},
+         "2 threads passive": {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2",
+                               "GOMP_SPINCOUNT": "0"},
          "2 threads spinning": {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "2"}}
 _HOG = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    sum(range(10000))\n"
 
@@ -34,7 +37,8 @@ _HOG = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    sum
 def _run(scene: str, size: int, frames: int, env: dict[str, str], out: Path) -> float:
     cli = Path(sys.executable).parent / "rendiff"
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",
-                                                              "OMP_WAIT_POLICY")}
+                                                              "OMP_WAIT_POLICY",
+                                                              "GOMP_SPINCOUNT")}
     subprocess.run([cli, "render", scene, "-o", out, "--frames", str(frames), "--size",
                     f"{size}x{size}", "--quiet"], env={**base, **env}, check=True)
     timings = json.loads((out / "metadata.json").read_text())["timings_s"]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+log = logging.getLogger("rendiff.cli")
+
 
 class _UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
@@ -285,6 +287,10 @@ def _load(spec: str, args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace, generate: bool) -> int:
+    from rendiff._threads import choose_threads
+
+    policy = choose_threads()  # before torch loads: OpenMP reads its settings then
+    log.debug("thread policy: %s", policy)
     import torch
 
     import rendiff
@@ -326,7 +332,9 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
     with _stage("save", timings):
         written = rendiff.save(args.out, layers, video, contacts=traj.contacts,
                                timings=dict(timings),
-                               extra={"generation": provenance} if generate else None)
+                               extra={"threads": {"policy": policy,
+                                                  "torch_threads": torch.get_num_threads()},
+                                      **({"generation": provenance} if generate else {})})
     if progress:
         total = sum(timings.values())
         print(f"rendiff: {scene.name}: {len(written)} outputs in {args.out} ({total:.1f} s: "
