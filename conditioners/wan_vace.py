@@ -20,16 +20,16 @@ is written in a ``rendiff_pretrained.yaml`` whose paths are relative to the file
 The control video is the map in VACE's own encodings (:func:`vace_control`), each normalised
 **per frame** as VACE's annotators do (theirs run frame by frame):
 
-- ``depth``: inverse depth, min-max over the frame's valid pixels, grey, near = bright
-  (:func:`rendiff.kernels.encodings.depth_to_control` on one frame). VACE's annotator is a
-  monocular estimator (Depth Anything / MiDaS): relative inverse depth, also near = bright and
-  min-max normalised per frame; ours is exact where theirs is estimated, and the empty background
-  is black (theirs gives the far background its estimate).
+- ``depth``: inverse depth, min-max over the frame's valid pixels to [0, 1], grey, near =
+  bright, the empty background 0. VACE's annotator is a monocular estimator (Depth Anything /
+  MiDaS): relative inverse depth, also near = bright and min-max normalised per frame; ours is
+  exact where theirs is estimated (and theirs gives the far background its own estimate).
 - ``pose``: the OpenPose-18 body skeleton on black (the ``pose`` layer, as VACE's DWPose body
   annotator draws it: limbs and joints, no hands or face).
-- ``flow``: forward optical flow in the Middlebury colour coding (:func:`flow_to_middlebury`, the
-  one RAFT's visualiser draws), magnitude over the frame's largest (floored at 1 px, so a still
-  frame stays white); VACE's RAFT annotator normalises per frame the same way.
+- ``flow``: optical flow in the Middlebury colour coding (:func:`flow_to_middlebury`, the one
+  RAFT's visualiser draws), magnitude over the frame's largest (+1e-5, as RAFT's), with VACE's
+  timing: frame t shows the flow from t - 1 to t, frame 0 repeats frame 1's (the engine's
+  forward flow of frame t - 1).
 
 The mask is white (regenerate) everywhere except the pixels of the ``keep`` entities, which are
 black, and there the video carries the engine's own RGB render instead of the control, as VACE's
@@ -38,7 +38,9 @@ the clip's size, as VACE's reference preprocessing does.
 
 Any frame count and size: VACE takes 4k + 1 frames (the VAE's temporal factor) and sizes that are
 multiples of 16 (the VAE's spatial factor times the transformer's patch); other counts are padded
-by repeating the last frame, other sizes by repeating the edges, and cropped back.
+by repeating the last frame, other sizes by repeating the edges, and cropped back. A clip smaller
+than ``area`` (default Wan2.1's 480P, 480 x 832 pixels) is generated scaled up to about that many
+pixels and scaled back down: Wan generates poorly far below the sizes it was trained at.
 """
 
 from __future__ import annotations
@@ -55,11 +57,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
 from rendiff.engine.layers import Layer, Layers
-from rendiff.kernels.encodings import depth_to_control
 
-from .controls import FLOW_MIN_NORM
-
-__all__ = ["VACE_CONTROLS", "WanVACESpec", "check_wan_vace_folder", "flow_to_middlebury",
+__all__ = ["VACE_CONTROLS", "WanVACESpec", "check_wan_inputs", "check_wan_vace_folder",
+           "flow_to_middlebury",
            "generate_from_wan_spec", "generate_wan_vace", "letterbox", "load_wan_vace",
            "middlebury_wheel", "vace_control", "vace_mask"]
 
@@ -86,6 +86,7 @@ class WanVACESpec(BaseModel):
     flow_shift: float | None = Field(None, gt=0.0, le=100.0)  # None: the model's own
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_sequence_length: int = Field(512, ge=1, le=4096)
+    area: int | None = Field(399_360, ge=256, le=4096 * 4096)  # 480P; None: the clip's size
 
     @field_validator("keep")
     @classmethod
@@ -152,19 +153,31 @@ def flow_to_middlebury(flow: Tensor, max_norm: float) -> Tensor:
 def vace_control(name: str, data: Tensor) -> Tensor:
     """One layer of a clip to VACE's control video [T, H, W, 3] float32 in [0, 1], normalised
     frame by frame (module docstring). ``name``: ``depth`` [T, H, W] metres (+inf empty),
-    ``pose`` [T, H, W, 3] the rendered skeleton image, ``flow`` [T, H, W, 2] pixels."""
+    ``pose`` [T, H, W, 3] the rendered skeleton image, ``flow`` [T, H, W, 2] pixels, the
+    engine's forward flow (frame t to t + 1)."""
     if name == "depth":
-        out = torch.stack([depth_to_control(d[None])[0] for d in data]) if len(data) else \
-            torch.zeros(data.shape, dtype=torch.float32)
+        valid = torch.isfinite(data) & (data > 0)
+        inv = torch.where(valid, 1.0 / data.clamp_min(1e-12), 0.0).float()
+        big = torch.finfo(torch.float32).max
+        lo = torch.where(valid, inv, big).flatten(1).amin(1).view(-1, 1, 1)
+        hi = torch.where(valid, inv, -big).flatten(1).amax(1).view(-1, 1, 1)
+        span = hi - lo
+        out = torch.where(span > 0, (inv - lo) / span.clamp_min(1e-30), 1.0)
+        out = torch.where(valid, out, 0.0)
         return out[..., None].expand(*data.shape, 3).contiguous()
     if name == "pose":
         return data.clamp(0, 1).float()
     if name == "flow":
+        if not len(data):
+            return torch.zeros(*data.shape[:-1], 3)
+        # VACE's annotator gives frame t the flow from t - 1 to t (frame 0 repeats frame 1's):
+        # the engine's forward flow of frame t - 1.
+        data = torch.cat([data[:1], data[:-1]])
         frames = []
         for f in data:
-            peak = float(f.norm(dim=-1).max()) if f.numel() else 0.0
-            frames.append(flow_to_middlebury(f, max_norm=max(peak, FLOW_MIN_NORM)))
-        return torch.stack(frames) if frames else torch.zeros(*data.shape[:-1], 3)
+            peak = float(f.norm(dim=-1).max())
+            frames.append(flow_to_middlebury(f, max_norm=peak + 1e-5))  # RAFT's normaliser
+        return torch.stack(frames)
     raise ValueError(f"no VACE encoding for {name!r}; VACE takes {list(VACE_CONTROLS)}")
 
 
@@ -189,17 +202,16 @@ def vace_mask(layers: Layers, keep: Sequence[str]) -> Tensor:
 
 
 def letterbox(image: Tensor, width: int, height: int) -> Tensor:
-    """[h, w, 3] in [0, 1] -> [height, width, 3]: scaled to fit (aspect kept, bilinear) and
-    centred on white."""
+    """[h, w, 3] in [0, 1] -> [height, width, 3]: scaled to fit (aspect kept; sizes truncated
+    and plain bilinear, as VACE's and diffusers' reference preprocessing) and centred on white."""
     h, w = image.shape[:2]
     s = min(width / w, height / h)
-    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    nw, nh = max(1, int(w * s)), max(1, int(h * s))
     scaled = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None].float(), size=(nh, nw),
-                                             mode="bilinear", align_corners=False,
-                                             antialias=True)[0].permute(1, 2, 0)
+                                             mode="bilinear", align_corners=False)[0]
     out = torch.ones(height, width, 3)
     top, left = (height - nh) // 2, (width - nw) // 2
-    out[top:top + nh, left:left + nw] = scaled.clamp(0, 1)
+    out[top:top + nh, left:left + nw] = scaled.permute(1, 2, 0).clamp(0, 1)
     return out
 
 
@@ -219,12 +231,21 @@ def load_wan_vace(folder: str | Path, *, device: str | torch.device = "cpu",
     except ImportError as e:
         raise ModelError(f"Wan VACE needs diffusers >= 0.34 with accelerate and ftfy installed "
                          f"({first_line(e)}); reinstall rendiff") from None
-    torch_dtype = _resolve_dtype(dtype, device)
+    cuda = torch.device(device).type == "cuda"
+    auto = dtype in (None, "auto")
+    torch_dtype = torch.bfloat16 if auto and cuda else _resolve_dtype(dtype, device)
     with _quiet():
         try:
+            extra = {}
+            if auto and cuda:  # the VAE in float32, as diffusers' own Wan examples load it
+                from diffusers import AutoencoderKLWan
+
+                extra["vae"] = AutoencoderKLWan.from_pretrained(
+                    str(folder / "vae"), local_files_only=True, torch_dtype=torch.float32,
+                    use_safetensors=True)
             pipe = WanVACEPipeline.from_pretrained(str(folder), local_files_only=True,
                                                    torch_dtype=torch_dtype,
-                                                   use_safetensors=True)
+                                                   use_safetensors=True, **extra)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
             raise ModelError(f"{folder}: cannot load the Wan VACE pipeline: "
                              f"{first_line(e)[:300]}") from None
@@ -289,9 +310,14 @@ def generate_wan_vace(
     conditioning_scale: float = 1.0,
     flow_shift: float | None = None,
     max_sequence_length: int = 512,
+    area: int | None = None,
     progress: bool = True,
 ) -> Tensor:
     """Generates a clip with a pipeline from :func:`load_wan_vace` (module docstring).
+
+    ``area``: pixels per frame to generate at (Wan2.1's 480P is 480 x 832 = 399,360); a smaller
+    clip is scaled up to about that area (aspect kept, control video bilinear, mask nearest) and
+    the frames scaled back down. None: the clip's own size.
 
     Returns [T, H, W, 3] float32 frames in [0, 1] on the CPU, T, H, W those of ``layers``."""
     from .pretrained import ModelError
@@ -307,7 +333,11 @@ def generate_wan_vace(
     ft = int(pipe.vae_scale_factor_temporal)
     m = int(pipe.vae_scale_factor_spatial) * int(pipe.transformer.config.patch_size[1])
     Tp = (T - 1 + ft - 1) // ft * ft + 1
-    Hp, Wp = math.ceil(H / m) * m, math.ceil(W / m) * m
+    Hs, Ws = H, W  # the size generated at, before padding to multiples of m
+    if area is not None and W * H < area:
+        scale = math.sqrt(area / (W * H))
+        Hs, Ws = max(m, round(H * scale / m) * m), max(m, round(W * scale / m) * m)
+    Hp, Wp = math.ceil(Hs / m) * m, math.ceil(Ws / m) * m
     try:
         video = vace_control(control, layers[layer])
         mask = vace_mask(layers, list(keep))
@@ -317,11 +347,17 @@ def generate_wan_vace(
         if Layer.RGB not in layers:
             raise ModelError("keep: needs the rgb layer, which was not rendered")
         video = torch.where(mask[..., None] > 0.5, video, layers[Layer.RGB].clamp(0, 1))
+    mask = mask[..., None].expand(-1, -1, -1, 3)
+    if (Hs, Ws) != (H, W):
+        video = _resize(video, Hs, Ws, "bilinear")
+        mask = _resize(mask, Hs, Ws, "nearest")
     video = _pad_clip(video, Tp, Hp, Wp)
-    mask = _pad_clip(mask[..., None].expand(-1, -1, -1, 3), Tp, Hp, Wp)
+    mask = _pad_clip(mask, Tp, Hp, Wp)
     refs = None
     if reference is not None:
-        refs = _pil_frames(letterbox(_read_image(reference), Wp, Hp)[None])
+        ref = torch.ones(Hp, Wp, 3)  # centred on the visible clip, the padding white
+        ref[:Hs, :Ws] = letterbox(_read_image(reference), Ws, Hs)
+        refs = _pil_frames(ref[None])
     if flow_shift is not None:
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config,
                                                           flow_shift=float(flow_shift))
@@ -338,7 +374,18 @@ def generate_wan_vace(
     frames = torch.from_numpy(np.asarray(out[0], dtype=np.float32))  # [Tp, Hp, Wp, 3]
     if not torch.isfinite(frames).all():
         raise ModelError("Wan VACE produced NaN or inf frames (try dtype: float32)")
-    return frames[:T, :H, :W].clamp(0, 1).contiguous()
+    frames = frames[:T, :Hs, :Ws]
+    if (Hs, Ws) != (H, W):
+        frames = _resize(frames, H, W, "bilinear")
+    return frames.clamp(0, 1).contiguous()
+
+
+def _resize(frames: Tensor, height: int, width: int, mode: str) -> Tensor:
+    """[T, h, w, C] -> [T, height, width, C] (antialiased when shrinking bilinearly)."""
+    x = frames.permute(0, 3, 1, 2).float()
+    kw = {"align_corners": False, "antialias": True} if mode == "bilinear" else {}
+    x = torch.nn.functional.interpolate(x, size=(height, width), mode=mode, **kw)
+    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def _read_image(image: str | Path | Tensor) -> Tensor:
@@ -382,7 +429,6 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
         if stray:
             raise ModelError(f"weights given for map(s) {stray}; the setup takes {control!r}")
         scale = float(weights.get(control, scale))
-    pipe = load_wan_vace(spec.model, device=device, dtype=spec.dtype)
     settings = dict(
         control=control, keep=list(spec.keep),
         reference=reference if reference is not None else spec.reference,
@@ -391,7 +437,10 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
         steps=steps or spec.steps or 30, seed=seed,
         guidance_scale=spec.guidance_scale if guidance_scale is None else guidance_scale,
         conditioning_scale=scale, flow_shift=spec.flow_shift,
-        max_sequence_length=spec.max_sequence_length)
+        max_sequence_length=spec.max_sequence_length, area=spec.area)
+    check_wan_inputs(layers, control, settings["keep"], settings["reference"])  # before loading
+    pipe = load_wan_vace(spec.model, device=device, dtype=spec.dtype)
+    video = generate_wan_vace(pipe, layers, progress=progress, **settings)
     if record is not None:
         ref = settings["reference"]
         record.update({**settings, "model": str(spec.model), "maps": [control],
@@ -401,4 +450,23 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
                        "flow_shift": pipe.scheduler.config.get("flow_shift"),
                        "dtype": str(pipe.transformer.dtype).replace("torch.", "")})
         record["reference"] = None if ref is None else str(record["reference"])
-    return generate_wan_vace(pipe, layers, progress=progress, **settings)
+    return video
+
+
+def check_wan_inputs(layers: Layers | None, control: str, keep: Sequence[str],
+                     reference: Any, entities: Sequence[str] | None = None) -> None:
+    """What a Wan VACE run needs, checked before any model loads: a known control (rendered,
+    when ``layers`` are given), ``keep`` entities that exist, a readable reference image."""
+    from .pretrained import ModelError
+
+    if control not in VACE_CONTROLS:
+        raise ModelError(f"control: VACE takes {list(VACE_CONTROLS)}, not {control!r}")
+    names = list(layers.entity_names) if layers is not None else entities
+    if names is not None:
+        unknown = [k for k in keep if k not in names]
+        if unknown:
+            raise ModelError(f"keep: no entity named {unknown[0]!r}; the scene has {list(names)}")
+    if layers is not None and _LAYER[control] not in layers:
+        raise ModelError(f"control: the {control!r} layer was not rendered")
+    if isinstance(reference, str | Path):
+        _read_image(reference)

@@ -111,22 +111,29 @@ def _check_weights(folder: Path, name: str) -> None:
                              "damaged file?)")
 
 
-def check_model(model: str | Path | None, maps: list[str] | None = None) -> None:
+def check_model(model: str | Path | None, maps: list[str] | None = None,
+                entities: list[str] | None = None) -> None:
     """Checks a ``model`` argument of :func:`generate` before any work (simulating a scene or
     making clips): the shipped default (None), a pretrained setup file or folder holding one
-    (read and checked whole), or a rendiff model folder (its index, configurations and weights),
-    and that a rendiff model was trained with every map of ``maps``. Raises :class:`ModelError`
-    with one line."""
+    (read and checked whole; for Wan VACE also its folder, its ``keep`` names against the scene's
+    ``entities`` and its reference image), or a rendiff model folder (its index, configurations
+    and weights), and that a rendiff model was trained with every map of ``maps``. Raises
+    :class:`ModelError` with one line."""
     setup = find_spec(model) if model is not None else None
     if setup is not None:
         spec = load_spec(setup)
         if getattr(spec, "kind", None) == "wan_vace":
-            from rendiff.conditioners.wan_vace import check_wan_vace_folder
+            from rendiff.conditioners.wan_vace import check_wan_inputs, check_wan_vace_folder
 
             check_wan_vace_folder(spec.model)
             if maps and (len(maps) != 1 or maps[0] not in ("depth", "pose", "flow")):
                 raise ModelError(f"{setup}: Wan VACE takes one control map (depth, pose or "
                                  f"flow), not {maps}")
+            try:
+                check_wan_inputs(None, maps[0] if maps else spec.control, spec.keep,
+                                 spec.reference, entities)
+            except ModelError as e:
+                raise ModelError(f"{setup}: {e}") from None
         return
     path = DEFAULT_MODEL_DIR if model is None else Path(model).expanduser()
     for name in _check_model_folder(path):

@@ -304,7 +304,8 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
         from rendiff.api import check_model
 
         check_model(args.model or scene.generation.model,
-                    args.maps.split(",") if args.maps else None)
+                    args.maps.split(",") if args.maps else None,
+                    entities=[e.name for e in scene.entities])
         if args.reference is not None:
             _check_image(args.reference, "--reference")
     progress = not args.quiet

@@ -77,7 +77,7 @@ def _arrays(images) -> np.ndarray:
 
 
 def test_depth_is_normalised_frame_by_frame():
-    """Inverse depth min-max per frame: each frame's nearest point is 1, its farthest 0.05, empty
+    """Inverse depth min-max per frame: each frame's nearest point is 1, its farthest 0, empty
     pixels 0, whatever the other frames hold (VACE's annotators run frame by frame)."""
     depth = torch.full((3, 4, 5), math.inf)
     depth[0, 1:, :] = torch.linspace(1.0, 2.0, 15).view(3, 5)
@@ -87,7 +87,7 @@ def test_depth_is_normalised_frame_by_frame():
     assert out.shape == (3, 4, 5, 3) and torch.equal(out[..., 0], out[..., 2])
     for k in range(2):
         inv = 1.0 / depth[k, 1:]
-        expected = 0.05 + 0.95 * (inv - inv.min()) / (inv.max() - inv.min())
+        expected = (inv - inv.min()) / (inv.max() - inv.min())
         torch.testing.assert_close(out[k, 1:, :, 0], expected, rtol=0, atol=1e-6)
         assert bool((out[k, 0] == 0).all())
     assert bool((out[2, 1:] == 1).all())
@@ -97,14 +97,52 @@ def test_depth_is_normalised_frame_by_frame():
     assert not torch.allclose(control_image(Layer.DEPTH, depth)[1], out[1])
 
 
-def test_flow_is_normalised_frame_by_frame():
+def test_flow_is_normalised_frame_by_frame_with_vaces_timing():
+    """VACE's flow frame t is the flow from t - 1 to t (frame 0 repeats frame 1's): the engine's
+    forward flow of frame t - 1. Each frame is normalised by its own largest flow."""
+    from rendiff.conditioners.wan_vace import flow_to_middlebury
+
     g = torch.Generator().manual_seed(0)
     flow = torch.randn(1, 6, 7, 2, generator=g) * 3.0
-    clip = torch.cat([flow, flow * 10.0, torch.zeros_like(flow)])
+    clip = torch.cat([flow, flow * 10.0, torch.zeros_like(flow)])  # forward flow of frames 0-2
     out = vace_control("flow", clip)
-    torch.testing.assert_close(out[0], out[1], rtol=0, atol=1e-6)  # same directions, same image
-    assert bool((out[2] == 1).all())  # a still frame is white
-    assert float((out[0] - 1).abs().max()) > 0.3  # and a moving one is not
+    first = flow_to_middlebury(flow[0], float(flow[0].norm(dim=-1).max()) + 1e-5)
+    torch.testing.assert_close(out[0], first)
+    torch.testing.assert_close(out[1], first)  # the flow 0 -> 1
+    torch.testing.assert_close(out[2], out[1], rtol=0, atol=1 / 255)  # 10x: the same image
+    assert float((out[2] - 1).abs().max()) > 0.3  # and not the white of a still frame
+    still = vace_control("flow", torch.zeros(2, 4, 4, 2))
+    assert bool((still == 1).all())
+
+
+def test_the_middlebury_coding_matches_a_float64_transcription_of_its_definition():
+    """Random flow, angles near +-pi (the wheel's wrap from colour 54 to 0) and radii near 1,
+    against the published coding evaluated in float64 numpy, one pixel at a time."""
+    from rendiff.conditioners.wan_vace import flow_to_middlebury, middlebury_wheel
+
+    wheel = middlebury_wheel().double().numpy()
+    g = torch.Generator().manual_seed(1)
+    ang = torch.cat([torch.rand(200, generator=g) * 2 * math.pi - math.pi,
+                     torch.tensor([math.pi - 1e-4, -math.pi + 1e-4, 0.0, math.pi / 2])])
+    rad = torch.cat([torch.rand(200, generator=g) * 1.4, torch.tensor([1.0, 0.999, 1.001, 0.5])])
+    rad[rad == 1.0] = 0.9999
+    flow = torch.stack([rad * torch.cos(ang), rad * torch.sin(ang)], -1)
+    got = flow_to_middlebury(flow, 1.0).double().numpy()
+    checked = 0
+    for (u, v), row in zip(flow.double().numpy(), got, strict=True):
+        r = math.hypot(u, v)
+        if abs(r - 1) < 1e-5:  # the coding jumps there (darkened past 1): rounding picks a side
+            continue
+        checked += 1
+        fk = (math.atan2(-v, -u) / math.pi + 1) / 2 * 54
+        k0 = int(math.floor(fk))
+        k1 = 0 if k0 + 1 == 55 else k0 + 1
+        f = fk - k0
+        col = (1 - f) * wheel[k0] / 255 + f * wheel[k1] / 255
+        col = 1 - r * (1 - col) if r <= 1 else col * 0.75
+        expected = np.floor(255 * col)
+        assert np.abs(row * 255 - expected).max() <= 1.0, (u, v, row * 255, expected)
+    assert checked >= 200
 
 
 def test_the_middlebury_wheel_and_its_colours_by_hand():
@@ -131,9 +169,12 @@ def test_letterbox_keeps_the_aspect_on_white():
     red = torch.zeros(10, 20, 3)
     red[..., 0] = 1.0
     out = letterbox(red, 40, 40)  # 20x10 -> 40x20, centred: rows 10..29
+    tall = letterbox(red.transpose(0, 1), 30, 12)  # 10x20 -> 6x12 (int of 0.6 x), left 12
     assert out.shape == (40, 40, 3)
     assert bool((out[:10] == 1).all()) and bool((out[30:] == 1).all())
     torch.testing.assert_close(out[10:30], red.new_tensor([1.0, 0.0, 0.0]).expand(20, 40, 3))
+    assert bool((tall[:, :12] == 1).all()) and bool((tall[:, 18:] == 1).all())
+    assert bool((tall[:, 12:18, 1] == 0).all())
 
 
 def test_mask_keeps_exactly_the_named_entities(layers):
@@ -290,3 +331,61 @@ def test_a_data_set_generates_with_the_setup_and_keeps_its_labels(tiny, tmp_path
     assert meta["generation"]["kind"] == "wan_vace" and meta["generation"]["control"] == "depth"
     assert len(list((clip / "generated").glob("*.png"))) == 5
     assert main(["dataset", "--verify", str(out)]) == 0
+
+
+def test_a_small_clip_is_generated_near_the_models_area_and_scaled_back(pipe, layers,
+                                                                       monkeypatch):
+    """40x24 with area 4096: scaled by sqrt(4096 / 960) = 2.07 to 80x48 (multiples of 16),
+    generated there, and the frames scaled back to 40x24."""
+    calls = _spy(monkeypatch, pipe)
+    out = generate_wan_vace(pipe, layers, control="depth", steps=1, guidance_scale=1.0,
+                            max_sequence_length=32, area=4096, progress=False)
+    assert out.shape == (6, 24, 40, 3)
+    kw = calls[0]
+    assert (kw["num_frames"], kw["height"], kw["width"]) == (9, 48, 80)
+    assert _arrays(kw["video"]).shape == (9, 48, 80, 3)
+
+
+@pytest.mark.parametrize("frames, sent", [(9, 9), (1, 1), (2, 5)])
+def test_frame_counts_go_in_as_4k_plus_1(pipe, frames, sent, monkeypatch):
+    scene = rendiff.builtin_scene("falling_objects").model_copy(
+        update={"frames": frames, "size": (32, 32)})
+    lay = rendiff.render(rendiff.simulate(scene, progress=False), progress=False)
+    calls = _spy(monkeypatch, pipe)
+    out = generate_wan_vace(pipe, lay, steps=1, guidance_scale=1.0, max_sequence_length=32,
+                            progress=False)
+    assert calls[0]["num_frames"] == sent and out.shape == (frames, 32, 32, 3)
+
+
+def test_setup_overrides_and_the_record_say_what_was_used(tiny, layers):
+    from rendiff.conditioners.wan_vace import generate_from_wan_spec
+
+    spec = load_spec(tiny / "rendiff_pretrained.yaml").model_copy(update={"flow_shift": 5.0})
+    record: dict = {}
+    generate_from_wan_spec(layers, spec, maps=["flow"], weights={"flow": 0.5}, steps=1,
+                           progress=False, record=record)
+    assert (record["control"], record["conditioning_scale"], record["flow_shift"]) == (
+        "flow", 0.5, 5.0)
+    assert record["steps"] == 1 and record["maps"] == ["flow"]
+    with pytest.raises(ModelError, match="Wan VACE takes one control video"):
+        generate_from_wan_spec(layers, spec, maps=["depth", "pose"])
+    with pytest.raises(ModelError, match=r"weights given for map\(s\) \['depth'\]"):
+        generate_from_wan_spec(layers, spec, maps=["flow"], weights={"depth": 1.0})
+    with pytest.raises(ModelError, match="keyframes: only SparseCtrl"):
+        rendiff.generate(layers, model=tiny, keyframes=[0])
+    with pytest.raises(ModelError, match="scheduler: a Wan VACE setup samples"):
+        rendiff.generate(layers, model=tiny, scheduler="ddim")
+
+
+@pytest.mark.parametrize("extra, words", [
+    ("keep: [nobody]\n", "keep: no entity named 'nobody'"),
+    ("reference: missing.png\n", "missing.png: not a readable image"),
+])
+def test_setup_inputs_are_checked_before_any_work(tiny, tmp_path, capsys, extra, words):
+    setup = tmp_path / "setup.yaml"
+    setup.write_text(f"kind: wan_vace\nmodel: {tiny / 'model'}\narea: null\n{extra}")
+    out = tmp_path / "o"
+    assert main(["run", "falling_objects", "-o", str(out), "--model", str(setup)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not out.exists()

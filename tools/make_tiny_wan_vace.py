@@ -52,6 +52,7 @@ negative_prompt: blurry
 steps: 2
 guidance_scale: 1.0
 max_sequence_length: 32
+area: null           # the clip's own size (the real models want 480P)
 """
 
 _CHARS = "abcdefghijklmnopqrstuvwxyz0123456789,.-'"
