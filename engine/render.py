@@ -171,11 +171,17 @@ def _pixel_motion(cams: CameraFrames, k: int, p_next: Tensor, p_prev: Tensor, hi
     return out[0], out[1]
 
 
-def _to_camera_normals(n_world: Tensor, viewmat: Tensor, points_cam: Tensor) -> Tensor:
-    n = n_world @ viewmat[:3, :3].T
-    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    facing = (n * points_cam).sum(-1, keepdim=True) > 0
-    return torch.where(facing, -n, n)
+def _to_camera_normals(n_world: Tensor, viewmat: Tensor, points_cam: Tensor, verts: Tensor,
+                       faces: Tensor, face_id: Tensor) -> Tensor:
+    """Interpolated world normals [H, W, 3] to unit camera-space normals facing the camera
+    (:func:`rendiff.kernels.mesh_raster.orient_normals`: negated on a face seen from behind,
+    bent back at a silhouette)."""
+    from rendiff.kernels.mesh_raster import orient_normals
+
+    R = viewmat[:3, :3]
+    tri = (verts @ R.T)[faces]  # the translation cancels in the edges
+    face_n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    return orient_normals(n_world @ R.T, points_cam, face_n[face_id.clamp_min(0)])
 
 
 def render(
@@ -249,7 +255,8 @@ def render(
             depth = torch.where(hit, frags.depth, depth)
             pts = _backproject(depth, K)
             normal = torch.where(hit[..., None],
-                                 _to_camera_normals(chans[..., 5:8], viewmat, pts), normal)
+                                 _to_camera_normals(chans[..., 5:8], viewmat, pts, verts, faces,
+                                                    frags.face_id), normal)
             albedo = torch.where(hit[..., None], chans[..., 0:3], albedo)
             if textures is not None:
                 albedo = textures.apply(albedo, frags, hit, verts, faces, viewmat, K)

@@ -41,6 +41,7 @@ __all__ = [
     "MeshFragments",
     "interpolate",
     "mesh_normals_camera",
+    "orient_normals",
     "rasterize_depth",
     "rasterize_triangles",
 ]
@@ -481,6 +482,37 @@ def interpolate(
     return out.view(*frags.face_id.shape, attrs.shape[-1])
 
 
+#: How far a bent silhouette normal is tilted towards the camera past the view ray's
+#: perpendicular (the sine of the angle), so that it still faces the camera.
+_BEND_TILT = 1e-3
+
+
+def orient_normals(
+    n: Tensor,  # [..., 3] camera-space shading normals (interpolated, any length), 0 where empty
+    point: Tensor,  # [..., 3] camera-space surface points (the view rays)
+    face_n: Tensor,  # [..., 3] geometric normals of the faces hit (any length)
+) -> Tensor:
+    """Unit shading normals turned to face the camera, for two-sided surfaces.
+
+    Where a pixel sees a face's back side (its geometric normal points away from the camera),
+    the surface seen is the other side: the normal is negated. A smooth normal that still points
+    away after that belongs to a front-facing face at a silhouette, bent past the view ray by the
+    interpolation between a front and a back vertex; negating it would turn it nearly 180 degrees
+    off, so it is bent instead onto the plane perpendicular to the view ray (keeping its direction
+    across the silhouette, which is where the true surface normal lies), tilted slightly towards
+    the camera.
+
+    Returns:
+        Tensor  # [..., 3] float32 unit normals, 0 where ``n`` is 0
+    """
+    back = (face_n * point).sum(-1, keepdim=True) > 0
+    n = torch.nn.functional.normalize(torch.where(back, -n, n), dim=-1)
+    v = torch.nn.functional.normalize(point, dim=-1)
+    nv = (n * v).sum(-1, keepdim=True)
+    bent = torch.nn.functional.normalize(n - (nv + _BEND_TILT) * v, dim=-1)
+    return torch.where(nv > 0, bent, n)
+
+
 def mesh_normals_camera(
     verts: Tensor,  # [V, 3] world positions
     faces: Tensor,  # [F, 3] int
@@ -491,8 +523,9 @@ def mesh_normals_camera(
     """Camera-space unit normals per pixel, turned to face the camera.
 
     Vertex normals are interpolated with the barycentrics and renormalised; with `normals=None`
-    each pixel gets its face's geometric normal. A normal pointing away from the camera (a back
-    face, or an interpolated normal past the silhouette) is negated.
+    each pixel gets its face's geometric normal. On a face seen from its back the normal is
+    negated; an interpolated normal bent past the silhouette is bent back to face the camera
+    (:func:`orient_normals`).
 
     Returns:
         Tensor  # [H, W, 3] float32, 0 where empty
@@ -501,13 +534,13 @@ def mesh_normals_camera(
     R, t = viewmat[:3, :3], viewmat[:3, 3]
     faces = faces.long()
     cam = verts.to(torch.float32) @ R.T + t
+    tri = cam[faces]
+    face_n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    face_n = torch.where(frags.face_id[..., None] >= 0, face_n[frags.face_id.clamp(min=0)], 0.0)
     if normals is None:
         point = interpolate(cam, faces, frags)
-        tri = cam[faces]
-        face_n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        n = torch.where(frags.face_id[..., None] >= 0, face_n[frags.face_id.clamp(min=0)], 0.0)
+        n = face_n
     else:
         both = interpolate(torch.cat([normals.to(torch.float32) @ R.T, cam], 1), faces, frags)
         n, point = both[..., :3], both[..., 3:]
-    n = torch.where((n * point).sum(-1, keepdim=True) > 0, -n, n)
-    return torch.nn.functional.normalize(n, dim=-1)
+    return orient_normals(n, point, face_n)

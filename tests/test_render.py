@@ -48,6 +48,29 @@ def test_sphere_depth_normal_ids_match_geometry():
     assert torch.allclose(L[Layer.SHADING][0, 24, 32], torch.tensor(1.0), atol=1e-3)
 
 
+def test_no_rendered_normal_points_away_from_the_sphere_it_shows():
+    """The render step's own normals (not only mesh_normals_camera) at the silhouette: every
+    pixel of a sphere within 30 degrees of the analytic normal (it was up to 175 degrees off
+    where the interpolated normal was negated instead of bent back)."""
+    s = _scene()
+    s.size = (256, 192)
+    s.add(rendiff.Sphere(radius=0.5), rendiff.Pose(position=(0, 0, 0)), name="ball")
+    s.add_light(rendiff.Ambient(intensity=1.0))
+    L = rendiff.render(rendiff.simulate(s, progress=False), ["depth", "normal"], progress=False)
+    K = L.cameras.K[0]
+    v, u = torch.meshgrid(torch.arange(192) + 0.5, torch.arange(256) + 0.5, indexing="ij")
+    ray = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
+    c = torch.tensor([0.0, 0.0, 3.0])
+    a, b = (ray * ray).sum(-1), -2 * ray @ c
+    disc = b * b - 4 * a * (c @ c - 0.25)
+    t = (-b - disc.clamp(min=0).sqrt()) / (2 * a)
+    n_true = torch.nn.functional.normalize(t[..., None] * ray - c, dim=-1)
+    hit = torch.isfinite(L[Layer.DEPTH][0]) & (disc > 0)
+    cos = (L[Layer.NORMAL][0][hit] * n_true[hit]).sum(-1)
+    assert int(hit.sum()) > 1000
+    assert float(cos.min()) > math.cos(math.radians(30)), math.degrees(math.acos(cos.min()))
+
+
 def test_flow_follows_the_projected_centre_of_a_moving_box():
     s = _scene()
     s.add(rendiff.Box(size=(0.4, 0.4, 0.4)), name="box",
