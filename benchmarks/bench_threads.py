@@ -3,6 +3,7 @@ on an idle machine and beside a CPU-bound process (the machines are shared).
 
     python benchmarks/bench_threads.py [--scenes falling_objects walking_human]
                                        [--sizes 128 512] [--frames 16] [--reps 2]
+                                       [--command render|run]
 
 Modes, interleaved run by run: ``default`` (rendiff as installed: the CLI's policy,
 rendiff/_threads.py: a short spin on a free machine, one thread beside a busy one), ``1 thread``
@@ -34,15 +35,16 @@ MODES = {"default": {}, "1 thread": {"OMP_NUM_THREADS": "1"},
 _HOG = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    sum(range(10000))\n"
 
 
-def _run(scene: str, size: int, frames: int, env: dict[str, str], out: Path) -> float:
+def _run(scene: str, size: int, frames: int, env: dict[str, str], out: Path,
+         command: str = "render") -> float:
     cli = Path(sys.executable).parent / "rendiff"
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",
                                                               "OMP_WAIT_POLICY",
                                                               "GOMP_SPINCOUNT")}
-    subprocess.run([cli, "render", scene, "-o", out, "--frames", str(frames), "--size",
+    subprocess.run([cli, command, scene, "-o", out, "--frames", str(frames), "--size",
                     f"{size}x{size}", "--quiet"], env={**base, **env}, check=True)
     timings = json.loads((out / "metadata.json").read_text())["timings_s"]
-    return timings["simulate"] + timings["render"]
+    return timings["simulate"] + timings["render"] + timings.get("generate", 0.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--loads", nargs="+", default=["idle", "busy"], choices=["idle", "busy"])
-    ap.add_argument("--out", type=Path, default=RESULTS / "threads.json")
+    ap.add_argument("--command", choices=["render", "run"], default="render",
+                    help="time `rendiff render` (simulate + render) or `rendiff run` (+ generate)")
+    ap.add_argument("--out", type=Path, default=None, help="default results/threads[_run].json")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS / ("threads.json" if args.command == "render" else "threads_run.json")
     before = list(os.getloadavg())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                         for _ in range(args.reps):
                             for mode, env in MODES.items():
                                 times[mode].append(_run(scene, size, args.frames, env,
-                                                        Path(tmp) / "out"))
+                                                        Path(tmp) / "out", args.command))
                         med = {m: statistics.median(t) for m, t in times.items()}
                         best = min(med.values())
                         rows.append({"load": load, "scene": scene, "size": size,
@@ -79,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 if hog is not None:
                     hog.kill()
                     hog.wait()
-    result = {"frames": args.frames, "reps": args.reps, "modes": MODES, "rows": rows,
+    result = {"command": args.command, "frames": args.frames, "reps": args.reps,
+              "modes": MODES, "rows": rows,
               "load_average_before": before, "load_average_after": list(os.getloadavg()),
               "machine": machine_info()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
