@@ -400,6 +400,17 @@ def _resolve(setup: _Setup, depth: Tensor, index: Tensor) -> MeshFragments:
     return MeshFragments(depth, face_id.view(height, width), bary.view(height, width, 3))
 
 
+def _prepared(verts: Tensor, faces: Tensor, viewmat: Tensor, K: Tensor, near: float,
+              cull_backfaces: bool) -> _Setup:
+    """The public entry points' inputs as float32 / int64 on the vertices' device, set up."""
+    device = verts.device
+    verts = verts.to(torch.float32).reshape(-1, 3)
+    faces = faces.to(device=device, dtype=torch.int64).reshape(-1, 3)
+    viewmat = torch.as_tensor(viewmat, dtype=torch.float32, device=device)
+    K = torch.as_tensor(K, dtype=torch.float32, device=device)
+    return _setup(verts, faces, viewmat, K, float(near), cull_backfaces)
+
+
 def rasterize_triangles(
     verts: Tensor,  # [V, 3] world positions
     faces: Tensor,  # [F, 3] int vertex indices
@@ -421,13 +432,8 @@ def rasterize_triangles(
     Returns:
         MeshFragments with depth [H, W], face_id [H, W], bary [H, W, 3].
     """
-    device = verts.device
-    verts = verts.to(torch.float32).reshape(-1, 3)
-    faces = faces.to(device=device, dtype=torch.int64).reshape(-1, 3)
-    viewmat = torch.as_tensor(viewmat, dtype=torch.float32, device=device)
-    K = torch.as_tensor(K, dtype=torch.float32, device=device)
-    setup = _setup(verts, faces, viewmat, K, float(near), cull_backfaces)
-    if _use_triton(device):
+    setup = _prepared(verts, faces, viewmat, K, near, cull_backfaces)
+    if _use_triton(verts.device):
         depth, index = _rasterize_triton(setup.screen, int(height), int(width))
     else:
         depth, index = _rasterize_reference(setup.screen, int(height), int(width))
@@ -449,13 +455,8 @@ def rasterize_depth(
     Returns:
         Tensor  # [H, W] float32 camera-space z of the nearest hit, +inf where empty
     """
-    device = verts.device
-    verts = verts.to(torch.float32).reshape(-1, 3)
-    faces = faces.to(device=device, dtype=torch.int64).reshape(-1, 3)
-    viewmat = torch.as_tensor(viewmat, dtype=torch.float32, device=device)
-    K = torch.as_tensor(K, dtype=torch.float32, device=device)
-    setup = _setup(verts, faces, viewmat, K, float(near), False)
-    if _use_triton(device):
+    setup = _prepared(verts, faces, viewmat, K, near, False)
+    if _use_triton(verts.device):
         return _rasterize_triton(setup.screen, int(height), int(width))[0]
     return _rasterize_reference(setup.screen, int(height), int(width), depth_only=True)[0]
 

@@ -24,10 +24,7 @@ written in about a second.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -122,20 +119,9 @@ def write_tiny_wan_vace(out: str | Path, seed: int = 0, overwrite: bool = False)
     Returns:
         ``out`` as a Path.
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists (pass overwrite=True / --overwrite)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o755)
-        _write(tmp, seed)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    from rendiff.io.atomic import build_folder
+
+    return build_folder(out, lambda tmp: _write(tmp, seed), overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:

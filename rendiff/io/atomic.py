@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "remove_leftovers", "write_bytes", "write_text"]
+__all__ = ["atomic_path", "build_folder", "remove_leftovers", "write_bytes", "write_text"]
 
 
 @contextlib.contextmanager
@@ -60,3 +61,23 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def build_folder(out: str | Path, fill: Callable[[Path], object], overwrite: bool = False) -> Path:
+    """Makes the folder ``out`` atomically: ``fill(tmp)`` writes it under a hidden name beside
+    ``out``, which is then renamed (replacing ``out`` only when ``overwrite``); a failure leaves
+    nothing under ``out``. Raises FileExistsError when ``out`` exists and not ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists (pass overwrite=True / --overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        fill(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
