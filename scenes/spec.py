@@ -85,6 +85,27 @@ MAX_PIXEL_FRAMES = 500_000_000
 MAX_POINT_FRAMES = 1_000_000_000
 MAX_MPM_PARTICLES = 5_000_000
 MAX_MPM_NODES = 512**3
+
+
+def check_clip_budget(frames: int, size: tuple[int, int], fps: float,
+                      rate_hz: float | None) -> None:
+    """Refuses a clip whose layers (frames x width x height) or physics steps (``rate_hz`` per
+    second of video, None when not known yet) exceed ``MAX_PIXEL_FRAMES`` / ``MAX_SIM_STEPS``;
+    the error names the fields (scenes and data-set specs share it)."""
+    w, h = size
+    if frames * w * h > MAX_PIXEL_FRAMES:
+        raise ValueError(f"frames x size: {frames} frames of {w}x{h} are {frames * w * h:.2e} "
+                         f"pixel-frames (at most {MAX_PIXEL_FRAMES:.0e}, ~40 GB of layers); "
+                         "render fewer frames or a smaller size")
+    if rate_hz is None:
+        return
+    steps = (frames - 1) * max(1, round(rate_hz / fps))
+    if steps > MAX_SIM_STEPS:
+        raise ValueError(f"fps: {frames} frames at {fps:g} fps and physics.rate_hz {rate_hz:g} "
+                         f"need {steps:.2e} physics steps (at most {MAX_SIM_STEPS:.0e}); raise "
+                         "fps or lower rate_hz or frames")
+
+
 Coord = Annotated[float, Field(ge=-MAX_COORD, le=MAX_COORD)]
 Vec2 = tuple[Coord, Coord]
 Vec3 = tuple[Coord, Coord, Coord]
@@ -191,7 +212,6 @@ class Mesh(_Strict):
     type: Literal["mesh"] = "mesh"
     path: Annotated[AssetPath, _loads_with("rendiff.engine.meshes", "load_mesh")]
     scale: PosFloat | tuple[PosFloat, PosFloat, PosFloat] = 1.0
-
 
 
 CLOTH_PINS = ("corners", "x0", "x1", "y0", "y1", "x0y0", "x1y0", "x0y1", "x1y1")
@@ -556,8 +576,6 @@ class AmassMotion(_Strict):
     type: Literal["amass"] = "amass"
     path: Annotated[AssetPath, _loads_with("rendiff.engine.motion", "check_amass")]
     start: NonNeg = 0.0
-
-
 
 
 class Deformation(_Strict):
@@ -1021,18 +1039,7 @@ class Scene(_Strict):
 
     def _check_budget(self) -> None:
         """The work the scene asks for stays within the ``MAX_*`` bounds above."""
-        w, h = self.size
-        if self.frames * w * h > MAX_PIXEL_FRAMES:
-            raise ValueError(f"frames x size: {self.frames} frames of {w}x{h} are "
-                             f"{self.frames * w * h:.2e} pixel-frames (at most "
-                             f"{MAX_PIXEL_FRAMES:.0e}, ~40 GB of layers); render fewer frames or "
-                             "a smaller size")
-        per_frame = max(1, round(self.physics.rate_hz / self.fps))
-        if (self.frames - 1) * per_frame > MAX_SIM_STEPS:
-            raise ValueError(f"fps: {self.frames} frames at {self.fps:g} fps and physics.rate_hz "
-                             f"{self.physics.rate_hz:g} need {(self.frames - 1) * per_frame:.2e} "
-                             f"physics steps (at most {MAX_SIM_STEPS:.0e}); raise fps or lower "
-                             "rate_hz or frames")
+        check_clip_budget(self.frames, self.size, self.fps, self.physics.rate_hz)
         o = self.physics.deformables
         if o.mpm_domain is not None:
             nodes = math.prod(math.ceil((hi - lo) / o.mpm_cell_size) + 1
@@ -1049,14 +1056,14 @@ class Scene(_Strict):
             if isinstance(g, Cloth):
                 points += (g.resolution[0] + 1) * (g.resolution[1] + 1)
             elif isinstance(g, Gaussians):
-                points += g.count if g.path is None else 0
-                if g.mpm is not None and g.path is None:
-                    r = g.radius
-                    volume = {"sphere": 4 / 3 * math.pi * r**3, "box": 8 * r**3,
-                              "torus": 2 * math.pi**2 * r * 0.15**2}[g.shape or "sphere"]
-                    particles += volume / spacing**3
-                    self._check_mpm_steps(i, g.mpm, e.material.density, o)
-                elif g.mpm is not None:
+                if g.path is None:
+                    points += g.count
+                if g.mpm is not None:
+                    if g.path is None:  # a .ply's particles depend on its points: not counted
+                        r = g.radius
+                        volume = {"sphere": 4 / 3 * math.pi * r**3, "box": 8 * r**3,
+                                  "torus": 2 * math.pi**2 * r * 0.15**2}[g.shape or "sphere"]
+                        particles += volume / spacing**3
                     self._check_mpm_steps(i, g.mpm, e.material.density, o)
         if particles > MAX_MPM_PARTICLES:
             raise ValueError(f"entities: the MPM bodies fill {particles:.2e} particles at "

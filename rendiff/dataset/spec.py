@@ -717,21 +717,12 @@ class DatasetSpec(_Section):
     def _budget(self) -> DatasetSpec:
         """The scene file's bounds on work (``rendiff.scenes.spec.MAX_*``) for every clip, checked
         once here rather than failing clip by clip (a drawn ``rate_hz`` is checked per clip)."""
-        from rendiff.scenes.spec import MAX_PIXEL_FRAMES, MAX_SIM_STEPS
+        from rendiff.scenes.spec import check_clip_budget
 
-        w, h = self.size
-        if self.frames * w * h > MAX_PIXEL_FRAMES:
-            raise ValueError(f"frames x size: {self.frames} frames of {w}x{h} are "
-                             f"{self.frames * w * h:.2e} pixel-frames per clip (at most "
-                             f"{MAX_PIXEL_FRAMES:.0e}); fewer frames or a smaller size")
         rate = self.physics.rate_hz
         rate = rate.value if isinstance(rate, Const) else rate
-        if isinstance(rate, int | float):
-            steps = (self.frames - 1) * max(1, round(rate / self.fps))
-            if steps > MAX_SIM_STEPS:
-                raise ValueError(f"fps: {self.frames} frames at {self.fps:g} fps and "
-                                 f"physics.rate_hz {rate:g} need {steps:.2e} physics steps per "
-                                 f"clip (at most {MAX_SIM_STEPS:.0e})")
+        check_clip_budget(self.frames, self.size, self.fps,
+                          rate if isinstance(rate, int | float) else None)
         return self
 
     @model_validator(mode="after")
