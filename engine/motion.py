@@ -591,8 +591,14 @@ def resample(motion: Motion, fps: float) -> Motion:
 def check_amass(path: str | os.PathLike) -> None:
     """What :func:`load_amass` needs of an AMASS ``.npz``, checked without posing anything
     (scene validation): readable without pickles, ``poses`` [N, 72 | 156 | 165] (or
-    ``root_orient`` + ``pose_body``), ``trans`` [N, 3], a positive frame rate, all finite, N >= 1.
-    Raises ``ValueError`` naming the file and the key."""
+    ``root_orient`` + ``pose_body``), ``trans`` [N, 3], a frame rate in [1, 10000] Hz, all
+    finite, N >= 1. Raises ``ValueError`` naming the file and the key."""
+    _read_amass(path)
+
+
+def _read_amass(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], float]:
+    """The arrays of an AMASS ``.npz`` and its frame rate, checked as :func:`check_amass`
+    describes."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path}: is a folder, not an AMASS .npz file")
@@ -639,6 +645,7 @@ def check_amass(path: str | os.PathLike) -> None:
         rate = float("nan")
     if not 1 <= rate <= 10_000:  # NaN fails this too
         raise ValueError(f"{path}: {rate_key} must be a frame rate in [1, 10000], got {rate}")
+    return data, rate
 
 
 def load_amass(path: str | os.PathLike, fps: float, body: BodyModel | None = None) -> Motion:
@@ -650,9 +657,7 @@ def load_amass(path: str | os.PathLike, fps: float, body: BodyModel | None = Non
     AMASS is Z-up; the result is converted to this module's convention (see the module doc) with
     the root joint of ``body`` (default: the default body) for these betas.
     """
-    check_amass(path)
-    with np.load(Path(path), allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
+    data, src_fps = _read_amass(path)
     if "root_orient" in data and "pose_body" in data:
         root = data["root_orient"]
         joints21 = data["pose_body"][:, :63]
@@ -664,10 +669,6 @@ def load_amass(path: str | os.PathLike, fps: float, body: BodyModel | None = Non
             joints21, hands = poses[:, 3:66], poses[:, 66:72]
         else:
             joints21, hands = poses[:, 3:66], np.zeros((len(poses), 6))
-    rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in data), None)
-    if rate_key is None:
-        raise KeyError(f"{path}: no mocap_framerate / mocap_frame_rate")
-    src_fps = float(data[rate_key])
     betas = torch.zeros(10)
     if "betas" in data:
         b = torch.as_tensor(np.asarray(data["betas"], np.float32).reshape(-1)[:10])
