@@ -176,12 +176,10 @@ def _to_camera_normals(n_world: Tensor, viewmat: Tensor, points_cam: Tensor, ver
     """Interpolated world normals [H, W, 3] to unit camera-space normals facing the camera
     (:func:`rendiff.kernels.mesh_raster.orient_normals`: negated on a face seen from behind,
     bent back at a silhouette)."""
-    from rendiff.kernels.mesh_raster import orient_normals
+    from rendiff.kernels.mesh_raster import orient_normals, pixel_face_normals
 
     R = viewmat[:3, :3]
-    tri = (verts @ R.T)[faces]  # the translation cancels in the edges
-    face_n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return orient_normals(n_world @ R.T, points_cam, face_n[face_id.clamp_min(0)])
+    return orient_normals(n_world @ R.T, points_cam, pixel_face_normals(verts, faces, R, face_id))
 
 
 def render(

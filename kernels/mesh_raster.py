@@ -42,6 +42,7 @@ __all__ = [
     "interpolate",
     "mesh_normals_camera",
     "orient_normals",
+    "pixel_face_normals",
     "rasterize_depth",
     "rasterize_triangles",
 ]
@@ -483,6 +484,19 @@ def interpolate(
     return out.view(*frags.face_id.shape, attrs.shape[-1])
 
 
+def pixel_face_normals(
+    verts: Tensor,  # [V, 3] world positions
+    faces: Tensor,  # [F, 3] int
+    rotation: Tensor,  # [3, 3] world-to-camera rotation
+    face_id: Tensor,  # [H, W] int64 face hit per pixel, -1 where empty
+) -> Tensor:
+    """Camera-space geometric normals (right-hand rule, unnormalised) of the face each pixel
+    hit [H, W, 3], 0 where empty."""
+    tri = (verts.to(torch.float32) @ rotation.T)[faces.long()]  # translation cancels in edges
+    face_n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    return torch.where(face_id[..., None] >= 0, face_n[face_id.clamp(min=0)], 0.0)
+
+
 #: How far a bent silhouette normal is tilted towards the camera past the view ray's
 #: perpendicular (the sine of the angle), so that it still faces the camera.
 _BEND_TILT = 1e-3
@@ -535,9 +549,7 @@ def mesh_normals_camera(
     R, t = viewmat[:3, :3], viewmat[:3, 3]
     faces = faces.long()
     cam = verts.to(torch.float32) @ R.T + t
-    tri = cam[faces]
-    face_n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    face_n = torch.where(frags.face_id[..., None] >= 0, face_n[frags.face_id.clamp(min=0)], 0.0)
+    face_n = pixel_face_normals(verts, faces, R, frags.face_id)
     if normals is None:
         point = interpolate(cam, faces, frags)
         n = face_n
