@@ -752,7 +752,9 @@ def generate_from_spec(
                                  f"was rendered; rendered: {[k.value for k in layers]}")
             # A map with nothing in it (the pose of a scene without people) would steer the
             # video towards an empty image: leave its ControlNet out, and say so.
-            empty = [m for m in nets if len(nets) > 1 and _blank(layers, m)]
+            empty = [m for m in nets if _blank(layers, m)]
+            if len(empty) == len(nets):  # nothing to leave: keep them all, as asked
+                empty = []
             for m in empty:
                 del nets[m]
             if empty:

@@ -419,3 +419,30 @@ def test_setup_file_paths_are_relative_to_it(tiny):
     spec = load_spec(tiny / "rendiff_pretrained.yaml")
     assert spec.base == (tiny / "base").resolve()
     assert spec.controlnets["pose"] == (tiny / "controlnet_pose").resolve()
+
+
+def test_a_controlnet_whose_map_is_empty_is_left_out(tiny, caplog):
+    """Issue 14, item 8: a clip without people has a black pose map; its ControlNet would steer
+    the video towards an empty image, so it is left out (with one warning) when other maps have
+    content; when every map is empty, all of them are kept."""
+    import logging
+
+    from rendiff.conditioners.pretrained import generate_from_spec
+
+    spec = load_spec(tiny / "rendiff_pretrained.yaml")
+    base = _layers()
+    data = dict(base.data)
+    data[Layer.POSE] = torch.zeros_like(data[Layer.POSE])
+    no_people = Layers(data, base.cameras, base.fps)
+    record: dict = {}
+    with caplog.at_level(logging.WARNING, logger="rendiff.conditioners.pretrained"):
+        generate_from_spec(no_people, spec, steps=STEPS, progress=False, record=record)
+    assert sorted(record["controlnets"]) == ["depth", "normal"]
+    assert [r.message for r in caplog.records] == [
+        "the pose map is empty in this clip: its ControlNet left out"]
+    blank = Layers({Layer.POSE: data[Layer.POSE],
+                    Layer.DEPTH: torch.full_like(data[Layer.DEPTH], float("inf"))},
+                   base.cameras, base.fps)
+    record = {}
+    generate_from_spec(blank, spec, steps=STEPS, progress=False, record=record)
+    assert sorted(record["controlnets"]) == ["depth", "pose"]
