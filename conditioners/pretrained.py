@@ -141,13 +141,19 @@ class AnimateDiffSpec(BaseModel):
     def resolved(self, root: Path) -> AnimateDiffSpec:
         """A copy with every path absolute, relative ones taken against ``root``."""
         def fix(p: Path) -> Path:
-            p = p.expanduser()
-            return p if p.is_absolute() else (root / p).resolve()
+            return absolute_path(p, root)
 
         return self.model_copy(update={
             "base": fix(self.base), "motion_adapter": fix(self.motion_adapter),
             "controlnets": {k: fix(v) for k, v in self.controlnets.items()},
             "sparsectrl": None if self.sparsectrl is None else fix(self.sparsectrl)})
+
+
+def absolute_path(path: Path, root: Path) -> Path:
+    """A setup file's path made absolute: ``~`` expanded, a relative one taken against ``root``
+    (the file's folder)."""
+    path = path.expanduser()
+    return path if path.is_absolute() else (root / path).resolve()
 
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:

@@ -59,7 +59,7 @@ from torch import Tensor
 from rendiff.engine.layers import Layer, Layers
 
 __all__ = ["VACE_CONTROLS", "WanVACESpec", "check_wan_inputs", "check_wan_vace_folder",
-           "flow_to_middlebury",
+           "control_for", "flow_to_middlebury",
            "generate_from_wan_spec", "generate_wan_vace", "letterbox", "load_wan_vace",
            "middlebury_wheel", "vace_control", "vace_mask"]
 
@@ -97,13 +97,11 @@ class WanVACESpec(BaseModel):
 
     def resolved(self, root: Path) -> WanVACESpec:
         """A copy with every path absolute, relative ones taken against ``root``."""
-        def fix(p: Path) -> Path:
-            p = p.expanduser()
-            return p if p.is_absolute() else (root / p).resolve()
+        from .pretrained import absolute_path
 
         return self.model_copy(update={
-            "model": fix(self.model),
-            "reference": None if self.reference is None else fix(self.reference)})
+            "model": absolute_path(self.model, root),
+            "reference": None if self.reference is None else absolute_path(self.reference, root)})
 
 
 # ---------------------------------------------------------------- encodings (frozen)
@@ -418,11 +416,7 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
     map's conditioning scale. ``record``, when given, receives the settings used."""
     from .pretrained import ModelError
 
-    control = spec.control
-    if maps:
-        if len(maps) != 1:
-            raise ModelError(f"maps: Wan VACE takes one control video, got {list(maps)}")
-        control = maps[0]
+    control = control_for(spec, maps)
     scale = spec.conditioning_scale
     if weights:
         stray = sorted(set(weights) - {control})
@@ -451,6 +445,18 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
                        "dtype": str(pipe.transformer.dtype).replace("torch.", "")})
         record["reference"] = None if ref is None else str(record["reference"])
     return video
+
+
+def control_for(spec: WanVACESpec, maps: Sequence[str] | None) -> str:
+    """The control video a run uses: one map named by ``maps`` (the command line's ``--maps``,
+    the scene's ``generation.maps``), else the setup file's ``control``."""
+    from .pretrained import ModelError
+
+    if not maps:
+        return spec.control
+    if len(maps) != 1:
+        raise ModelError(f"maps: Wan VACE takes one control video, got {list(maps)}")
+    return maps[0]
 
 
 def check_wan_inputs(layers: Layers | None, control: str, keep: Sequence[str],

@@ -123,15 +123,16 @@ def check_model(model: str | Path | None, maps: list[str] | None = None,
     if setup is not None:
         spec = load_spec(setup)
         if getattr(spec, "kind", None) == "wan_vace":
-            from rendiff.conditioners.wan_vace import check_wan_inputs, check_wan_vace_folder
+            from rendiff.conditioners.wan_vace import (
+                check_wan_inputs,
+                check_wan_vace_folder,
+                control_for,
+            )
 
             check_wan_vace_folder(spec.model)
-            if maps and (len(maps) != 1 or maps[0] not in ("depth", "pose", "flow")):
-                raise ModelError(f"{setup}: Wan VACE takes one control map (depth, pose or "
-                                 f"flow), not {maps}")
             try:
-                check_wan_inputs(None, maps[0] if maps else spec.control, spec.keep,
-                                 spec.reference, entities)
+                check_wan_inputs(None, control_for(spec, maps), spec.keep, spec.reference,
+                                 entities)
             except ModelError as e:
                 raise ModelError(f"{setup}: {e}") from None
         return

@@ -389,3 +389,17 @@ def test_setup_inputs_are_checked_before_any_work(tiny, tmp_path, capsys, extra,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("maps, words", [
+    ("depth,pose", "maps: Wan VACE takes one control video, got ['depth', 'pose']"),
+    ("normal", "control: VACE takes ['depth', 'pose', 'flow'], not 'normal'"),
+])
+def test_maps_a_setup_cannot_take_are_refused_before_any_work(tiny, tmp_path, capsys, maps,
+                                                              words):
+    out = tmp_path / "o"
+    assert main(["run", "falling_objects", "-o", str(out), "--model", str(tiny), "--maps",
+                 maps]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not out.exists()
