@@ -58,12 +58,14 @@ __all__ = [
     "DatasetClips",
     "open_clips",
     "TrainConfig",
+    "WeightAverage",
     "count_parameters",
     "colour_weights",
     "decayed_lr",
     "diffusion_loss",
     "fine_tune_start",
     "load_trained",
+    "snapshot",
     "synthetic_clip",
     "train",
     "write_synthetic_clips",
@@ -110,6 +112,9 @@ class TrainConfig:
     device: str = "cpu"  # random draws stay on the CPU generator, so runs match across devices
     max_cached_clips: int = 64
     colour_weight: float = 0.0  # extra loss weight on coloured albedo cells (needs an albedo map)
+    lr_decay: float = 0.0  # linear decay of lr to 0 over this last fraction of the UNet phase
+    ema_decay: float = 0.0  # exponential moving average of the denoisers' weights (0: off); the
+    # saved pipeline holds the average, which samples from settled rather than last-step weights
 
 
 def count_parameters(module: torch.nn.Module | None) -> int:
@@ -209,8 +214,9 @@ class DatasetClips(NpzClipDataset):
         return self.source.training_arrays(index, self.maps)
 
 
-def open_clips(folder: str | os.PathLike, maps: tuple[str, ...],
-               max_cached: int = 64) -> NpzClipDataset:
+def open_clips(
+    folder: str | os.PathLike, maps: tuple[str, ...], max_cached: int = 64
+) -> NpzClipDataset:
     """Training clips from a ``rendiff dataset`` folder or a folder of ``.npz`` clips."""
     from rendiff.dataset.loader import is_dataset
 
@@ -369,6 +375,40 @@ def decayed_lr(base: float, step: int, total: int, fraction: float) -> float:
     return base * min(1.0, (total - step) / (fraction * total))
 
 
+def _float_copy(module: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+
+class WeightAverage:
+    """Exponential moving average of modules' floating-point weights (the "EMA" of diffusion
+    training): ``avg <- decay * avg + (1 - decay) * weight`` after each optimiser step."""
+
+    def __init__(self, modules: dict[str, torch.nn.Module], decay: float):
+        self.modules, self.decay = modules, decay
+        self.average = {name: _float_copy(m) for name, m in modules.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for name, m in self.modules.items():
+            avg = self.average[name]
+            for k, v in m.state_dict().items():
+                if k in avg:
+                    avg[k].lerp_(v, 1.0 - self.decay)
+
+    def state_dict(self) -> dict:
+        return self.average
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, avg in self.average.items():
+            for k, v in state[name].items():
+                avg[k].copy_(v)
+
+    def copy_to(self) -> None:
+        """Load the averages into the modules (the non-float buffers stay as they are)."""
+        for name, m in self.modules.items():
+            m.load_state_dict({**m.state_dict(), **self.average[name]})
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -476,6 +516,7 @@ def train(cfg: TrainConfig) -> Path:
         raise ValueError("retrain_vae continues a trained model's VAE: it needs init_from")
     trained = cfg.vae_path is not None or (cfg.init_from is not None and not cfg.retrain_vae)
     phase, step = (after_vae if trained else "vae"), 0
+    resumed_average = None
     if cfg.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         for key, module in (
@@ -491,7 +532,10 @@ def train(cfg: TrainConfig) -> Path:
         opt.load_state_dict(state["opt"])
         gen.set_state(state["generator"])
         phase, step = state["phase"], state["step"]
+        resumed_average = state.get("ema")
         print(f"resumed at phase {phase}, step {step}", flush=True)
+
+    average = None  # the denoisers' weight average, made when the UNet phase starts
 
     def checkpoint() -> None:
         models = {"vae": vae.state_dict(), "unet": unet.state_dict()}
@@ -509,6 +553,7 @@ def train(cfg: TrainConfig) -> Path:
                 "vae_opt": vae_opt.state_dict(),
                 "opt": opt.state_dict(),
                 "generator": gen.get_state(),
+                "ema": average.state_dict() if average is not None else None,
             },
         )
 
@@ -540,8 +585,14 @@ def train(cfg: TrainConfig) -> Path:
             vae_opt.step()
             step += 1
             if step % cfg.log_every == 0 or step == cfg.vae_steps:
-                log(phase="vae", step=step, loss=loss.item(), l1=rec_loss.item(), kl=kl.item(),
-                    lr=vae_opt.param_groups[0]["lr"])
+                log(
+                    phase="vae",
+                    step=step,
+                    loss=loss.item(),
+                    l1=rec_loss.item(),
+                    kl=kl.item(),
+                    lr=vae_opt.param_groups[0]["lr"],
+                )
             maybe_checkpoint()
         vae.eval()
         with torch.no_grad():
@@ -574,8 +625,9 @@ def train(cfg: TrainConfig) -> Path:
             vae_opt.step()
             step += 1
             if step % cfg.log_every == 0 or step == cfg.decoder_steps:
-                log(phase="decoder", step=step, l1=rec_loss.item(),
-                    lr=vae_opt.param_groups[0]["lr"])
+                log(
+                    phase="decoder", step=step, l1=rec_loss.item(), lr=vae_opt.param_groups[0]["lr"]
+                )
             maybe_checkpoint()
         vae.save_pretrained(out / "vae")
         phase, step = "unet", 0
@@ -587,7 +639,14 @@ def train(cfg: TrainConfig) -> Path:
     for m in denoisers:
         m.train()
     noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)
+    if cfg.ema_decay > 0:
+        named = {"unet": unet, "guidance_encoder": guidance, "latent_encoder": latent}
+        average = WeightAverage({k: m for k, m in named.items() if m is not None}, cfg.ema_decay)
+        if resumed_average is not None:  # else it starts from the weights as they are now
+            average.load_state_dict(resumed_average)
     while step < cfg.unet_steps:
+        for g in opt.param_groups:
+            g["lr"] = decayed_lr(cfg.lr, step, cfg.unet_steps, cfg.lr_decay)
         video, ref_img = data.batch(cfg.batch_size, cfg.num_frames, cfg.size, gen)
         b = ref_img.shape[0]
         keep = (torch.rand(b, generator=gen) >= cfg.reference_dropout).float()
@@ -607,11 +666,15 @@ def train(cfg: TrainConfig) -> Path:
             [p for m in denoisers for p in m.parameters()], cfg.grad_clip
         )
         opt.step()
+        if average is not None:
+            average.update()
         step += 1
         if step % cfg.log_every == 0 or step == cfg.unet_steps:
-            log(phase="unet", step=step, loss=loss.item())
+            log(phase="unet", step=step, loss=loss.item(), lr=opt.param_groups[0]["lr"])
         maybe_checkpoint()
     checkpoint()
+    if average is not None:
+        average.copy_to()
 
     for m in denoisers:
         m.eval()
@@ -621,8 +684,9 @@ def train(cfg: TrainConfig) -> Path:
     return final
 
 
-def fine_tune_start(folder: str | os.PathLike, vae_maps: tuple[str, ...] = ()
-                    ) -> RendiffVideoPipeline:
+def fine_tune_start(
+    folder: str | os.PathLike, vae_maps: tuple[str, ...] = ()
+) -> RendiffVideoPipeline:
     """A trained pipeline in float32 to continue training, with ``vae_maps`` added as VAE-encoded
     latent maps if it lacks them: the UNet's new input channels start at zero weight
     (``widen_control_channels``), so the returned model generates exactly what the loaded one
@@ -650,6 +714,37 @@ def fine_tune_start(folder: str | os.PathLike, vae_maps: tuple[str, ...] = ()
     pipe.unet.widen_control_channels(len(new) * pipe.vae.config.latent_channels)
     pipe.register_modules(latent_encoder=enc)
     return pipe
+
+
+def snapshot(run_dir: str | os.PathLike, out: str | os.PathLike, average: bool = True) -> Path:
+    """Write the pipeline of a run's latest checkpoint (mid-run, for an evaluation) to ``out``:
+    the UNet phase's weight average when the run keeps one and ``average``, else its weights."""
+    run_dir, out = Path(run_dir), Path(out)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    if state["phase"] != "unet":
+        raise ValueError(f"{run_dir}: the checkpoint is in phase {state['phase']!r}, not 'unet'")
+    if cfg.get("init_from"):
+        pipe = fine_tune_start(cfg["init_from"], tuple(cfg["vae_maps"]))
+    else:
+        pipe = build_pipeline(
+            maps=tuple(cfg["maps"]),
+            injection=cfg["injection"],
+            preset=cfg["preset"],
+            temporal_layers=cfg["temporal_layers"],
+            prediction_type=cfg["prediction_type"],
+            vae_maps=tuple(cfg["vae_maps"]),
+        )
+    models = dict(state["models"])
+    if average and state.get("ema"):
+        models = {k: {**v, **state["ema"].get(k, {})} for k, v in models.items()}
+    for name in ("vae", "unet", "guidance_encoder", "latent_encoder"):
+        module = getattr(pipe, name, None)
+        if module is not None:
+            module.load_state_dict(models[name])
+    pipe.vae.register_to_config(scaling_factor=state["scaling_factor"])
+    pipe.save_pretrained(out)
+    return out
 
 
 def load_trained(folder: str | os.PathLike) -> RendiffVideoPipeline:

@@ -24,11 +24,13 @@ from rendiff.conditioners.pipeline import build_pipeline
 from rendiff.conditioners.train import (
     NpzClipDataset,
     TrainConfig,
+    WeightAverage,
     colour_weights,
     decayed_lr,
     diffusion_loss,
     fine_tune_start,
     load_trained,
+    snapshot,
     synthetic_clip,
     train,
     write_synthetic_clips,
@@ -618,8 +620,17 @@ def test_retrain_vae_continues_the_whole_vae(tmp_path):
 
     run = tmp_path / "b"
     ft = load_trained(
-        train(_cfg(data, run, init_from=str(base_dir), retrain_vae=True, vae_steps=40,
-                   vae_lr_decay=0.5, unet_steps=2))
+        train(
+            _cfg(
+                data,
+                run,
+                init_from=str(base_dir),
+                retrain_vae=True,
+                vae_steps=40,
+                vae_lr_decay=0.5,
+                unet_steps=2,
+            )
+        )
     )
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     vae_log = [r for r in log if r["phase"] == "vae" and "l1" in r]
@@ -629,8 +640,11 @@ def test_retrain_vae_continues_the_whole_vae(tmp_path):
     assert vae_log[-1]["lr"] == pytest.approx(2e-3 / 20)
     assert {r["phase"] for r in log} == {"vae", "unet", "done"}
     # unlike decoder_steps, the encoder trains too, and the latent scale is measured again
-    changed = [k for k, v in base.vae.state_dict().items()
-               if k.startswith("encoder.") and not torch.equal(v, ft.vae.state_dict()[k])]
+    changed = [
+        k
+        for k, v in base.vae.state_dict().items()
+        if k.startswith("encoder.") and not torch.equal(v, ft.vae.state_dict()[k])
+    ]
     assert changed
     assert ft.vae.config.scaling_factor != base.vae.config.scaling_factor
     ds = NpzClipDataset(data, ("depth",))
@@ -644,7 +658,8 @@ def test_retrain_vae_continues_the_whole_vae(tmp_path):
 
 def test_decayed_lr():
     assert [decayed_lr(1.0, s, 100, 0.5) for s in (0, 50, 75, 99)] == pytest.approx(
-        [1.0, 1.0, 0.5, 0.02])
+        [1.0, 1.0, 0.5, 0.02]
+    )
     assert decayed_lr(1.0, 99, 100, 0.0) == 1.0  # no decay
     assert decayed_lr(1.0, 0, 100, 1.0) == 1.0
     assert decayed_lr(1.0, 90, 100, 1.0) == pytest.approx(0.1)
@@ -666,14 +681,16 @@ def test_colour_weights_and_weighted_loss():
     noise = torch.randn(2, 4, 2, 8, 8)
     with torch.no_grad():
         plain = diffusion_loss(pipe, video, ref, weights, t, noise)
-        uniform = diffusion_loss(pipe, video, ref, weights, t, noise,
-                                 latent_weight=torch.full((2, 1, 2, 8, 8), 3.0))
+        uniform = diffusion_loss(
+            pipe, video, ref, weights, t, noise, latent_weight=torch.full((2, 1, 2, 8, 8), 3.0)
+        )
         torch.testing.assert_close(uniform, plain)  # normalised: a constant weight changes nothing
         only = torch.zeros(2, 1, 2, 8, 8)
         only[..., 0, 0] = 1.0  # all the weight on one cell per frame
         one_cell = diffusion_loss(pipe, video, ref, weights, t, noise, latent_weight=only)
         sched = DDPMScheduler.from_config(pipe.scheduler.config)
         from rendiff.conditioners.latent import concat_conditions, encode_reference
+
         z0 = vae_encode_video(pipe.vae, video["rgb"] * 2 - 1)
         zt = sched.add_noise(z0, noise, t)
         x = concat_conditions(zt, encode_reference(pipe.vae, ref))
@@ -682,3 +699,50 @@ def test_colour_weights_and_weighted_loss():
         # normalised weight 64 on 1 of 64 cells: the mean error of that cell
         expected = err[..., 0, 0].mean((1, 2))
     torch.testing.assert_close(one_cell, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_weight_average_is_the_exponential_moving_average():
+    m = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        m.weight.fill_(0.0)
+    avg = WeightAverage({"m": m}, decay=0.9)
+    expected = torch.zeros(1, 2)
+    for value in (1.0, 2.0, 3.0):
+        with torch.no_grad():
+            m.weight.fill_(value)
+        avg.update()
+        expected = 0.9 * expected + 0.1 * value
+    assert torch.allclose(avg.state_dict()["m"]["weight"], expected)
+    assert torch.equal(m.weight, torch.full((1, 2), 3.0))  # the module itself is untouched
+    avg.copy_to()
+    assert torch.allclose(m.weight, expected)
+
+
+def test_training_with_weight_average_and_lr_decay_saves_the_average(tmp_path):
+    data = tmp_path / "clips"
+    write_synthetic_clips(data, 2, num_frames=6, size=20, seed=0)
+    cfg = _cfg(data, tmp_path / "a", unet_steps=10, ema_decay=0.5, lr_decay=0.5, log_every=1)
+    final = load_trained(train(cfg))
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in log if r["phase"] == "unet" and "lr" in r]
+    assert lrs[:5] == pytest.approx([1e-3] * 5) and lrs[5:] == pytest.approx(
+        [1e-3 * (10 - s) / 5 for s in range(5, 10)]
+    )
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    last, ema = state["models"]["unet"], state["ema"]["unet"]
+    saved = final.unet.state_dict()
+    key = next(k for k in ema if not torch.equal(ema[k], last[k]))  # the average lags the weights
+    assert torch.equal(saved[key], ema[key])
+    # a mid-run snapshot of the same checkpoint holds the average too, or the last weights
+    snap = load_trained(snapshot(tmp_path / "a", tmp_path / "snap"))
+    raw = load_trained(snapshot(tmp_path / "a", tmp_path / "raw", average=False))
+    assert torch.equal(snap.unet.state_dict()[key], ema[key])
+    assert torch.equal(raw.unet.state_dict()[key], last[key])
+    # resuming restores the average rather than restarting it from the current weights
+    train(_cfg(data, tmp_path / "b", unet_steps=5, ema_decay=0.5))
+    resumed = load_trained(
+        train(_cfg(data, tmp_path / "b", unet_steps=10, ema_decay=0.5, resume=True))
+    )
+    straight = load_trained(train(_cfg(data, tmp_path / "c", unet_steps=10, ema_decay=0.5)))
+    for k, v in straight.unet.state_dict().items():
+        assert torch.equal(v, resumed.unet.state_dict()[k]), k

@@ -20,6 +20,11 @@ Examples:
     python tools/train_default_model.py --data clips/ --output runs/ft3 \
         --init-from rendiff/data/models/default --retrain-vae --vae-steps 2000 \
         --vae-lr-decay 0.5 --unet-steps 4000
+    # settle a run: a decaying learning rate over its last 30% and a weight average, and
+    # evaluate its latest checkpoint while it trains
+    python tools/train_default_model.py --data clips/ --output runs/default --resume \
+        --unet-steps 16000 --lr-decay 0.3 --ema-decay 0.999
+    python tools/train_default_model.py --data clips/ --output runs/default --snapshot runs/snap
     # smoke run on synthetic clips (shaded spheres with analytic maps)
     python tools/train_default_model.py --synthetic 16 --data /tmp/syn --output /tmp/run \
         --preset tiny --size 32 --vae-steps 50 --unet-steps 50
@@ -35,7 +40,7 @@ import torch
 
 from rendiff.conditioners.models import TEMPORAL_LAYERS
 from rendiff.conditioners.pipeline import INJECTIONS, PRESETS
-from rendiff.conditioners.train import TrainConfig, train, write_synthetic_clips
+from rendiff.conditioners.train import TrainConfig, snapshot, train, write_synthetic_clips
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,8 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--data", required=True,
-                   help="a `rendiff dataset` folder or a folder of .npz clips")
+    p.add_argument(
+        "--data", required=True, help="a `rendiff dataset` folder or a folder of .npz clips"
+    )
     p.add_argument("--output", required=True, help="run folder: checkpoint, log, final pipeline")
     p.add_argument("--maps", nargs="+", default=list(defaults["maps"]))
     p.add_argument("--injection", choices=INJECTIONS, default=defaults["injection"])
@@ -74,25 +80,47 @@ def main(argv: list[str] | None = None) -> None:
         "checkpoint_minutes",
         "colour_weight",
         "vae_lr_decay",
+        "lr_decay",
+        "ema_decay",
     ):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name])
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.add_argument("--vae", default=None, help="a trained VAE folder (RUN/vae): skip VAE training")
-    p.add_argument("--vae-maps", nargs="*", default=[],
-                   help="maps also concatenated as VAE latents (image-like maps: albedo, shading)")
-    p.add_argument("--init-from", default=None,
-                   help="a trained pipeline folder to fine-tune (its maps and sizes are kept; "
-                        "--maps/--preset/--injection are ignored)")
-    p.add_argument("--retrain-vae", action="store_true",
-                   help="with --init-from: train its whole VAE --vae-steps more (encoder too, so "
-                        "the latents move and the UNet phase re-adapts to them)")
+    p.add_argument(
+        "--vae-maps",
+        nargs="*",
+        default=[],
+        help="maps also concatenated as VAE latents (image-like maps: albedo, shading)",
+    )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="a trained pipeline folder to fine-tune (its maps and sizes are kept; "
+        "--maps/--preset/--injection are ignored)",
+    )
+    p.add_argument(
+        "--retrain-vae",
+        action="store_true",
+        help="with --init-from: train its whole VAE --vae-steps more (encoder too, so "
+        "the latents move and the UNet phase re-adapts to them)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
         "--synthetic", type=int, default=0, help="first write this many synthetic clips into --data"
     )
     p.add_argument("--export", default=None, help="copy the final pipeline folder here")
+    p.add_argument(
+        "--snapshot",
+        default=None,
+        metavar="FOLDER",
+        help="write the pipeline of OUTPUT's latest checkpoint (its weight average "
+        "with --ema-decay) to FOLDER and exit: a mid-run evaluation",
+    )
     a = p.parse_args(argv)
+    if a.snapshot:
+        print(f"snapshot written to {snapshot(a.output, a.snapshot)}")
+        return
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -130,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         retrain_vae=a.retrain_vae,
         vae_lr_decay=a.vae_lr_decay,
         colour_weight=a.colour_weight,
+        lr_decay=a.lr_decay,
+        ema_decay=a.ema_decay,
         device=a.device,
     )
     final = train(cfg)
