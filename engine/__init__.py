@@ -4,10 +4,12 @@ from rendiff._source_tree import claim
 
 claim(globals())  # first: under a bare name (a shell in the repository root) step aside
 
-from .camera import CameraFrames, camera_frames, intrinsics, look_at
+from .camera import CameraFrames, intrinsics, look_at
+from .camera_paths import camera_frames
 from .layers import LAYER_DOCS, Layer, Layers
 from .render import render
-from .simulate import Trajectory, simulate
+from .simulate import simulate
+from .trajectory import LightState, Trajectory
 
-__all__ = ["LAYER_DOCS", "CameraFrames", "Layer", "Layers", "Trajectory", "camera_frames",
-           "intrinsics", "look_at", "render", "simulate"]
+__all__ = ["LAYER_DOCS", "CameraFrames", "Layer", "Layers", "LightState", "Trajectory",
+           "camera_frames", "intrinsics", "look_at", "render", "simulate"]

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .gaussians import SH_C0, GaussianCloud, _matrix_to_quat
-from .simulate import GaussianTrack, MeshTrack, RigidTrack
+from .trajectory import GaussianTrack, MeshTrack, RigidTrack
 from .transforms import quat_multiply, quat_normalize, quat_to_matrix
 
 __all__ = [

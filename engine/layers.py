@@ -57,7 +57,6 @@ class Layers(Mapping[Layer, Tensor]):
     semantic_classes: list[str] = field(default_factory=list)  # class id c -> classes[c-1]
     keypoints: Tensor | None = None  # [T,P,18,3] OpenPose-18 pixels (x, y, visibility)
     keypoints_coco: Tensor | None = None  # [T,P,17,3] COCO-17 pixels (x, y, visibility)
-    scene: object | None = None  # the resolved Scene these layers were rendered from
 
     def __getitem__(self, key: Layer | str) -> Tensor:
         return self.data[Layer(key)]
@@ -102,7 +101,7 @@ class Layers(Mapping[Layer, Tensor]):
         kp = None if self.keypoints is None else self.keypoints[start:stop]
         kpc = None if self.keypoints_coco is None else self.keypoints_coco[start:stop]
         return Layers({k: v[start:stop] for k, v in self.data.items()}, cams, self.fps,
-                      self.entity_names, self.semantic_classes, kp, kpc, self.scene)
+                      self.entity_names, self.semantic_classes, kp, kpc)
 
     def equal(self, other: Layers) -> bool:
         """True when every layer is bitwise identical (NaN-safe)."""

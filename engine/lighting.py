@@ -2,32 +2,26 @@
 
 A light may be keyframed (:class:`rendiff.scenes.spec.LightKeyframes`: intensity, colour,
 direction, position, SH coefficients) and a point or spot light may ``follow`` an entity. The
-renderer asks for each frame's lights as plain, static light objects (no animation, no follow;
-positions and directions in the world), so shading and shadow maps need not know about time.
-Evaluation is deterministic and needs only the scene and the entities' root tracks.
+simulation evaluates every light at every frame into plain :class:`LightState` records
+(positions and directions in the world) on the :class:`Trajectory`, so shading and shadow maps
+need not know about time or the scene file. Evaluation is deterministic and needs only the
+scene's lights and the entities' root tracks.
 """
 
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import math
 from collections.abc import Sequence
 
 import torch
 
-from rendiff.scenes.spec import Point, Scene, Spot
+from rendiff.scenes.spec import Point, Spot
 
-from .simulate import RigidTrack, Trajectory
+from .trajectory import LightState, RigidTrack
 from .transforms import quat_to_matrix
 
-__all__ = ["animated", "frame_lights", "frame_scene", "frame_trajectory", "light_at"]
-
-
-def animated(scene: Scene) -> bool:
-    """Whether any light of the scene changes over time (keyframes or ``follow``)."""
-    return any(li.animation is not None or getattr(li, "follow", None) is not None
-               for li in scene.lights)
+__all__ = ["light_at", "light_state", "trajectory_lights"]
 
 
 def _segment(times: Sequence[float], t: float, smooth: bool) -> tuple[int, int, float]:
@@ -107,33 +101,43 @@ def _carrier(track: RigidTrack, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return track.positions[k].float(), quat_to_matrix(track.quats[k].float())
 
 
-def frame_lights(traj: Trajectory, k: int) -> list:
-    """Every light of the scene at frame ``k`` (see :func:`light_at`), in scene order."""
-    t = float(traj.times[k])
-    out = []
-    for light in traj.scene.lights:
-        follow = getattr(light, "follow", None)
-        if follow is not None and follow not in traj.rigid:
+def light_state(light) -> LightState:
+    """A static scene light (no animation, no ``follow``: see :func:`light_at`) as the
+    renderer's :class:`LightState`."""
+    def vec(name: str):
+        value = getattr(light, name, None)
+        return None if value is None else tuple(float(c) for c in value)
+
+    sh = getattr(light, "sh", None)
+    return LightState(
+        type=light.type, color=tuple(float(c) for c in light.color),
+        intensity=float(light.intensity), position=vec("position"), direction=vec("direction"),
+        angle_deg=getattr(light, "angle_deg", None), softness=getattr(light, "softness", None),
+        shadows=bool(getattr(light, "shadows", False)),
+        sh=None if sh is None else tuple(tuple(float(c) for c in row) for row in sh))
+
+
+def trajectory_lights(lights: Sequence, times: torch.Tensor,
+                      rigid: dict[str, RigidTrack]) -> list[list[LightState]]:
+    """Every light of a scene at every frame (``times`` [T] seconds), in scene order: keyframes
+    evaluated and lights that ``follow`` an entity carried by its root track in ``rigid``.
+    A light that never changes is one object repeated over the frames."""
+    fixed = {i: light_state(li) for i, li in enumerate(lights)
+             if li.animation is None and getattr(li, "follow", None) is None}
+    for li in lights:
+        follow = getattr(li, "follow", None)
+        if follow is not None and follow not in rigid:
             raise ValueError(f"light follows {follow!r}, which has no track in the trajectory")
-        carrier = _carrier(traj.rigid[follow], k) if follow is not None else None
-        if light.animation is None and carrier is None:
-            out.append(light)
-        else:
-            out.append(light_at(light, t, carrier))
+    out = []
+    for k in range(times.shape[0]):
+        t = float(times[k])
+        frame = []
+        for i, li in enumerate(lights):
+            if i in fixed:
+                frame.append(fixed[i])
+                continue
+            follow = getattr(li, "follow", None)
+            carrier = _carrier(rigid[follow], k) if follow is not None else None
+            frame.append(light_state(light_at(li, t, carrier)))
+        out.append(frame)
     return out
-
-
-def frame_scene(traj: Trajectory, k: int) -> Scene:
-    """The scene with its lights as they are at frame ``k`` (the scene itself when no light is
-    animated)."""
-    if not animated(traj.scene):
-        return traj.scene
-    return traj.scene.model_copy(update={"lights": frame_lights(traj, k)})
-
-
-def frame_trajectory(traj: Trajectory, k: int) -> Trajectory:
-    """The trajectory seen through :func:`frame_scene` (same tracks, frame k's lights), for code
-    that reads lights from ``traj.scene`` such as :mod:`rendiff.engine.shadows`."""
-    if not animated(traj.scene):
-        return traj
-    return dataclasses.replace(traj, scene=frame_scene(traj, k))

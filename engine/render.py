@@ -13,68 +13,71 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from rendiff.scenes.spec import Ambient, Directional, Environment, Point, Scene, Spot
-
 from .camera import CameraFrames
 from .layers import Layer, Layers
-from .lighting import frame_trajectory
-from .simulate import Trajectory
 from .textures import scene_textures
+from .trajectory import LightState, Trajectory
 
 __all__ = ["render", "lights_in_camera"]
 
 
-def lights_in_camera(scene: Scene, viewmat: Tensor):
-    """The scene's lights transformed into one camera's frame, as a ``LightSet``."""
+def lights_in_camera(lights: Sequence[LightState], viewmat: Tensor):
+    """One frame's lights (:attr:`Trajectory.lights` ``[k]``) transformed into that frame's
+    camera, as a ``LightSet``."""
     from rendiff.kernels.shading import LightSet
 
+    dev = viewmat.device
     R, t = viewmat[:3, :3], viewmat[:3, 3]
     kinds, pos, dirs, rad, co, ci = [], [], [], [], [], []
-    ambient = torch.zeros(3)
+    ambient = torch.zeros(3, device=dev)
     sh = None
-    for light in scene.lights:
-        radiance = torch.tensor(light.color, dtype=torch.float32) * light.intensity
-        if isinstance(light, Ambient):
+
+    def vec(values) -> Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=dev)
+
+    for light in lights:
+        radiance = vec(light.radiance)
+        if light.type == "ambient":
             ambient = ambient + radiance
             continue
-        if isinstance(light, Environment):
-            coeffs = torch.tensor(light.sh, dtype=torch.float32) * light.intensity
-            coeffs = coeffs * torch.tensor(light.color, dtype=torch.float32)
+        if light.type == "environment":
+            coeffs = vec(light.sh) * light.intensity * vec(light.color)
             sh = _rotate_sh(coeffs, R) if sh is None else sh + _rotate_sh(coeffs, R)
             continue
-        if isinstance(light, Directional):
-            d = torch.tensor(light.direction, dtype=torch.float32)
+        if light.type == "directional":
+            d = vec(light.direction)
             kinds.append(0)
-            pos.append(torch.zeros(3))
+            pos.append(torch.zeros(3, device=dev))
             dirs.append(R @ (d / d.norm().clamp_min(1e-9)))
             co.append(-1.0)
             ci.append(-1.0)
-        elif isinstance(light, Point | Spot):
-            p = torch.tensor(light.position, dtype=torch.float32)
-            kinds.append(1 if isinstance(light, Point) else 2)
-            pos.append(R @ p + t)
-            if isinstance(light, Spot):
-                d = torch.tensor(light.direction, dtype=torch.float32)
+        elif light.type in ("point", "spot"):
+            kinds.append(1 if light.type == "point" else 2)
+            pos.append(R @ vec(light.position) + t)
+            if light.type == "spot":
+                d = vec(light.direction)
                 dirs.append(R @ (d / d.norm().clamp_min(1e-9)))
                 half = math.radians(light.angle_deg) / 2
                 co.append(math.cos(half))
                 ci.append(math.cos(half * (1 - light.softness)))
             else:
-                dirs.append(torch.zeros(3))
+                dirs.append(torch.zeros(3, device=dev))
                 co.append(-1.0)
                 ci.append(-1.0)
+        else:
+            raise ValueError(f"unknown light type {light.type!r}")
         rad.append(radiance)
     if not kinds:
-        ls = LightSet.empty()
+        ls = LightSet.empty(device=dev)
     else:
-        ls = LightSet(torch.tensor(kinds), torch.stack(pos), torch.stack(dirs), torch.stack(rad),
-                      torch.tensor(co), torch.tensor(ci))
+        ls = LightSet(torch.tensor(kinds, device=dev), torch.stack(pos), torch.stack(dirs),
+                      torch.stack(rad), vec(co), vec(ci))
     ls.ambient = ambient
     ls.sh = sh
     return ls
@@ -83,7 +86,7 @@ def lights_in_camera(scene: Scene, viewmat: Tensor):
 def _rotate_sh(coeffs: Tensor, R: Tensor) -> Tensor:
     """Rotates degree-2 SH radiance coefficients [9, 3] from world to camera frame by fitting
     the rotated function on a fixed set of directions (exact for band-limited functions)."""
-    dirs = _fibonacci_dirs(64)
+    dirs = _fibonacci_dirs(64).to(R.device)
     Y_cam = _sh_basis(dirs)  # [64, 9]
     world_dirs = dirs @ R  # camera -> world: R^T d, written row-wise
     values = _sh_basis(world_dirs) @ coeffs  # [64, 3]
@@ -91,7 +94,7 @@ def _rotate_sh(coeffs: Tensor, R: Tensor) -> Tensor:
 
 
 def _fibonacci_dirs(n: int) -> Tensor:
-    i = torch.arange(n, dtype=torch.float32) + 0.5
+    i = torch.arange(n, dtype=torch.float32, device="cpu") + 0.5
     phi = torch.acos(1 - 2 * i / n)
     theta = math.pi * (1 + 5**0.5) * i
     return torch.stack([torch.cos(theta) * torch.sin(phi), torch.sin(theta) * torch.sin(phi),
@@ -119,11 +122,13 @@ def _frame_meshes(traj: Trajectory, k: int):
         faces.append(m.faces + offset)
         normals.append(vertex_normals(v, m.faces))
         n = v.shape[0]
+        dev = v.device
         sem = (m.part_labels.float() if m.part_labels is not None
-               else torch.full((n,), float(m.semantic_id)))
+               else torch.full((n,), float(m.semantic_id), device=dev))
         attrs.append(torch.cat([
-            m.albedo, torch.full((n, 1), m.specular), torch.full((n, 1), m.roughness),
-            torch.full((n, 1), float(m.instance_id)), sem[:, None]], dim=1))
+            m.albedo, torch.full((n, 1), m.specular, device=dev),
+            torch.full((n, 1), m.roughness, device=dev),
+            torch.full((n, 1), float(m.instance_id), device=dev), sem[:, None]], dim=1))
         moves.append((m.vertices[min(k + 1, T - 1)], m.vertices[max(k - 1, 0)]))
         offset += n
     if not verts:
@@ -137,7 +142,7 @@ def _screen_motion(cams: CameraFrames, k: int, now: Tensor, nxt: Tensor, prv: Te
     position seen by the next (previous) frame's camera, minus where it is now. Zero at the ends
     of the clip and wherever either end lies behind its camera's near plane."""
     T = len(cams)
-    sel = torch.tensor([k, min(k + 1, T - 1), max(k - 1, 0)])
+    sel = torch.tensor([k, min(k + 1, T - 1), max(k - 1, 0)], device=cams.K.device)
     sub = CameraFrames(cams.K[sel], cams.viewmats[sel], cams.width, cams.height, cams.near,
                        cams.far)
     uv, z = sub.project(torch.stack([now, nxt, prv]))
@@ -153,14 +158,15 @@ def _pixel_motion(cams: CameraFrames, k: int, p_next: Tensor, p_prev: Tensor, hi
     at the next and previous frame (interpolated over the mesh), projected by those frames'
     cameras, minus the pixel centre."""
     H, W = hit.shape
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32) + 0.5,
-                          torch.arange(W, dtype=torch.float32) + 0.5, indexing="ij")
+    dev = hit.device
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=dev) + 0.5,
+                          torch.arange(W, dtype=torch.float32, device=dev) + 0.5, indexing="ij")
     centre = torch.stack([u, v], -1)
     T = len(cams)
     out = []
     for other, pts in ((k + 1, p_next), (k - 1, p_prev)):
         if other < 0 or other >= T:
-            out.append(torch.zeros(H, W, 2))
+            out.append(torch.zeros(H, W, 2, device=dev))
             continue
         sub = CameraFrames(cams.K[other:other + 1], cams.viewmats[other:other + 1], cams.width,
                            cams.height, cams.near, cams.far)
@@ -205,21 +211,24 @@ def render(
     from rendiff.kernels.skeleton import draw_openpose
 
     t0 = time.perf_counter()
-    scene = traj.scene
+    dev = traj.device
     cams = traj.cameras
     T, W, H = traj.frames, cams.width, cams.height
+    if len(traj.lights) != T:
+        raise ValueError(f"the trajectory has lights for {len(traj.lights)} frames, not {T}")
     wanted = [Layer(x) for x in (layers if layers is not None else list(Layer))]
-    bg = torch.tensor(scene.background, dtype=torch.float32)
+    bg = torch.tensor(traj.background, dtype=torch.float32, device=dev)
+    f32, i32 = dict(device=dev), dict(dtype=torch.int32, device=dev)
     out = {
-        Layer.RGB: torch.zeros(T, H, W, 3), Layer.ALBEDO: torch.zeros(T, H, W, 3),
-        Layer.DEPTH: torch.full((T, H, W), math.inf), Layer.NORMAL: torch.zeros(T, H, W, 3),
-        Layer.ALPHA: torch.zeros(T, H, W), Layer.INSTANCE: torch.zeros(T, H, W, dtype=torch.int32),
-        Layer.SEMANTIC: torch.zeros(T, H, W, dtype=torch.int32),
-        Layer.SHADING: torch.zeros(T, H, W), Layer.FLOW: torch.zeros(T, H, W, 2),
-        Layer.FLOW_BACKWARD: torch.zeros(T, H, W, 2),
+        Layer.RGB: torch.zeros(T, H, W, 3, **f32), Layer.ALBEDO: torch.zeros(T, H, W, 3, **f32),
+        Layer.DEPTH: torch.full((T, H, W), math.inf, **f32),
+        Layer.NORMAL: torch.zeros(T, H, W, 3, **f32), Layer.ALPHA: torch.zeros(T, H, W, **f32),
+        Layer.INSTANCE: torch.zeros(T, H, W, **i32), Layer.SEMANTIC: torch.zeros(T, H, W, **i32),
+        Layer.SHADING: torch.zeros(T, H, W, **f32), Layer.FLOW: torch.zeros(T, H, W, 2, **f32),
+        Layer.FLOW_BACKWARD: torch.zeros(T, H, W, 2, **f32),
     }
     shadow_fn = None
-    if shadows and any(getattr(li, "shadows", False) for li in scene.lights):
+    if shadows and any(li.shadows for frame in traj.lights for li in frame):
         from .shadows import scene_shadow_visibility
 
         shadow_fn = scene_shadow_visibility
@@ -228,16 +237,16 @@ def render(
     bar = tqdm(range(T), desc="render", unit="frame", disable=not progress, leave=False)
     for k in bar:
         viewmat, K = cams.viewmats[k], cams.K[k]
-        depth = torch.full((H, W), math.inf)
-        normal = torch.zeros(H, W, 3)
-        albedo = torch.zeros(H, W, 3)
-        spec = torch.zeros(H, W)
-        rough = torch.full((H, W), 0.5)
-        inst = torch.zeros(H, W, dtype=torch.int32)
-        sem = torch.zeros(H, W, dtype=torch.int32)
-        flow = torch.zeros(H, W, 2)
-        flow_b = torch.zeros(H, W, 2)
-        alpha = torch.zeros(H, W)
+        depth = torch.full((H, W), math.inf, **f32)
+        normal = torch.zeros(H, W, 3, **f32)
+        albedo = torch.zeros(H, W, 3, **f32)
+        spec = torch.zeros(H, W, **f32)
+        rough = torch.full((H, W), 0.5, **f32)
+        inst = torch.zeros(H, W, **i32)
+        sem = torch.zeros(H, W, **i32)
+        flow = torch.zeros(H, W, 2, **f32)
+        flow_b = torch.zeros(H, W, 2, **f32)
+        alpha = torch.zeros(H, W, **f32)
 
         frame = _frame_meshes(traj, k)
         if frame is not None:
@@ -272,12 +281,13 @@ def render(
             nxt = torch.cat([g.means[min(k + 1, T - 1)] for g in gs])
             prv = torch.cat([g.means[max(k - 1, 0)] for g in gs])
             gfwd, gbwd = _screen_motion(cams, k, means, nxt, prv)
-            ids_per = torch.cat([torch.full((g.means.shape[1],), g.instance_id) for g in gs])
+            ids_per = torch.cat([torch.full((g.means.shape[1],), g.instance_id, device=dev)
+                                 for g in gs])
             sem_per = torch.cat([  # per-Gaussian body-part labels of avatars, else the cloud's
                 g.part_labels.int() if getattr(g, "part_labels", None) is not None
-                else torch.full((g.means.shape[1],), g.semantic_id) for g in gs])
-            mat = torch.cat([torch.tensor([[g.specular, g.roughness]]).expand(g.means.shape[1], 2)
-                             for g in gs])
+                else torch.full((g.means.shape[1],), g.semantic_id, device=dev) for g in gs])
+            mat = torch.cat([torch.tensor([[g.specular, g.roughness]], device=dev).expand(
+                g.means.shape[1], 2) for g in gs])
             feats = torch.cat([gfwd, gbwd, mat], 1)
             gr = rasterize_gaussians(
                 means, torch.cat([g.quats[k] for g in gs]), torch.cat([g.scales_at(k) for g in gs]),
@@ -306,12 +316,10 @@ def render(
 
         hit = torch.isfinite(depth)
         pts = _backproject(depth, K)
-        # Animated lights: this frame's lights, for shading and for the shadow maps.
-        now = frame_trajectory(traj, k)
-        lights = lights_in_camera(now.scene, viewmat)
+        lights = lights_in_camera(traj.lights[k], viewmat)
         vis = None
         if shadow_fn is not None and bool(hit.any()):
-            vis = shadow_fn(now, k, pts, hit)
+            vis = shadow_fn(traj, k, pts, hit)
         sh = shade(pts, normal, albedo, lights, specular=spec, roughness=rough, visibility=vis,
                    mask=hit)
         a3 = alpha[..., None]
@@ -333,9 +341,9 @@ def render(
         kp_coco = _keypoints_2d(cams, [h.coco17 for h in traj.humans])
         out[Layer.POSE] = draw_openpose(kp, W, H)
     else:
-        out[Layer.POSE] = torch.zeros(T, H, W, 3)
-    result = Layers({k: out[k] for k in wanted}, cams, scene.fps,
-                    [e.name for e in scene.entities], traj.semantic_classes, kp, kp_coco, scene)
+        out[Layer.POSE] = torch.zeros(T, H, W, 3, **f32)
+    result = Layers({k: out[k] for k in wanted}, cams, traj.fps, list(traj.entity_names),
+                    traj.semantic_classes, kp, kp_coco)
     traj.timings["render"] = time.perf_counter() - t0
     return result
 
@@ -343,8 +351,9 @@ def render(
 def _backproject(depth: Tensor, K: Tensor) -> Tensor:
     """Camera-space points [H, W, 3] from depth [H, W] (0 where empty)."""
     H, W = depth.shape
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32) + 0.5,
-                          torch.arange(W, dtype=torch.float32) + 0.5, indexing="ij")
+    dev = depth.device
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=dev) + 0.5,
+                          torch.arange(W, dtype=torch.float32, device=dev) + 0.5, indexing="ij")
     z = torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))
     return torch.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], -1)
 

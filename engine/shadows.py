@@ -36,9 +36,8 @@ import torch
 from torch import Tensor
 
 from rendiff.kernels.shadow import DepthFn, mesh_depth_fn, shadow_visibility
-from rendiff.scenes.spec import Ambient, Directional, Environment, Point, Spot
 
-from .simulate import Trajectory
+from .trajectory import LightState, Trajectory
 
 __all__ = ["gaussian_depth_fn", "scene_shadow_visibility"]
 
@@ -136,16 +135,15 @@ def _flat(vertices: Tensor, faces: Tensor) -> tuple[Tensor, Tensor] | None:
     return n, p0
 
 
-def _receives_only(flat: tuple[Tensor, Tensor], light: Directional | Point | Spot,
-                   receivers: Tensor) -> bool:
+def _receives_only(flat: tuple[Tensor, Tensor], light: LightState, receivers: Tensor) -> bool:
     """Whether a flat mesh can shadow none of the visible points [M, 3] from this light: every
     point lies on the light's side of the mesh's plane (or within 0.1 mm per 1 m of scene of
     it, for the plane's own pixels), so no ray from the light to a point crosses the plane."""
     n, p0 = flat
-    if isinstance(light, Directional):
-        side = -float(n @ torch.tensor(light.direction, dtype=torch.float32))
+    if light.type == "directional":
+        side = -float(n @ torch.tensor(light.direction, dtype=torch.float32, device=n.device))
     else:
-        side = float(n @ (torch.tensor(light.position, dtype=torch.float32) - p0))
+        side = float(n @ (torch.tensor(light.position, dtype=torch.float32, device=n.device) - p0))
     if abs(side) < 1e-9:
         return False  # the light lies in the plane: keep it (it casts an edge-on shadow)
     dist = (receivers - p0) @ n * math.copysign(1.0, side)
@@ -181,7 +179,7 @@ def _scene_depth_fn(traj: Trajectory, k: int, casters: list[int]) -> DepthFn | N
     if meshes:
         verts = torch.cat([m.vertices[k] for m in meshes])
         sizes = [0] + [m.vertices.shape[1] for m in meshes]
-        offsets = torch.cumsum(torch.tensor(sizes), 0)
+        offsets = torch.cumsum(torch.tensor(sizes, device=verts.device), 0)
         faces = torch.cat([m.faces + offsets[i] for i, m in enumerate(meshes)])
         fns.append(mesh_depth_fn(verts, faces))
     clouds = [g for g in traj.gaussians if g.means.shape[1]]
@@ -204,15 +202,14 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
     of, seen from the light: it can shadow nothing, so it is left out of that light's map, which
     then covers only what can cast. The shadow map is ``res`` texels square (default twice the
     image's larger side, 256 to 2048)."""
-    scene = traj.scene
     if res is None:
         res = min(2048, max(256, 2 * max(traj.cameras.width, traj.cameras.height)))
     view = traj.cameras.viewmats[k]
     R, t = view[:3, :3], view[:3, 3]
     pts_world = (points_cam - t) @ R  # R^T (p - t), row-wise
     H, W = mask.shape
-    lights = [li for li in scene.lights if not isinstance(li, Ambient | Environment)]
-    out = torch.ones(len(lights), H, W)
+    lights = [li for li in traj.lights[k] if li.type not in ("ambient", "environment")]
+    out = torch.ones(len(lights), H, W, device=mask.device)
     receivers = pts_world[mask]
     if receivers.shape[0] == 0:
         return out
@@ -220,7 +217,7 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
              if (f := _flat(m.vertices[k], m.faces)) is not None}
     cache: dict[tuple[int, ...], tuple[DepthFn | None, tuple[Tensor, Tensor] | None]] = {}
     for i, light in enumerate(lights):
-        if not getattr(light, "shadows", False):
+        if not light.shadows:
             continue
         casters = tuple(j for j in range(len(traj.meshes))
                         if j not in flats or not _receives_only(flats[j], light, receivers))
@@ -230,14 +227,14 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
         depth_fn, bounds = cache[casters]
         if depth_fn is None:
             continue
-        if isinstance(light, Directional):
+        if light.type == "directional":
             out[i] = shadow_visibility(pts_world, mask, "directional", None, light.direction,
                                        depth_fn, res=res, scene_bounds=bounds)
-        elif isinstance(light, Spot):
+        elif light.type == "spot":
             out[i] = shadow_visibility(pts_world, mask, "spot", light.position, light.direction,
                                        depth_fn, res=res // 2,
                                        cos_outer=math.cos(math.radians(light.angle_deg) / 2))
-        elif isinstance(light, Point):
+        elif light.type == "point":
             out[i] = shadow_visibility(pts_world, mask, "point", light.position, None, depth_fn,
                                        res=res // 2)
     return out

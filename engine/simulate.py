@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,135 +21,29 @@ from tqdm.auto import tqdm
 
 from rendiff.scenes.spec import (
     AmassMotion,
-    Box,
-    Capsule,
     Cloth,
-    Cylinder,
     Deformation,
     Entity,
     Gaussians,
     Human,
     JointTargets,
     Keyframes,
-    Mesh,
     Motion,
     Plane,
     Robot,
     Scene,
-    Sphere,
 )
 
-from .camera import CameraFrames, camera_frames, interpolate_points
+from .camera import interpolate_points
+from .camera_paths import camera_frames
+from .geometry import collider, entity_uvs, local_mesh, texture_of
+from .lighting import trajectory_lights
+from .trajectory import GaussianTrack, HumanTrack, MeshTrack, RigidTrack, RobotTrack, Trajectory
 from .transforms import interpolate_quats, quat_multiply, quat_normalize, quat_to_matrix
 
-__all__ = ["MeshTrack", "GaussianTrack", "HumanTrack", "RigidTrack", "RobotTrack", "Trajectory",
-           "simulate", "semantic_classes"]
+__all__ = ["semantic_classes", "simulate"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RigidTrack:
-    """An entity's root transform over the clip."""
-
-    positions: Tensor  # [T, 3]
-    quats: Tensor  # [T, 4] (w, x, y, z)
-    linear_velocity: Tensor  # [T, 3] world, m/s
-    angular_velocity: Tensor  # [T, 3] world, rad/s
-
-
-@dataclass
-class MeshTrack:
-    """A triangle mesh over the clip, in world coordinates."""
-
-    name: str
-    instance_id: int
-    semantic_id: int
-    vertices: Tensor  # [T, V, 3]
-    faces: Tensor  # [F, 3] int64
-    albedo: Tensor  # [V, 3] in [0, 1]
-    specular: float
-    roughness: float
-    part_labels: Tensor | None = None  # [V] semantic ids per vertex (SMPL parts), else None
-
-
-@dataclass
-class GaussianTrack:
-    """A Gaussian cloud over the clip, in world coordinates."""
-
-    name: str
-    instance_id: int
-    semantic_id: int
-    means: Tensor  # [T, N, 3]
-    quats: Tensor  # [T, N, 4]
-    scales: Tensor  # [N, 3]
-    opacities: Tensor  # [N]
-    colors: Tensor  # [T, N, 3] RGB in [0, 1]
-    specular: float
-    roughness: float
-    part_labels: Tensor | None = None  # [N] semantic ids per Gaussian (an avatar's SMPL parts)
-    frame_scales: Tensor | None = None  # [T, N, 3] per-frame scales of a deforming cloud (MPM:
-    # the singular values of F R S), else None and ``scales`` hold at every frame
-
-    def scales_at(self, k: int) -> Tensor:
-        """Standard deviations [N, 3] of the Gaussians at frame k."""
-        return self.scales if self.frame_scales is None else self.frame_scales[k]
-
-
-@dataclass
-class HumanTrack:
-    """Skeleton of an SMPL body over the clip (world coordinates)."""
-
-    name: str
-    joints: Tensor  # [T, 24, 3]
-    coco17: Tensor  # [T, 17, 3]
-    openpose18: Tensor  # [T, 18, 3]
-    body_model: str  # 'smpl' or 'standin'
-
-
-@dataclass
-class RobotTrack:
-    """A robot's joints and links over the clip. D one-DoF joints, L links (the root first), in
-    Newton's order; the robot's :class:`MeshTrack` has the same name, and ``vertex_link`` says
-    which link moves each of its vertices."""
-
-    name: str
-    joint_names: list[str]
-    joint_kinds: list[str]  # 'revolute' | 'prismatic'
-    lower: Tensor  # [D] joint limits [rad or m]
-    upper: Tensor  # [D]
-    q: Tensor  # [T, D] joint positions [rad or m]
-    qd: Tensor  # [T, D] joint velocities [rad/s or m/s]
-    targets: Tensor  # [T, D] drive targets
-    link_names: list[str]
-    link_positions: Tensor  # [T, L, 3] link frame origins, world [m]
-    link_quats: Tensor  # [T, L, 4] (w, x, y, z)
-    link_linear_velocity: Tensor  # [T, L, 3] centre of mass, world [m/s]
-    link_angular_velocity: Tensor  # [T, L, 3] world [rad/s]
-    vertex_link: Tensor  # [V] int64 link index of each vertex of the robot's MeshTrack
-
-
-@dataclass
-class Trajectory:
-    """Everything that moves, per frame. ``times[k] = k / fps``."""
-
-    scene: Scene
-    times: Tensor  # [T]
-    cameras: CameraFrames
-    rigid: dict[str, RigidTrack]
-    meshes: list[MeshTrack] = field(default_factory=list)
-    gaussians: list[GaussianTrack] = field(default_factory=list)
-    humans: list[HumanTrack] = field(default_factory=list)
-    contacts: list[dict] = field(default_factory=list)
-    semantic_classes: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    robots: list[RobotTrack] = field(default_factory=list)
-    deformables: dict = field(default_factory=dict)  # entity name -> ClothTrajectory or
-    # MPMTrajectory (rendiff.engine.deformables): cloth vertex and MPM particle states per frame
-
-    @property
-    def frames(self) -> int:
-        return int(self.times.shape[0])
 
 
 def semantic_classes(scene: Scene) -> list[str]:
@@ -165,25 +58,6 @@ def semantic_classes(scene: Scene) -> list[str]:
         if e.semantic_label not in names:
             names.append(e.semantic_label)
     return names
-
-
-def _local_mesh(geom: Sphere | Box | Capsule | Cylinder | Plane | Mesh):
-    from . import meshes
-
-    if isinstance(geom, Sphere):
-        return meshes.sphere(geom.radius, subdivisions=3)
-    if isinstance(geom, Box):
-        return meshes.box(tuple(s / 2 for s in geom.size))
-    if isinstance(geom, Capsule):
-        return meshes.capsule(geom.radius, geom.length / 2)
-    if isinstance(geom, Cylinder):
-        return meshes.cylinder(geom.radius, geom.height / 2)
-    if isinstance(geom, Plane):
-        return meshes.plane(*geom.size)
-    mesh = meshes.load_mesh(geom.path)
-    scale = torch.as_tensor(geom.scale, dtype=torch.float32)
-    return meshes.TriMesh(mesh.verts * scale, mesh.faces,
-                          meshes.vertex_normals(mesh.verts * scale, mesh.faces))
 
 
 def _static_track(e: Entity, T: int) -> RigidTrack:
@@ -233,31 +107,18 @@ def _ground_entity(scene: Scene) -> Entity | None:
 
 def _is_body(e: Entity, ground: Entity | None) -> bool:
     """Whether an entity is a rigid body (dynamic, or a static collider) for physics."""
-    return e is not ground and not (isinstance(e.geometry, Human | Gaussians | Plane | Robot
-                                               | Cloth) or e.animation is not None)
+    return e is not ground and e.animation is None and collider(e.geometry) is not None
 
 
 def _body_desc(e: Entity):
     """A rigid entity as a :class:`rendiff.engine.physics.RigidBodyDesc`."""
     from .physics import RigidBodyDesc
 
-    g = e.geometry
     desc = dict(name=e.name, position=e.pose.position, quat=e.pose.rotation,
                 linear_velocity=e.velocity, angular_velocity=e.angular_velocity,
                 density=e.material.density, mass=e.material.mass,
                 friction=e.material.friction, restitution=e.material.restitution,
-                static=not e.dynamic)
-    if isinstance(g, Sphere):
-        desc.update(shape="sphere", radius=g.radius)
-    elif isinstance(g, Box):
-        desc.update(shape="box", half_extents=tuple(s / 2 for s in g.size))
-    elif isinstance(g, Capsule):
-        desc.update(shape="capsule", radius=g.radius, half_height=g.length / 2)
-    elif isinstance(g, Cylinder):
-        desc.update(shape="cylinder", radius=g.radius, half_height=g.height / 2)
-    elif isinstance(g, Mesh):
-        m = _local_mesh(g)
-        desc.update(shape="mesh", mesh_verts=m.verts.numpy(), mesh_faces=m.faces.numpy())
+                static=not e.dynamic, **collider(e.geometry))
     return RigidBodyDesc(**desc)
 
 
@@ -582,6 +443,17 @@ def _human(e: Entity, times: Tensor, scene: Scene, iid: int, sid0: int, cache: d
     return track, root, human
 
 
+def _attach_textures(scene: Scene, tracks: list[MeshTrack]) -> None:
+    """Gives each mesh track of a textured entity its texture and per-corner UVs."""
+    entities = {e.name: e for e in scene.entities}
+    images: dict = {}
+    for m in tracks:
+        e = entities.get(m.name)
+        tex = texture_of(e.appearance, images) if e is not None else None
+        if tex is not None:
+            m.uvs, m.texture = entity_uvs(e).to(torch.float32), tex
+
+
 def simulate(scene: Scene, progress: bool = True) -> Trajectory:
     """Simulates the scene: physics for dynamic bodies, keyframes, SMPL motion, Gaussian
     deformation; then evaluates the camera at every frame.
@@ -643,7 +515,7 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
         if isinstance(g, Gaussians):
             gaussians.append(_gaussian_track(e, times, root, iid, sid, scene.seed + idx))
             continue
-        local = _local_mesh(g)
+        local = local_mesh(g)
         R = quat_to_matrix(root.quats)
         verts = torch.einsum("tij,vj->tvi", R, local.verts) + root.positions[:, None]
         albedo = torch.tensor(e.appearance.color, dtype=torch.float32).expand(
@@ -661,7 +533,12 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
         if bool(bad.any()):
             k = int(bad.nonzero()[0])
             raise RuntimeError(f"entity {name!r}: position is not finite at frame {k}")
-    traj = Trajectory(scene, times, cams, rigid, meshes, gaussians, humans, contacts, classes,
-                      robots=robots, deformables={k: v[0] for k, v in deformed.items()})
+    _attach_textures(scene, meshes)
+    traj = Trajectory(
+        times, float(scene.fps), cams, rigid, meshes, gaussians, humans, contacts, classes,
+        robots=robots, deformables={k: v[0] for k, v in deformed.items()},
+        entity_names=[e.name for e in scene.entities],
+        background=tuple(float(c) for c in scene.background),
+        lights=trajectory_lights(scene.lights, times, rigid))
     traj.timings["simulate"] = time.perf_counter() - t0
     return traj

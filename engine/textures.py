@@ -18,12 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rendiff.scenes.spec import Appearance, Entity, Mesh
+from .trajectory import Trajectory
 
-from .simulate import Trajectory
-
-__all__ = ["CheckerTexture", "ImageTexture", "SceneTextures", "entity_uvs", "load_image",
-           "scene_textures", "texture_of"]
+__all__ = ["CheckerTexture", "ImageTexture", "SceneTextures", "Texture", "load_image",
+           "scene_textures"]
 
 
 def load_image(path: str | Path) -> Tensor:
@@ -140,45 +138,6 @@ class CheckerTexture:
 Texture = ImageTexture | CheckerTexture
 
 
-def texture_of(appearance: Appearance, images: dict[str, Tensor] | None = None) -> Texture | None:
-    """The appearance's texture, or None where its albedo is a plain colour. ``images`` caches
-    loaded image files by path."""
-    if appearance.checker is not None:
-        return CheckerTexture(torch.tensor(appearance.checker, dtype=torch.float32),
-                              appearance.texture_scale)
-    if appearance.texture is None:
-        return None
-    if images is None:
-        images = {}
-    if appearance.texture not in images:
-        images[appearance.texture] = load_image(appearance.texture)
-    return ImageTexture(images[appearance.texture], appearance.texture_scale)
-
-
-def entity_uvs(entity: Entity) -> Tensor:
-    """Texture coordinates [F, 3, 2] per face corner of the entity's mesh, in the face order the
-    simulation uses (see :mod:`rendiff.engine.meshes` for each shape's convention).
-
-    Raises:
-        ValueError: a mesh file without texture coordinates, or a shape without UVs.
-    """
-    from . import meshes
-    from .simulate import _local_mesh  # the tessellation the simulation used
-
-    g = entity.geometry
-    if isinstance(g, Mesh):
-        uvs = meshes.load_mesh(g.path).uvs
-        if uvs is None:
-            raise ValueError(f"entity {entity.name!r}: appearance.texture: mesh file "
-                             f"{Path(g.path).name!r} has no texture coordinates (OBJ 'vt')")
-        return uvs
-    uvs = _local_mesh(g).uvs
-    if uvs is None:
-        raise ValueError(f"entity {entity.name!r}: appearance: a {g.type} has no texture "
-                         "coordinates")
-    return uvs
-
-
 @dataclass
 class SceneTextures:
     """The textured meshes of a trajectory, laid out like the renderer's per-frame concatenation
@@ -253,27 +212,23 @@ def _uv_derivatives(uv: Tensor, tri: Tensor, pix: Tensor, K: Tensor) -> tuple[Te
 
 def scene_textures(traj: Trajectory) -> SceneTextures | None:
     """Texture lookups for every textured mesh of the trajectory (None when there are none)."""
-    entities = {e.name: e for e in traj.scene.entities}
-    images: dict[str, Tensor] = {}
     uvs, owner, textures = [], [], {}
+    dev = traj.device
     for i, m in enumerate(traj.meshes):
-        e = entities.get(m.name)
-        tex = texture_of(e.appearance, images) if e is not None else None
         F = m.faces.shape[0]
-        if tex is None:
-            uvs.append(torch.zeros(F, 3, 2))
+        if m.texture is None:
+            uvs.append(torch.zeros(F, 3, 2, device=dev))
         else:
-            corner = entity_uvs(e).to(torch.float32)
-            if corner.shape[0] != F:
-                raise ValueError(f"entity {m.name!r}: {corner.shape[0]} faces with UVs but the "
-                                 f"simulated mesh has {F}")
-            uvs.append(corner)
-            textures[i] = tex
-        owner.append(torch.full((F,), i, dtype=torch.int64))
+            if m.uvs is None or m.uvs.shape[0] != F:
+                got = "no" if m.uvs is None else m.uvs.shape[0]
+                raise ValueError(f"entity {m.name!r}: {got} faces with UVs but the simulated "
+                                 f"mesh has {F}")
+            uvs.append(m.uvs.to(torch.float32))
+            textures[i] = m.texture
+        owner.append(torch.full((F,), i, dtype=torch.int64, device=dev))
     if not textures:
         return None
     corner_uv = torch.cat(uvs).reshape(-1, 2)
     n = corner_uv.shape[0] // 3
-    return SceneTextures(corner_uv, torch.arange(3 * n).reshape(n, 3), torch.cat(owner),
-                         textures)
-
+    return SceneTextures(corner_uv, torch.arange(3 * n, device=dev).reshape(n, 3),
+                         torch.cat(owner), textures)

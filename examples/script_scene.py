@@ -29,4 +29,4 @@ scene.camera = rendiff.Camera(fov_deg=50, path=rendiff.OrbitPath(radius=2.5, hei
 traj = rendiff.simulate(scene)
 layers = rendiff.render(traj)
 print({k.value: tuple(v.shape) for k, v in layers.items()})
-rendiff.save(args.out, layers)
+rendiff.save(args.out, layers, scene=scene)

@@ -47,9 +47,10 @@ class LightSet:
     sh: Tensor | None = None  # [9, 3] degree-2 SH environment radiance, camera frame
 
     @staticmethod
-    def empty() -> LightSet:
-        z = torch.zeros(0, 3)
-        return LightSet(torch.zeros(0, dtype=torch.long), z, z, z, torch.zeros(0), torch.zeros(0))
+    def empty(device: torch.device | str = "cpu") -> LightSet:
+        z = torch.zeros(0, 3, device=device)
+        return LightSet(torch.zeros(0, dtype=torch.long, device=device), z, z, z,
+                        torch.zeros(0, device=device), torch.zeros(0, device=device))
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])

@@ -6,8 +6,8 @@ A script reads::
     scene = rendiff.builtin_scene("falling_objects")      # or rendiff.Scene(...) + scene.add(...)
     traj = rendiff.simulate(scene)
     layers = rendiff.render(traj)
-    video = rendiff.generate(layers)
-    rendiff.save("out", layers, video)
+    video = rendiff.generate(layers, options=scene.generation, seed=scene.seed)
+    rendiff.save("out", layers, video, scene=scene)
 """
 
 # The names below load on first use (PEP 562): ``import rendiff``, the CLI's help and its

@@ -22,6 +22,7 @@ from rendiff.conditioners.pretrained import (
 )
 from rendiff.engine.layers import Layer, Layers
 from rendiff.io.outputs import save
+from rendiff.scenes.spec import GenerationOptions
 
 __all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_STEPS", "ModelError", "check_model", "condition",
            "generate", "save"]
@@ -271,6 +272,7 @@ def generate(
     guidance_scale: float | None = None,
     keyframes: int | list[int] | None = None,
     record: dict | None = None,
+    options: GenerationOptions | None = None,
 ) -> torch.Tensor:
     """Generates a video conditioned on the rendered layers.
 
@@ -284,8 +286,8 @@ def generate(
         weights: per-map control strength in [0, 1].
         reference: appearance reference image (path or [H, W, 3]); default: the engine's first
             RGB frame.
-        steps, scheduler, seed, window, overlap: sampling settings; defaults from the scene's
-            ``generation`` options.
+        steps, scheduler, seed, window, overlap: sampling settings; an argument left None
+            comes from ``options``, else the default (seed 0).
         device: where the model runs ("cpu" or "cuda").
         prompt, negative_prompt, guidance_scale: text conditioning of a pretrained AnimateDiff
             setup (default: its setup file's).
@@ -294,10 +296,13 @@ def generate(
         record: a dict that receives what made the video (model kind and folders, the setup
             file and its SHA-256, maps and weights, prompts, steps, scheduler, seed, guidance);
             ``rendiff run`` writes it into ``metadata.json`` as ``generation``.
+        options: a scene's ``generation`` options (:class:`rendiff.GenerationOptions`: model,
+            maps, weights, reference, steps, scheduler, window, overlap), the defaults of every
+            argument above left None; ``rendiff run`` passes the scene's, with its seed.
     Returns:
         [T, H, W, 3] float32 frames in [0, 1].
     """
-    gen = getattr(layers.scene, "generation", None)
+    gen = options
     spec = _pretrained_spec(model, gen)
     if spec is not None:
         if record is not None:
@@ -305,7 +310,7 @@ def generate(
         return _generate_pretrained(
             layers, spec, gen, reference=reference, maps=maps, weights=weights, window=window,
             overlap=overlap, steps=steps, scheduler=scheduler,
-            seed=seed if seed is not None else getattr(layers.scene, "seed", 0), device=device,
+            seed=seed if seed is not None else 0, device=device,
             progress=progress, prompt=prompt, negative_prompt=negative_prompt,
             guidance_scale=guidance_scale, keyframes=keyframes, record=record)
     extra = [n for n, v in (("prompt", prompt), ("negative_prompt", negative_prompt),
@@ -336,7 +341,7 @@ def generate(
     ref = reference if reference is not None else (gen.reference if gen is not None else None)
     settings = dict(
         num_inference_steps=steps or (gen.steps if gen is not None else None) or DEFAULT_STEPS,
-        seed=seed if seed is not None else getattr(layers.scene, "seed", 0),
+        seed=seed if seed is not None else 0,
         control_weights=weights or None,
         window=window or (gen.window if gen is not None else 16),
         overlap=overlap if overlap is not None else (gen.overlap if gen is not None else 4))

@@ -329,9 +329,10 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
                                      weights=args.weights, prompt=args.prompt,
                                      negative_prompt=args.negative_prompt,
                                      guidance_scale=args.guidance_scale, keyframes=args.keyframes,
-                                     record=provenance)
+                                     record=provenance, options=scene.generation,
+                                     seed=scene.seed)
     with _stage("save", timings):
-        written = rendiff.save(args.out, layers, video, contacts=traj.contacts,
+        written = rendiff.save(args.out, layers, video, scene=scene, contacts=traj.contacts,
                                timings=dict(timings),
                                extra={"threads": {"policy": policy,
                                                   "torch_threads": torch.get_num_threads()},

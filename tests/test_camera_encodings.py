@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from rendiff.engine.camera import camera_frames, interpolate_points, intrinsics, look_at
+from rendiff.engine.camera import interpolate_points, intrinsics, look_at
+from rendiff.engine.camera_paths import camera_frames
 from rendiff.kernels.encodings import (
     depth_to_control,
     depth_to_normals,

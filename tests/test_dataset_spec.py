@@ -35,7 +35,7 @@ from rendiff.dataset.spec import (
     load_dataset_spec,
     save_dataset_spec,
 )
-from rendiff.engine.camera import camera_frames
+from rendiff.engine.camera_paths import camera_frames
 from rendiff.scenes import SceneError
 
 ROOT = Path(__file__).resolve().parents[1]

