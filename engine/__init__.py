@@ -7,8 +7,8 @@ claim(globals())  # first: under a bare name (a shell in the repository root) st
 from .camera import CameraFrames, intrinsics, look_at
 from .camera_paths import camera_frames
 from .layers import LAYER_DOCS, Layer, Layers
-from .render import render
-from .simulate import simulate
+from .renderer import render
+from .simulator import simulate
 from .trajectory import LightState, Trajectory
 
 __all__ = ["LAYER_DOCS", "CameraFrames", "Layer", "Layers", "LightState", "Trajectory",

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .gaussians import SH_C0, GaussianCloud, _matrix_to_quat
-from .trajectory import GaussianTrack, MeshTrack, RigidTrack
+from .trajectory import RigidTrack
 from .transforms import quat_multiply, quat_normalize, quat_to_matrix
 
 __all__ = [
@@ -38,9 +38,7 @@ __all__ = [
     "PART_PALETTE",
     "SurfaceBinding",
     "avatar_colors",
-    "avatar_track",
     "bind_to_surface",
-    "bound_tracks",
     "compose_rigid",
     "face_parts",
     "rest_vertices",
@@ -332,82 +330,3 @@ def rest_vertices(model, betas: Tensor | None = None) -> Tensor:
     from .body import smpl_to_world
 
     return smpl_to_world(model.shaped(betas)[0]).float()
-
-
-def _betas(geometry) -> Tensor:
-    betas = torch.zeros(10)
-    if geometry.betas:
-        betas[: len(geometry.betas)] = torch.tensor(geometry.betas)
-    return betas
-
-
-def avatar_track(entity, mesh: MeshTrack, model, seed: int) -> GaussianTrack:
-    """A human entity drawn as a Gaussian avatar: Gaussians bound to the triangles of its
-    skinned SMPL surface (``mesh``, as :func:`rendiff.simulate` builds it), configured by the
-    entity's ``geometry.gaussians`` (:class:`rendiff.scenes.AvatarGaussians`).
-
-    The track carries the mesh's name, instance id and per-Gaussian body-part semantic ids
-    (``part_labels``, 1..24, from the part of each Gaussian's triangle).
-    """
-    spec = entity.geometry.gaussians
-    faces = mesh.faces.long()
-    parts = face_parts(model.part_labels.cpu(), faces)
-    rgb = avatar_colors(parts, spec.colors, entity.appearance.color, seed=seed)
-    binding, cloud = surface_gaussians(
-        rest_vertices(model, _betas(entity.geometry)), faces, spec.per_triangle, colors=rgb,
-        offset=spec.offset, opacity=spec.opacity)
-    means, quats = binding.pose(mesh.vertices)
-    T = means.shape[0]
-    return GaussianTrack(mesh.name, mesh.instance_id, mesh.semantic_id, means, quats,
-                         cloud.scales, cloud.opacities, cloud.colors().expand(T, -1, 3).clone(),
-                         mesh.specular, mesh.roughness, part_labels=parts[binding.face] + 1)
-
-
-def bound_tracks(scene, pending: list[tuple[int, int, int]], times: Tensor,
-                 rigid: dict[str, RigidTrack], skins: dict, seed: int) -> list[GaussianTrack]:
-    """Tracks of the Gaussian clouds bound to other entities (``Gaussians.bind_to``).
-
-    Parents are done before their children (a cloud may ride on a cloud that rides on a box);
-    each bound cloud's root track is added to ``rigid``.
-
-    Args:
-        scene: the validated scene (bindings checked: known, not self, no cycles).
-        pending: (entity index, instance id, semantic id) of each bound cloud.
-        times: Tensor  # [T] frame times
-        rigid: root tracks by entity name (parents' already there); updated in place.
-        skins: human name -> (its skinned :class:`MeshTrack`, its ``BodyModel``).
-        seed: the scene's seed (each cloud samples with ``seed + entity index``).
-    """
-    from .simulate import _gaussian_track, _static_track
-
-    out: list[GaussianTrack] = []
-    todo = list(pending)
-    while todo:
-        ready = [p for p in todo if scene.entities[p[0]].geometry.bind_to in rigid]
-        if not ready:
-            names = [scene.entities[p[0]].name for p in todo]
-            raise ValueError(f"bind_to: cannot resolve the parents of {names}")
-        for p in ready:
-            todo.remove(p)
-            idx, iid, sid = p
-            e = scene.entities[idx]
-            parent = e.geometry.bind_to
-            T = times.shape[0]
-            if parent in skins:
-                mesh, model = skins[parent]
-                track = _gaussian_track(e, times, _static_track(e, T), iid, sid, seed + idx)
-                rest = rest_vertices(model, _betas(scene.entity(parent).geometry))
-                binding = bind_to_surface(track.means[0], track.quats[0], rest, mesh.faces)
-                track.means, track.quats = binding.pose(mesh.vertices)
-                centre = track.means.mean(1)
-                vel = (torch.gradient(centre, spacing=(times,), dim=0)[0] if T > 1
-                       else torch.zeros_like(centre))
-                rigid[e.name] = RigidTrack(centre, torch.tensor([1.0, 0, 0, 0]).expand(T, 4)
-                                           .clone(), vel, torch.zeros_like(centre))
-            else:
-                root = compose_rigid(rigid[parent], torch.tensor(e.pose.position),
-                                     torch.tensor(e.pose.rotation))
-                rigid[e.name] = root
-                track = _gaussian_track(e, times, root, iid, sid, seed + idx)
-            out.append(track)
-    return out

@@ -3,7 +3,7 @@
 Like :mod:`rendiff.engine.physics`, this module takes plain descriptions (:class:`ClothDesc`,
 :class:`rendiff.engine.mpm.MPMBodyDesc`, static colliders as
 :class:`rendiff.engine.physics.RigidBodyDesc`) and returns per-frame states sampled at the video
-frame rate; the scene layer (``rendiff.engine.simulate``) converts its spec into them.
+frame rate; the scene layer (``rendiff.engine.simulator``) converts its spec into them.
 
 Cloth (:func:`simulate_cloth`). Newton 1.8 ships several cloth solvers; on CPU, measured on a
 17 x 17 sheet dropped on a box: ``SolverVBD`` (vertex block descent, its main cloth solver)

@@ -196,7 +196,7 @@ def _scene_depth_fn(traj: Trajectory, k: int, casters: list[int]) -> DepthFn | N
 def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: Tensor,
                             res: int | None = None) -> Tensor:
     """Per-light visibility [L, H, W] (1 lit, 0 shadowed) for frame k, in the order of the lights
-    that :func:`rendiff.engine.render.lights_in_camera` lists (ambient and environment lights
+    that :func:`rendiff.engine.renderer.lights_in_camera` lists (ambient and environment lights
     skipped). Lights with ``shadows: false`` get all ones. Meshes and Gaussian clouds cast
     shadows, except a flat mesh (a ground plane, a wall) that every visible point lies in front
     of, seen from the light: it can shadow nothing, so it is left out of that light's map, which

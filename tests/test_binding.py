@@ -21,8 +21,8 @@ from rendiff.engine.binding import (
 from rendiff.engine.body import SMPL_JOINT_NAMES
 from rendiff.engine.gaussians import GaussianCloud, save_ply
 from rendiff.engine.layers import Layer
-from rendiff.engine.render import render
-from rendiff.engine.simulate import simulate
+from rendiff.engine.renderer import render
+from rendiff.engine.simulator import simulate
 from rendiff.engine.trajectory import RigidTrack
 from rendiff.scenes import (
     AvatarGaussians,

@@ -332,8 +332,8 @@ def _scene():
 
 def test_scene_cloth_and_mpm_reach_the_rendered_tracks():
     from rendiff.engine.layers import Layer
-    from rendiff.engine.render import render
-    from rendiff.engine.simulate import simulate
+    from rendiff.engine.renderer import render
+    from rendiff.engine.simulator import simulate
     from rendiff.scenes.io import scene_from_dict, scene_to_dict
 
     scene = _scene()

@@ -23,20 +23,14 @@ import torch
 from torch import Tensor
 
 from rendiff.engine.camera import CameraFrames
+from rendiff.engine.entities import kind_of
 from rendiff.engine.layers import Layer, Layers
 from rendiff.engine.trajectory import GaussianTrack, HumanTrack, MeshTrack, RigidTrack, Trajectory
 from rendiff.engine.transforms import quat_normalize, quat_to_matrix
 from rendiff.scenes.spec import (
-    Box,
-    Capsule,
-    Cloth,
-    Cylinder,
-    Gaussians,
     Human,
     Plane,
-    Robot,
     Scene,
-    Sphere,
 )
 
 __all__ = ["clip_annotations", "camera_annotations", "ANNOTATION_FORMAT", "CONVENTIONS",
@@ -189,27 +183,12 @@ def _local_extent(points: Tensor, half: Tensor | None = None) -> tuple[Tensor, T
     return (lo + hi) / 2, hi - lo
 
 
-def _primitive_size(geom) -> Tensor | None:
-    if isinstance(geom, Sphere):
-        return torch.full((3,), 2.0 * geom.radius, dtype=torch.float64)
-    if isinstance(geom, Box):
-        return torch.tensor(geom.size, dtype=torch.float64)
-    if isinstance(geom, Cylinder):
-        return torch.tensor([2 * geom.radius, 2 * geom.radius, geom.height], dtype=torch.float64)
-    if isinstance(geom, Capsule):
-        return torch.tensor([2 * geom.radius, 2 * geom.radius, geom.length + 2 * geom.radius],
-                            dtype=torch.float64)
-    if isinstance(geom, Plane):
-        return torch.tensor([geom.size[0], geom.size[1], 0.0], dtype=torch.float64)
-    return None
-
-
 def _boxes(geom, pose: RigidTrack, track: MeshTrack | GaussianTrack) -> tuple[Tensor, Tensor]:
     """Box centre in the entity frame [T, 3] and size [T, 3], in float64."""
     T = pose.positions.shape[0]
     R = quat_to_matrix(pose.quats.double())  # [T, 3, 3]
     p = pose.positions.double()
-    size = _primitive_size(geom)
+    size = kind_of(geom).size(geom)
     if size is not None:
         return torch.zeros(T, 3, dtype=torch.float64), size.expand(T, 3)
     if isinstance(track, GaussianTrack):
@@ -223,7 +202,7 @@ def _boxes(geom, pose: RigidTrack, track: MeshTrack | GaussianTrack) -> tuple[Te
         half = torch.einsum("tnij,tnj->tni", Rl.abs(), scales * r[:, None])
         return _local_extent(local, half)
     local = torch.einsum("tji,tvj->tvi", R, track.vertices.double() - p[:, None])
-    if isinstance(geom, Human | Cloth | Robot):
+    if kind_of(geom).deforms:
         return _local_extent(local)  # per frame: bodies, cloth and robot links move
     centre, size = _local_extent(local[0])  # a rigid mesh: the frame-0 extent holds throughout
     return centre.expand(T, 3), size.expand(T, 3)
@@ -352,9 +331,8 @@ def clip_annotations(traj: Trajectory, layers: Layers, *, scene: Scene,
         else:
             pose = RigidTrack(root.positions.double(), quat_normalize(root.quats.double()),
                               root.linear_velocity.double(), root.angular_velocity.double())
-            kind = "gaussians" if isinstance(g, Gaussians) else "mesh"
-            box_def = "gaussians" if kind == "gaussians" else (
-                "primitive" if _primitive_size(g) is not None else "mesh")
+            box_def = kind_of(g).box_definition
+            kind = "gaussians" if box_def == "gaussians" else "mesh"
         R = quat_to_matrix(pose.quats)  # [T, 3, 3]
         world = torch.zeros(T, 4, 4, dtype=torch.float64)
         world[:, :3, :3] = R

@@ -389,21 +389,11 @@ def _load_base(path: str, mtime_ns: int) -> Scene:
     return load_scene(path)
 
 
-def _bound_radius(e: Entity) -> float:
-    g = e.geometry
-    if isinstance(g, Sphere):
-        return g.radius
-    if isinstance(g, Box):
-        return 0.5 * math.sqrt(sum(x * x for x in g.size))
-    if isinstance(g, Capsule):
-        return g.radius + g.length / 2
-    if isinstance(g, Cylinder):
-        return math.hypot(g.radius, g.height / 2)
-    if isinstance(g, Gaussians):
-        return g.radius * 1.8
-    if isinstance(g, Human):
-        return 1.0
-    return 0.5
+def _reach(e: Entity) -> float:
+    """A radius about the entity's origin that holds it (its kind's, from the engine)."""
+    from rendiff.engine.entities import kind_of  # torch: only once a clip is drawn
+
+    return kind_of(e.geometry).bound_radius(e.geometry)
 
 
 def _from_base(spec: DatasetSpec, d: _Draws) -> Scene:
@@ -442,7 +432,7 @@ def _randomize_scene(scene: Scene, spec: DatasetSpec, d: _Draws, apply: set[str]
         if things:
             pos = [e.pose.position for e in things]
             target = tuple(sum(p[j] for p in pos) / len(pos) for j in range(3))
-            reach = max(math.dist(p, target) + _bound_radius(e) for p, e in zip(pos, things,
+            reach = max(math.dist(p, target) + _reach(e) for p, e in zip(pos, things,
                                                                                strict=True))
         else:
             target, reach = (0.0, 0.0, 0.3), 1.0

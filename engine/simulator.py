@@ -13,33 +13,26 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from rendiff.scenes.spec import (
-    AmassMotion,
     Cloth,
-    Deformation,
     Entity,
     Gaussians,
-    Human,
     JointTargets,
-    Keyframes,
-    Motion,
     Plane,
     Robot,
     Scene,
 )
 
-from .camera import interpolate_points
 from .camera_paths import camera_frames
-from .geometry import collider, entity_uvs, local_mesh, texture_of
+from .entities import Context, bound_tracks, entity_cloud, entity_uvs, kind_of, texture_of
 from .lighting import trajectory_lights
-from .trajectory import GaussianTrack, HumanTrack, MeshTrack, RigidTrack, RobotTrack, Trajectory
-from .transforms import interpolate_quats, quat_multiply, quat_normalize, quat_to_matrix
+from .trajectory import MeshTrack, RigidTrack, Trajectory
+from .transforms import quat_multiply, quat_normalize, quat_to_matrix
 
 __all__ = ["semantic_classes", "simulate"]
 
@@ -53,30 +46,11 @@ def semantic_classes(scene: Scene) -> list[str]:
 
     names = [f"body/{p}" for p in SMPL_JOINT_NAMES]
     for e in scene.entities:
-        if isinstance(e.geometry, Human):
+        if kind_of(e.geometry).parts:
             continue
         if e.semantic_label not in names:
             names.append(e.semantic_label)
     return names
-
-
-def _static_track(e: Entity, T: int) -> RigidTrack:
-    pos = torch.tensor(e.pose.position, dtype=torch.float32).expand(T, 3).clone()
-    q = quat_normalize(torch.tensor(e.pose.rotation, dtype=torch.float32)).expand(T, 4).clone()
-    return RigidTrack(pos, q, torch.zeros(T, 3), torch.zeros(T, 3))
-
-
-def _keyframed_track(anim: Keyframes, times: Tensor) -> RigidTrack:
-    pos = interpolate_points(anim.times, torch.tensor(anim.positions), times,
-                             anim.interpolation == "cubic")
-    if anim.rotations is not None:
-        q = interpolate_quats(anim.times, torch.tensor(anim.rotations), times)
-    else:
-        q = torch.tensor([1.0, 0, 0, 0]).expand(times.shape[0], 4).clone()
-    vel = torch.zeros_like(pos)
-    if times.shape[0] > 1:
-        vel = torch.gradient(pos, spacing=(times,), dim=0)[0]
-    return RigidTrack(pos, q, vel, torch.zeros_like(pos))
 
 
 def _robot_desc(e: Entity):
@@ -107,7 +81,8 @@ def _ground_entity(scene: Scene) -> Entity | None:
 
 def _is_body(e: Entity, ground: Entity | None) -> bool:
     """Whether an entity is a rigid body (dynamic, or a static collider) for physics."""
-    return e is not ground and e.animation is None and collider(e.geometry) is not None
+    return (e is not ground and e.animation is None
+            and kind_of(e.geometry).collider(e.geometry) is not None)
 
 
 def _body_desc(e: Entity):
@@ -118,7 +93,7 @@ def _body_desc(e: Entity):
                 linear_velocity=e.velocity, angular_velocity=e.angular_velocity,
                 density=e.material.density, mass=e.material.mass,
                 friction=e.material.friction, restitution=e.material.restitution,
-                static=not e.dynamic, **collider(e.geometry))
+                static=not e.dynamic, **kind_of(e.geometry).collider(e.geometry))
     return RigidBodyDesc(**desc)
 
 
@@ -155,91 +130,6 @@ def _physics(scene: Scene, times: Tensor, progress: bool) -> tuple[dict[str, Rig
                                   traj.linear_velocity[:, i].float(),
                                   traj.angular_velocity[:, i].float())
     return tracks, list(traj.contacts), {r.name: r for r in traj.robots}
-
-
-def _robot(e: Entity, traj, iid: int, sid: int) -> tuple[MeshTrack, RobotTrack, RigidTrack]:
-    """A robot's mesh, joints and root track from its physics trajectory."""
-    from .robots import posed_vertices, robot_mesh
-
-    verts, faces, vertex_link, albedo = robot_mesh(traj.visuals, e.appearance.color)
-    world = posed_vertices(verts, vertex_link, traj.link_positions, traj.link_quats)
-    mesh = MeshTrack(e.name, iid, sid, world, faces, albedo, e.appearance.specular,
-                     e.appearance.roughness)
-    track = RobotTrack(
-        e.name, traj.joint_names, traj.joint_kinds, traj.lower, traj.upper, traj.q, traj.qd,
-        traj.targets, traj.link_names, traj.link_positions, traj.link_quats,
-        traj.link_linear_velocity, traj.link_angular_velocity, vertex_link)
-    root = RigidTrack(traj.link_positions[:, 0].clone(), traj.link_quats[:, 0].clone(),
-                      traj.link_linear_velocity[:, 0].clone(),
-                      traj.link_angular_velocity[:, 0].clone())
-    return mesh, track, root
-
-
-def _procedural_dddm(anim: Deformation, cloud):
-    """Writes a procedural motion as DDDM coefficients (one Fourier term at the given
-    frequency), so the built-in deformations exercise the same evaluation path as fitted ones."""
-    from .deformation import DDDM
-
-    n = cloud.means.shape[0]
-    L = 2
-    d = DDDM.zeros(n, L)
-    p = cloud.means
-    lo, hi = p[:, 2].min(), p[:, 2].max()
-    h = ((p[:, 2] - lo) / (hi - lo).clamp_min(1e-6))
-    A = anim.amplitude * L  # the 1/L in the DDDM formula
-    d.time_scale = float(anim.frequency)
-    if anim.procedural == "wobble":
-        d.sin[:, 1, 0] = A * h * h
-        d.cos[:, 1, 1] = A * 0.5 * h * h
-    elif anim.procedural == "twist":
-        # small rotation about z that grows with height: dq ~ (0, 0, 0, theta/2); positions follow
-        theta = anim.amplitude * 4 * h
-        d.sin[:, 1, 6] = L * theta / 2
-        d.sin[:, 1, 0] = -L * theta * p[:, 1]
-        d.sin[:, 1, 1] = L * theta * p[:, 0]
-    else:  # breathe: radial pulsing about the centroid
-        c = p.mean(0)
-        d.sin[:, 1, 0:3] = A * (p - c)
-    return d
-
-
-def _entity_cloud(e: Entity, seed: int):
-    """A Gaussians entity's cloud in its local frame: its .ply file or its sampled primitive."""
-    from .gaussians import from_primitive, load_ply
-
-    g = e.geometry
-    assert isinstance(g, Gaussians)
-    if g.path is not None:
-        return load_ply(g.path)
-    kw = {"half_extents": g.radius} if g.shape == "box" else {"radius": g.radius}
-    cloud = from_primitive(g.shape, g.count, seed=seed, color=e.appearance.color,
-                           opacity=0.95, **kw)
-    # Discs as wide as the sample spacing (not half of it) so random samples close the
-    # surface: no holes through which the background's depth and normals show.
-    cloud.scales = cloud.scales * 2.0
-    return cloud
-
-
-def _gaussian_track(e: Entity, times: Tensor, root: RigidTrack, iid: int, sid: int,
-                    seed: int) -> GaussianTrack:
-    cloud = _entity_cloud(e, seed)
-    T = times.shape[0]
-    if isinstance(e.animation, Deformation):
-        from .deformation import DDDM, deform
-
-        dddm = (DDDM.load(e.animation.path) if e.animation.path is not None
-                else _procedural_dddm(e.animation, cloud))
-        frames = deform(cloud, dddm, times)
-    else:
-        frames = [cloud] * T
-    R = quat_to_matrix(root.quats)  # [T,3,3]
-    means = torch.stack([f.means for f in frames])
-    quats = torch.stack([f.quats for f in frames])
-    colors = torch.stack([f.colors() for f in frames])
-    means = torch.einsum("tij,tnj->tni", R, means) + root.positions[:, None]
-    quats = quat_multiply(root.quats[:, None].expand_as(quats), quats)
-    return GaussianTrack(e.name, iid, sid, means, quats, cloud.scales, cloud.opacities, colors,
-                         e.appearance.specular, e.appearance.roughness)
 
 
 def _cloth_pins(g: Cloth) -> list[int]:
@@ -328,7 +218,7 @@ def _deformables(scene: Scene, times: Tensor, progress: bool) -> dict:
     bodies, rest = [], {}
     for idx, e in blobs:
         g, m = e.geometry, e.geometry.mpm
-        cloud = _entity_cloud(e, scene.seed + idx)
+        cloud = entity_cloud(e, scene.seed + idx)
         if g.path is not None:
             local = fill_particles("hull", spacing, points=cloud.means.numpy())
         elif g.shape == "box":
@@ -361,88 +251,6 @@ def _deformables(scene: Scene, times: Tensor, progress: bool) -> dict:
     return out
 
 
-def _deformable_track(e: Entity, entry: tuple, iid: int, sid: int
-                      ) -> tuple[MeshTrack | GaussianTrack, RigidTrack]:
-    """A cloth's mesh or an MPM body's Gaussians from its simulation, and a root track (the
-    vertices' or particles' centroid, unrotated)."""
-    from .deformables import deform_covariances
-
-    traj, rest = entry
-    color = torch.tensor(e.appearance.color, dtype=torch.float32)
-    if rest is None:
-        points, vel = traj.vertices, traj.velocities
-        track = MeshTrack(e.name, iid, sid, traj.vertices, traj.faces,
-                          color.expand(points.shape[1], 3).clone(), e.appearance.specular,
-                          e.appearance.roughness)
-    else:
-        quats0, cloud = rest
-        points, vel = traj.particles, traj.particle_velocities
-        quats, scales = deform_covariances(quats0, cloud.scales, traj.deformation)
-        T = points.shape[0]
-        track = GaussianTrack(e.name, iid, sid, traj.means, quats, cloud.scales,
-                              cloud.opacities, cloud.colors().expand(T, -1, -1).clone(),
-                              e.appearance.specular, e.appearance.roughness,
-                              frame_scales=scales)
-    T = points.shape[0]
-    root = RigidTrack(points.mean(1), torch.tensor([1.0, 0, 0, 0]).expand(T, 4).clone(),
-                      vel.mean(1), torch.zeros(T, 3))
-    return track, root
-
-
-def _human(e: Entity, times: Tensor, scene: Scene, iid: int, sid0: int, cache: dict):
-    from . import motion as motion_lib
-    from .body import BodyModel
-
-    g = e.geometry
-    assert isinstance(g, Human)
-    key = (g.body_model, g.gender)
-    if key not in cache:
-        cache[key] = BodyModel(g.body_model, gender=g.gender)
-    model = cache[key]
-    T = times.shape[0]
-    anim = e.animation
-    betas = torch.zeros(10)
-    if g.betas:
-        betas[: len(g.betas)] = torch.tensor(g.betas)
-    if isinstance(anim, AmassMotion):
-        mot = motion_lib.load_amass(anim.path, scene.fps, body=model)
-        start = int(round(anim.start * scene.fps))
-        if start + T > mot.frames:
-            log.warning("%s: the AMASS clip %s has %d frames at %g fps from start %g s, the "
-                        "scene %d: the last %d frames hold its last pose", e.name,
-                        Path(anim.path).name, max(mot.frames - start, 0), scene.fps,
-                        anim.start, T, start + T - max(mot.frames, start))
-        mot = mot.slice(start, start + T)
-    else:
-        name = anim.name if isinstance(anim, Motion) else "idle"
-        # Only a walk travels; the other motions stay in place unless given a path.
-        speed = anim.speed if isinstance(anim, Motion) and name == "walk" else 0.0
-        mot = getattr(motion_lib, name)(frames=T, fps=scene.fps, speed=speed, body=model,
-                                        betas=betas)
-        if isinstance(anim, Motion) and anim.path is not None:
-            mot = motion_lib.follow_path(mot, torch.tensor(anim.path), anim.speed)
-    posed = model.pose(mot.global_orient[:T], mot.body_pose[:T], betas, mot.transl[:T])
-    # The entity pose places the whole motion in the world.
-    R = quat_to_matrix(torch.tensor(e.pose.rotation, dtype=torch.float32))
-    t = torch.tensor(e.pose.position, dtype=torch.float32)
-
-    def place(x: Tensor) -> Tensor:
-        return x @ R.T + t
-
-    verts = place(posed.vertices)
-    albedo = torch.tensor(e.appearance.color, dtype=torch.float32).expand(verts.shape[1], 3)
-    track = MeshTrack(e.name, iid, sid0, verts, model.faces, albedo.clone(),
-                      e.appearance.specular, e.appearance.roughness,
-                      part_labels=model.part_labels + 1)
-    joints = place(posed.joints)
-    pelvis = joints[:, 0]
-    vel = torch.gradient(pelvis, spacing=(times,), dim=0)[0] if T > 1 else torch.zeros_like(pelvis)
-    root = RigidTrack(pelvis, torch.tensor([1.0, 0, 0, 0]).expand(T, 4).clone(), vel,
-                      torch.zeros_like(pelvis))
-    human = HumanTrack(e.name, joints, place(posed.coco17), place(posed.openpose18), model.kind)
-    return track, root, human
-
-
 def _attach_textures(scene: Scene, tracks: list[MeshTrack]) -> None:
     """Gives each mesh track of a textured entity its texture and per-corner UVs."""
     entities = {e.name: e for e in scene.entities}
@@ -471,61 +279,21 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
     classes = semantic_classes(scene)
     rigid, contacts, robot_trajs = _physics(scene, times, progress)
     deformed = _deformables(scene, times, progress)
+    ctx = Context(scene, times, classes, rigid, robots=robot_trajs, deformed=deformed)
     meshes, gaussians, humans, robots = [], [], [], []
-    body_cache: dict = {}
-    skins: dict = {}  # human name -> (skinned MeshTrack, BodyModel), for clouds bound to skin
     bound: list[tuple[int, int, int]] = []  # clouds with bind_to: done once their parents are
     for idx, e in enumerate(scene.entities):
-        iid = idx + 1
-        sid = classes.index(e.semantic_label) + 1 if not isinstance(e.geometry, Human) else 0
-        g = e.geometry
-        if isinstance(g, Human):
-            track, root, human = _human(e, times, scene, iid, sid, body_cache)
-            skins[e.name] = (track, body_cache[(g.body_model, g.gender)])
-            if g.gaussians is not None:
-                from .binding import avatar_track
-
-                gaussians.append(avatar_track(e, track, skins[e.name][1], scene.seed + idx))
-            else:
-                meshes.append(track)
-            humans.append(human)
-            rigid[e.name] = root
+        out = kind_of(e.geometry).tracks(e, idx, ctx)
+        if out is None:
+            bound.append((idx, idx + 1, ctx.semantic_id(e)))
             continue
-        if isinstance(g, Robot):
-            track, robot, root = _robot(e, robot_trajs[e.name], iid, sid)
-            if track.vertices.shape[1]:
-                meshes.append(track)
-            robots.append(robot)
-            rigid[e.name] = root
-            continue
-        if e.name in deformed:
-            track, root = _deformable_track(e, deformed[e.name], iid, sid)
-            (meshes if isinstance(track, MeshTrack) else gaussians).append(track)
-            rigid[e.name] = root
-            continue
-        if isinstance(g, Gaussians) and g.bind_to is not None:
-            bound.append((idx, iid, sid))
-            continue
-        if e.name not in rigid:
-            if isinstance(e.animation, Keyframes):
-                rigid[e.name] = _keyframed_track(e.animation, times)
-            else:
-                rigid[e.name] = _static_track(e, T)
-        root = rigid[e.name]
-        if isinstance(g, Gaussians):
-            gaussians.append(_gaussian_track(e, times, root, iid, sid, scene.seed + idx))
-            continue
-        local = local_mesh(g)
-        R = quat_to_matrix(root.quats)
-        verts = torch.einsum("tij,vj->tvi", R, local.verts) + root.positions[:, None]
-        albedo = torch.tensor(e.appearance.color, dtype=torch.float32).expand(
-            local.verts.shape[0], 3).clone()
-        meshes.append(MeshTrack(e.name, iid, sid, verts, local.faces, albedo,
-                                e.appearance.specular, e.appearance.roughness))
+        rigid[e.name] = out.root
+        meshes += [out.mesh] if out.mesh is not None else []
+        gaussians += [out.gaussians] if out.gaussians is not None else []
+        humans += [out.human] if out.human is not None else []
+        robots += [out.robot] if out.robot is not None else []
     if bound:
-        from .binding import bound_tracks
-
-        gaussians += bound_tracks(scene, bound, times, rigid, skins, scene.seed)
+        gaussians += bound_tracks(scene, bound, times, rigid, ctx.skins, scene.seed)
     positions = {name: tr.positions for name, tr in rigid.items()}
     cams = camera_frames(scene.camera, scene.width, scene.height, times, positions)
     for name, tr in rigid.items():
