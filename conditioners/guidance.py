@@ -100,7 +100,7 @@ def resize_weights(
     return F.interpolate(flat, size=(height, width), mode="area").reshape(b, m, t, height, width)
 
 
-class _MapEncoder(nn.Module):
+class MapEncoder(nn.Module):
     """Per-frame convolutional encoder of one control image to latent resolution.
 
     3 -> block_out_channels[0] -> ... -> block_out_channels[-1] -> out_channels, with a stride-2
@@ -142,7 +142,7 @@ class _MapEncoder(nn.Module):
         return self.conv_out(self.body(x))
 
 
-def _encode_frames(
+def encode_frames(
     encoder: nn.Module,
     video: Tensor,  # [B, 3, T, H, W]
     chunk_size: int | None,
@@ -178,7 +178,7 @@ class GuidanceEncoder(ModelMixin, ConfigMixin):
         super().__init__()
         self.encoders = nn.ModuleDict(
             {
-                name: _MapEncoder(
+                name: MapEncoder(
                     conditioning_channels, block_out_channels, out_channels, downsample_factor, True
                 )
                 for name in map_names
@@ -212,6 +212,6 @@ class GuidanceEncoder(ModelMixin, ConfigMixin):
         for i, name in enumerate(self.map_names):
             if name not in controls:
                 continue
-            feats = _encode_frames(self.encoders[name], controls[name] * 2 - 1, chunk_size)
+            feats = encode_frames(self.encoders[name], controls[name] * 2 - 1, chunk_size)
             out = out + feats * lw[:, i : i + 1]
         return out

@@ -26,7 +26,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from rendiff.conditioners.guidance import _encode_frames, _MapEncoder, resize_weights
+from rendiff.conditioners.guidance import MapEncoder, encode_frames, resize_weights
 from rendiff.conditioners.models import vae_encode_video
 
 __all__ = [
@@ -71,7 +71,7 @@ class LatentControlEncoder(ModelMixin, ConfigMixin):
         self.register_buffer("vae_anchor", torch.zeros(()), persistent=bool(vae_map_names))
         self.encoders = nn.ModuleDict(
             {
-                name: _MapEncoder(
+                name: MapEncoder(
                     conditioning_channels,
                     block_out_channels,
                     channels_per_map,
@@ -122,7 +122,7 @@ class LatentControlEncoder(ModelMixin, ConfigMixin):
                 parts.append(ref.new_zeros(b, channels, t, h // f, w // f))
                 continue
             if name in learned:
-                feats = _encode_frames(self.encoders[name], controls[name] * 2 - 1, chunk_size)
+                feats = encode_frames(self.encoders[name], controls[name] * 2 - 1, chunk_size)
             else:
                 if vae is None:
                     raise ValueError(f"map {name!r} is encoded by the VAE: pass vae=")

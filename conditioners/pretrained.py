@@ -31,13 +31,12 @@ the OpenPose-18 skeleton image (``control_v11p_sd15_openpose``).
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import logging
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -48,6 +47,15 @@ from torch import Tensor
 from rendiff.engine.layers import Layer, Layers
 
 from .controls import CONTROL_LAYERS, control_image, control_images
+from .loading import (
+    ModelError,
+    absolute_path,
+    first_line,
+    folder_kind,
+    quiet,
+    read_json,
+    resolve_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +76,6 @@ __all__ = [
 ]
 
 
-class ModelError(ValueError):
-    """A model folder that is missing, of the wrong kind, or asked for maps it was not trained
-    with, or inputs it cannot take (keyframes outside the clip, a reference image for a model
-    that takes none). ``str(err)`` is one line naming the folder or file where there is one."""
 
 
 #: File names looked for in a folder passed as ``model=``.
@@ -149,13 +153,6 @@ class AnimateDiffSpec(BaseModel):
             "sparsectrl": None if self.sparsectrl is None else fix(self.sparsectrl)})
 
 
-def absolute_path(path: Path, root: Path) -> Path:
-    """A setup file's path made absolute: ``~`` expanded, a relative one taken against ``root``
-    (the file's folder)."""
-    path = path.expanduser()
-    return path if path.is_absolute() else (root / path).resolve()
-
-
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -185,7 +182,7 @@ def component_hint(path: str | Path) -> str | None:
     (an SD1.5 pipeline, a motion adapter, a ControlNet, ...): what to do instead, in one line.
     None for anything else (a rendiff model, a missing folder)."""
     try:
-        kind = _folder_kind(Path(path).expanduser()) if Path(path).is_dir() else None
+        kind = folder_kind(Path(path).expanduser()) if Path(path).is_dir() else None
     except ModelError:
         return None
     if kind is None or kind == "RendiffVideoPipeline":
@@ -258,24 +255,6 @@ def _validation_message(e: ValidationError, cls: type[BaseModel] | None = None) 
 # ---------------------------------------------------------------- folder checks
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ModelError(f"{path}: not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: not a diffusers config (expected a JSON object)")
-    return data
-
-
-def _folder_kind(folder: Path) -> str | None:
-    """The class a diffusers folder holds (from model_index.json or config.json), if any."""
-    for name in ("model_index.json", "config.json"):
-        if (folder / name).is_file():
-            return _read_json(folder / name).get("_class_name")
-    return None
-
-
 def _has_weights(folder: Path) -> bool:
     return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
 
@@ -287,11 +266,11 @@ def _check_model(folder: Path, role: str, expected: str, hint: str = "") -> dict
         raise ModelError(f"{folder}: {role} folder not found")
     config = folder / "config.json"
     if not config.is_file():
-        kind = _folder_kind(folder)
+        kind = folder_kind(folder)
         what = f"folder is a {kind}, expected a {expected}" if kind else \
             f"config.json not found (expected a {expected} folder in diffusers format)"
         raise ModelError(f"{folder}: {what}{hint}")
-    cfg = _read_json(config)
+    cfg = read_json(config)
     kind = cfg.get("_class_name")
     if kind != expected:
         raise ModelError(f"{folder}: folder is a {kind}, expected a {expected}{hint}")
@@ -305,12 +284,12 @@ def _check_base(base: Path) -> dict[str, dict[str, Any]]:
     if not base.is_dir():
         raise ModelError(f"{base}: base model folder not found")
     if not (base / "model_index.json").is_file():
-        kind = _folder_kind(base)
+        kind = folder_kind(base)
         what = f"folder is a {kind}, expected" if kind else "model_index.json not found; expected"
         raise ModelError(f"{base}: {what} a Stable Diffusion 1.5 pipeline folder in diffusers "
                          "format (model_index.json, unet/, vae/, text_encoder/, tokenizer/, "
                          "scheduler/)")
-    kind = _read_json(base / "model_index.json").get("_class_name")
+    kind = read_json(base / "model_index.json").get("_class_name")
     if kind == "RendiffVideoPipeline":
         raise ModelError(f"{base}: is a rendiff model, not a Stable Diffusion 1.5 base; pass it "
                          "as model= directly")
@@ -361,35 +340,6 @@ def _check_embedding(folder: Path, cfg: dict[str, Any], vae_factor: int, what: s
 # ---------------------------------------------------------------- loading
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """No loading bars, no advice about accelerate, no deprecation noise from the libraries."""
-    from diffusers.utils import logging as dlogging
-    from transformers.utils import logging as tlogging
-
-    levels = dlogging.get_verbosity(), tlogging.get_verbosity()
-    dlogging.set_verbosity(50)  # CRITICAL: its load errors come back as our one-line error
-    tlogging.set_verbosity(50)
-    dlogging.disable_progress_bar()
-    tlogging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            yield
-    finally:
-        dlogging.set_verbosity(levels[0])
-        tlogging.set_verbosity(levels[1])
-        dlogging.enable_progress_bar()
-        tlogging.enable_progress_bar()
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message (a library's can span many), else its type name."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _load(cls: Any, folder: Path, what: str, **kw: Any) -> Any:
     """``cls.from_pretrained(folder)`` offline, weights from safetensors only (a pickled ``.bin``
     could run code); any failure becomes a one-line ModelError."""
@@ -400,19 +350,6 @@ def _load(cls: Any, folder: Path, what: str, **kw: Any) -> Any:
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
         first = first_line(e)
         raise ModelError(f"{folder}: cannot load the {what}: {first}") from None
-
-
-def _resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
-    try:
-        return {"float32": torch.float32, "float16": torch.float16,
-                "bfloat16": torch.bfloat16}[dtype]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; expected float32, float16 or bfloat16") \
-            from None
 
 
 def load_animatediff(
@@ -469,7 +406,7 @@ def load_animatediff(
     _check_matches(motion_adapter, adapter_cfg, unet_cfg, "motion adapter")
     for name, folder in nets.items():
         extra = " (SparseCtrl models go under sparsectrl:)" \
-            if _folder_kind(folder) == "SparseControlNetModel" else ""
+            if folder_kind(folder) == "SparseControlNetModel" else ""
         cfg = _check_model(folder, f"{name} ControlNet", "ControlNetModel", extra)
         _check_matches(folder, cfg, unet_cfg, f"{name} ControlNet")
         _check_embedding(folder, cfg, vae_factor, f"{name} ControlNet")
@@ -489,11 +426,11 @@ def load_animatediff(
     import diffusers
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    dt = _resolve_dtype(dtype, device)
+    dt = resolve_dtype(dtype, device)
     kw: dict[str, Any] = {"low_cpu_mem_usage": False, "dtype": dt}
     vkw = {"variant": variant} if variant else {}
-    with _quiet():
-        sched_cfg = _read_json(base / "scheduler" / "scheduler_config.json")
+    with quiet():
+        sched_cfg = read_json(base / "scheduler" / "scheduler_config.json")
         sched_cls = getattr(diffusers, str(sched_cfg.get("_class_name")), None)
         if sched_cls is None:
             raise ModelError(f"{base / 'scheduler'}: unknown scheduler "
@@ -533,7 +470,7 @@ def make_scheduler(name: str | None, config: Mapping[str, Any],
         raise ValueError(f"unknown scheduler {name!r}; expected one of {sorted(SCHEDULERS)}")
     cls_name = SCHEDULERS[name] if name is not None else str(config.get("_class_name"))
     cls = getattr(diffusers, cls_name)
-    with _quiet():
+    with quiet():
         return cls.from_config(dict(config), **dict(options or {}))
 
 

@@ -97,7 +97,7 @@ class WanVACESpec(BaseModel):
 
     def resolved(self, root: Path) -> WanVACESpec:
         """A copy with every path absolute, relative ones taken against ``root``."""
-        from .pretrained import absolute_path
+        from .loading import absolute_path
 
         return self.model_copy(update={
             "model": absolute_path(self.model, root),
@@ -219,8 +219,8 @@ def letterbox(image: Tensor, width: int, height: int) -> Tensor:
 def load_wan_vace(folder: str | Path, *, device: str | torch.device = "cpu",
                   dtype: str | torch.dtype | None = None) -> Any:
     """``WanVACEPipeline`` from a local folder, offline, weights from safetensors only; any
-    failure is one line (:class:`~rendiff.conditioners.pretrained.ModelError`)."""
-    from .pretrained import ModelError, _quiet, _resolve_dtype, first_line
+    failure is one line (:class:`~rendiff.conditioners.loading.ModelError`)."""
+    from .loading import ModelError, first_line, quiet, resolve_dtype
 
     folder = check_wan_vace_folder(folder)
     try:
@@ -231,8 +231,8 @@ def load_wan_vace(folder: str | Path, *, device: str | torch.device = "cpu",
                          f"({first_line(e)}); reinstall rendiff") from None
     cuda = torch.device(device).type == "cuda"
     auto = dtype in (None, "auto")
-    torch_dtype = torch.bfloat16 if auto and cuda else _resolve_dtype(dtype, device)
-    with _quiet():
+    torch_dtype = torch.bfloat16 if auto and cuda else resolve_dtype(dtype, device)
+    with quiet():
         try:
             extra = {}
             if auto and cuda:  # the VAE in float32, as diffusers' own Wan examples load it
@@ -253,12 +253,12 @@ def load_wan_vace(folder: str | Path, *, device: str | torch.device = "cpu",
 def check_wan_vace_folder(folder: str | Path) -> Path:
     """Checks, without loading, that ``folder`` holds a WanVACEPipeline in diffusers format with
     weights in safetensors; returns it. One-line ModelError otherwise."""
-    from .pretrained import ModelError, _folder_kind
+    from .loading import ModelError, folder_kind
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise ModelError(f"{folder}: Wan VACE model folder not found")
-    kind = _folder_kind(folder)
+    kind = folder_kind(folder)
     if kind != "WanVACEPipeline":
         what = f"holds a {kind}" if kind else "has no model_index.json"
         raise ModelError(f"{folder}: {what}; expected a WanVACEPipeline folder in diffusers "
@@ -318,7 +318,7 @@ def generate_wan_vace(
     the frames scaled back down. None: the clip's own size.
 
     Returns [T, H, W, 3] float32 frames in [0, 1] on the CPU, T, H, W those of ``layers``."""
-    from .pretrained import ModelError
+    from .loading import ModelError
 
     if control not in VACE_CONTROLS:
         raise ModelError(f"control: VACE takes {list(VACE_CONTROLS)}, not {control!r}")
@@ -390,7 +390,7 @@ def _read_image(image: str | Path | Tensor) -> Tensor:
     if isinstance(image, str | Path):
         from PIL import Image, UnidentifiedImageError
 
-        from .pretrained import ModelError
+        from .loading import ModelError
 
         try:
             with Image.open(image) as img:
@@ -399,7 +399,7 @@ def _read_image(image: str | Path | Tensor) -> Tensor:
             raise ModelError(f"{image}: not a readable image ({e})") from None
     t = torch.as_tensor(image, dtype=torch.float32)
     if t.ndim != 3 or t.shape[-1] != 3:
-        from .pretrained import ModelError
+        from .loading import ModelError
 
         raise ModelError(f"reference image has shape {tuple(t.shape)}, expected [H, W, 3]")
     return t
@@ -414,7 +414,7 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
     """Loads ``spec``'s model and generates from ``layers``; arguments left None take the setup
     file's values. ``maps`` may name one map (overrides ``control``); ``weights`` may give that
     map's conditioning scale. ``record``, when given, receives the settings used."""
-    from .pretrained import ModelError
+    from .loading import ModelError
 
     control = control_for(spec, maps)
     scale = spec.conditioning_scale
@@ -450,7 +450,7 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
 def control_for(spec: WanVACESpec, maps: Sequence[str] | None) -> str:
     """The control video a run uses: one map named by ``maps`` (the command line's ``--maps``,
     the scene's ``generation.maps``), else the setup file's ``control``."""
-    from .pretrained import ModelError
+    from .loading import ModelError
 
     if not maps:
         return spec.control
@@ -463,7 +463,7 @@ def check_wan_inputs(layers: Layers | None, control: str, keep: Sequence[str],
                      reference: Any, entities: Sequence[str] | None = None) -> None:
     """What a Wan VACE run needs, checked before any model loads: a known control (rendered,
     when ``layers`` are given), ``keep`` entities that exist, a readable reference image."""
-    from .pretrained import ModelError
+    from .loading import ModelError
 
     if control not in VACE_CONTROLS:
         raise ModelError(f"control: VACE takes {list(VACE_CONTROLS)}, not {control!r}")

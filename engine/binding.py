@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .gaussians import SH_C0, GaussianCloud, _matrix_to_quat
+from .gaussians import SH_C0, GaussianCloud
 from .trajectory import RigidTrack
-from .transforms import quat_multiply, quat_normalize, quat_to_matrix
+from .transforms import matrix_to_quat, quat_multiply, quat_normalize, quat_to_matrix
 
 __all__ = [
     "AVATAR_COVERAGE",
@@ -164,7 +164,7 @@ class SurfaceBinding:
         frames = triangle_frames(verts, self.faces)[..., self.face, :, :]  # [..., N, 3, 3]
         means = (self.bary[..., None] * corners).sum(-2) + self.offset[:, None] * frames[..., 2]
         lead = frames.shape[:-2]
-        qf = _matrix_to_quat(frames.reshape(-1, 3, 3)).reshape(*lead, 4)
+        qf = matrix_to_quat(frames.reshape(-1, 3, 3)).reshape(*lead, 4)
         quats = quat_normalize(quat_multiply(qf, self.quats.expand_as(qf)))
         return means, quats
 
@@ -201,7 +201,7 @@ def bind_to_surface(means: Tensor, quats: Tensor, verts: Tensor, faces: Tensor) 
     den = (d11 * d22 - d12 * d12).clamp_min(1e-30)
     w1, w2 = (d22 * d1 - d12 * d2) / den, (d11 * d2 - d12 * d1) / den
     bary = torch.stack([1 - w1 - w2, w1, w2], dim=-1)
-    qf = _matrix_to_quat(frame)
+    qf = matrix_to_quat(frame)
     qf_inv = qf * torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=qf.dtype)
     local = quat_multiply(qf_inv, quat_normalize(quats.detach().double().cpu()))
     return SurfaceBinding(f, face, bary.float(), offset.float(), local.float())

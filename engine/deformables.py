@@ -230,8 +230,7 @@ def deform_covariances(quats: Tensor, scales: Tensor, F: Tensor) -> tuple[Tensor
         up to float rounding: the singular vectors and values of ``F R S`` (a proper rotation is
         kept by flipping the last singular vector pair where needed).
     """
-    from .gaussians import _matrix_to_quat
-    from .transforms import quat_to_matrix
+    from .transforms import matrix_to_quat, quat_to_matrix
 
     R = quat_to_matrix((quats / quats.norm(dim=-1, keepdim=True)).double())
     M = F.double() @ (R * scales.double()[..., None, :])
@@ -239,7 +238,7 @@ def deform_covariances(quats: Tensor, scales: Tensor, F: Tensor) -> tuple[Tensor
     flip = torch.linalg.det(U) < 0
     U = torch.where(flip[..., None, None], U * torch.tensor([1.0, 1.0, -1.0],
                                                            dtype=U.dtype), U)
-    q = _matrix_to_quat(U.reshape(-1, 3, 3)).reshape(*U.shape[:-2], 4)
+    q = matrix_to_quat(U.reshape(-1, 3, 3)).reshape(*U.shape[:-2], 4)
     return q.float(), S.float()
 
 
@@ -304,7 +303,7 @@ class _ClothScene:
                  settings: DeformableSettings):
         import newton
 
-        from .physics import _add_shape, _xform
+        from .physics import add_shape, xform
 
         builder = newton.ModelBuilder(gravity=tuple(float(g) for g in settings.gravity))
         if settings.ground:
@@ -313,7 +312,7 @@ class _ClothScene:
                                          mu=settings.ground_friction))
         for desc in colliders:
             cfg = newton.ModelBuilder.ShapeConfig(density=0.0, mu=desc.friction)
-            _add_shape(builder, -1, desc, _xform(desc.position, desc.quat), cfg)
+            add_shape(builder, -1, desc, xform(desc.position, desc.quat), cfg)
         self.ranges = []
         for c in cloths:
             start = builder.particle_count

@@ -113,6 +113,16 @@ class EntityKind:
     deforms: bool = False
     #: the entry of the data set's BOX_DEFINITIONS its 3D box follows
     box_definition: str = "mesh"
+    #: a person (COCO category "person", keypoints)
+    person: bool = False
+    #: a countable object ("thing"), as opposed to stuff such as the ground
+    thing: bool = True
+    #: a fixed shape (primitive or mesh file): rigid, placed and moved as one body
+    shape: bool = False
+
+    def solver(self, geom) -> str | None:
+        """The deformable solver that simulates it: "cloth", "mpm", or None."""
+        return None
 
     def local_mesh(self, geom) -> meshes.TriMesh | None:
         """The shape's triangle mesh in its entity's frame (None: not one fixed mesh)."""
@@ -164,6 +174,7 @@ def kind_of(geometry) -> EntityKind:
 
 class _Shape(EntityKind):
     box_definition = "primitive"
+    shape = True
 
     def tracks(self, e: Entity, idx: int, ctx: Context) -> EntityTracks:
         root = ctx.root(e)
@@ -240,6 +251,8 @@ class _Cylinder(_Shape):
 
 @register(Plane)
 class _Plane(_Shape):
+    thing = False
+    shape = False
     def local_mesh(self, g: Plane) -> meshes.TriMesh:
         return meshes.plane(*g.size)
 
@@ -269,6 +282,7 @@ class _MeshFile(_Shape):
 @register(Human)
 class _Human(EntityKind):
     parts = True
+    person = True
     deforms = True
     box_definition = "human"
 
@@ -301,6 +315,9 @@ class _Robot(EntityKind):
 class _Cloth(EntityKind):
     deforms = True
 
+    def solver(self, g: Cloth) -> str:
+        return "cloth"
+
     def tracks(self, e: Entity, idx: int, ctx: Context) -> EntityTracks:
         mesh, root = deformable_track(e, ctx.deformed[e.name], idx + 1, ctx.semantic_id(e))
         ctx.rigid[e.name] = root
@@ -310,6 +327,9 @@ class _Cloth(EntityKind):
 @register(Gaussians)
 class _Gaussians(EntityKind):
     box_definition = "gaussians"
+
+    def solver(self, g: Gaussians) -> str | None:
+        return "mpm" if g.mpm is not None else None
 
     def bound_radius(self, g: Gaussians) -> float:
         return g.radius * 1.8

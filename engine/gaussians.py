@@ -31,7 +31,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from rendiff.engine.transforms import quat_multiply
+from rendiff.engine.transforms import matrix_to_quat, quat_multiply
 
 __all__ = [
     "SH_C0",
@@ -128,7 +128,7 @@ class GaussianCloud:
             raise ValueError("transformed: R must be a [3, 3] rotation matrix")
         if torch.linalg.det(R) < 0:
             raise ValueError("transformed: R is a reflection (det -1), not a rotation")
-        q_r = _matrix_to_quat(R[None])[0]
+        q_r = matrix_to_quat(R[None])[0]
         quats = quat_multiply(q_r.expand_as(self.quats), self.quats)
         return GaussianCloud(
             self.means @ R.T + t,
@@ -177,32 +177,6 @@ def _sh_degree(k: int) -> int:
 # quaternions (w, x, y, z)
 
 
-def _matrix_to_quat(R: Tensor) -> Tensor:
-    """Unit quaternions (w >= 0) of rotation matrices.  R: [B, 3, 3] -> [B, 4].
-
-    Uses the branch with the largest diagonal combination for each matrix (Shepperd's method),
-    so the result is accurate for every rotation.
-    """
-    m = R.reshape(-1, 3, 3)
-    m00, m11, m22 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
-    cand = torch.stack(
-        [
-            torch.stack([1 + m00 + m11 + m22, m[:, 2, 1] - m[:, 1, 2],
-                         m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
-            torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m00 - m11 - m22,
-                         m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0]], -1),
-            torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0],
-                         1 - m00 + m11 - m22, m[:, 1, 2] + m[:, 2, 1]], -1),
-            torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0],
-                         m[:, 1, 2] + m[:, 2, 1], 1 - m00 - m11 + m22], -1),
-        ],
-        dim=1,
-    )  # [B, 4 branches, 4]; branch j has 4 q_j^2 in slot j
-    best = torch.stack([cand[:, j, j] for j in range(4)], -1).argmax(-1)
-    q = cand[torch.arange(m.shape[0], device=m.device), best]
-    q = q / q.norm(dim=-1, keepdim=True)
-    return torch.where(q[:, :1] < 0, -q, q)
-
 
 def _frames_to_quats(tangent: np.ndarray, normal: np.ndarray) -> np.ndarray:
     """Quaternions of frames x = tangent, y = normal x tangent, z = normal.  [N, 3] -> [N, 4]."""
@@ -212,7 +186,7 @@ def _frames_to_quats(tangent: np.ndarray, normal: np.ndarray) -> np.ndarray:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     y = np.cross(z, x)
     R = torch.from_numpy(np.stack([x, y, z], axis=2))  # columns
-    return _matrix_to_quat(R.double()).numpy()
+    return matrix_to_quat(R.double()).numpy()
 
 
 def _any_tangent(normal: np.ndarray) -> np.ndarray:

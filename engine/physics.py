@@ -290,7 +290,7 @@ def _check_inputs(
                                  "with strictly increasing times")
 
 
-def _xform(position: tuple, quat_wxyz: tuple) -> wp.transform:
+def xform(position: tuple, quat_wxyz: tuple) -> wp.transform:
     w, x, y, z = (float(v) for v in quat_wxyz)
     norm = math.sqrt(w * w + x * x + y * y + z * z)
     if not norm > 0:
@@ -300,7 +300,7 @@ def _xform(position: tuple, quat_wxyz: tuple) -> wp.transform:
     )
 
 
-def _add_shape(
+def add_shape(
     builder: newton.ModelBuilder,
     body: int,
     desc: RigidBodyDesc,
@@ -402,7 +402,7 @@ def _import_robot(builder: newton.ModelBuilder, desc: RobotDesc) -> _Robot:
     where = f"robot {desc.name!r} ({Path(info.path).name})"
     b0, j0, s0 = builder.body_count, builder.joint_count, builder.shape_count
     a0 = builder.articulation_count
-    kwargs = dict(xform=_xform(desc.position, desc.quat), floating=not desc.fixed_base,
+    kwargs = dict(xform=xform(desc.position, desc.quat), floating=not desc.fixed_base,
                   enable_self_collisions=desc.self_collisions)
     try:
         if info.format == "urdf":
@@ -547,13 +547,13 @@ class _NewtonScene:
                 mu=desc.friction,
                 restitution=desc.restitution,
             )
-            pose = _xform(desc.position, desc.quat)
+            pose = xform(desc.position, desc.quat)
             if desc.static:
-                _add_shape(builder, -1, desc, pose, cfg)
+                add_shape(builder, -1, desc, pose, cfg)
                 body_index.append(-1)
             else:
                 body = builder.add_body(xform=pose, label=desc.name)
-                _add_shape(builder, body, desc, None, cfg)
+                add_shape(builder, body, desc, None, cfg)
                 if desc.mass is not None:
                     _set_mass(builder, body, float(desc.mass))
                 body_index.append(body)

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 from rendiff.scenes.spec import (
     Cloth,
     Entity,
-    Gaussians,
     JointTargets,
     Plane,
     Robot,
@@ -169,9 +168,10 @@ def _deformables(scene: Scene, times: Tensor, progress: bool) -> dict:
 
     import numpy as np
 
-    cloths = [e for e in scene.entities if isinstance(e.geometry, Cloth)]
-    blobs = [(i, e) for i, e in enumerate(scene.entities)
-             if isinstance(e.geometry, Gaussians) and e.geometry.mpm is not None]
+    solver = [kind_of(e.geometry).solver(e.geometry) for e in scene.entities]
+    cloths = [e for e, s in zip(scene.entities, solver, strict=True) if s == "cloth"]
+    blobs = [(i, e) for i, (e, s) in enumerate(zip(scene.entities, solver, strict=True))
+             if s == "mpm"]
     if not cloths and not blobs:
         return {}
     from .deformables import (

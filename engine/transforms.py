@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["quat_multiply", "quat_normalize", "quat_slerp", "quat_to_matrix", "transform_points",
-           "axis_angle_to_quat", "interpolate_quats"]
+           "axis_angle_to_quat", "interpolate_quats", "matrix_to_quat"]
 
 
 def quat_normalize(q: Tensor) -> Tensor:
@@ -90,3 +90,30 @@ def transform_points(points: Tensor, quats: Tensor, positions: Tensor) -> Tensor
     """
     R = quat_to_matrix(quats)
     return torch.einsum("tij,vj->tvi", R, points) + positions[:, None, :]
+
+
+def matrix_to_quat(R: Tensor) -> Tensor:
+    """Unit quaternions (w >= 0) of rotation matrices.  R: [B, 3, 3] -> [B, 4].
+
+    Uses the branch with the largest diagonal combination for each matrix (Shepperd's method),
+    so the result is accurate for every rotation.
+    """
+    m = R.reshape(-1, 3, 3)
+    m00, m11, m22 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
+    cand = torch.stack(
+        [
+            torch.stack([1 + m00 + m11 + m22, m[:, 2, 1] - m[:, 1, 2],
+                         m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
+            torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m00 - m11 - m22,
+                         m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0]], -1),
+            torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0],
+                         1 - m00 + m11 - m22, m[:, 1, 2] + m[:, 2, 1]], -1),
+            torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0],
+                         m[:, 1, 2] + m[:, 2, 1], 1 - m00 - m11 + m22], -1),
+        ],
+        dim=1,
+    )  # [B, 4 branches, 4]; branch j has 4 q_j^2 in slot j
+    best = torch.stack([cand[:, j, j] for j in range(4)], -1).argmax(-1)
+    q = cand[torch.arange(m.shape[0], device=m.device), best]
+    q = q / q.norm(dim=-1, keepdim=True)
+    return torch.where(q[:, :1] < 0, -q, q)

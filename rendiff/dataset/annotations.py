@@ -28,8 +28,6 @@ from rendiff.engine.layers import Layer, Layers
 from rendiff.engine.trajectory import GaussianTrack, HumanTrack, MeshTrack, RigidTrack, Trajectory
 from rendiff.engine.transforms import quat_normalize, quat_to_matrix
 from rendiff.scenes.spec import (
-    Human,
-    Plane,
     Scene,
 )
 
@@ -323,7 +321,7 @@ def clip_annotations(traj: Trajectory, layers: Layers, *, scene: Scene,
             raise ValueError(f"clip_annotations: entity {e.name!r} has no track with instance "
                              f"id {iid} in the trajectory")
         root = traj.rigid[e.name]
-        is_human = isinstance(g, Human)
+        is_human = kind_of(g).person
         if is_human:
             p, human = humans[e.name]
             pose = _human_frame(human, root, traj.times)
@@ -387,7 +385,7 @@ def clip_annotations(traj: Trajectory, layers: Layers, *, scene: Scene,
             "geometry": g.type,
             "semantic_id": None if is_human else int(track.semantic_id),
             "static": (not e.dynamic) and e.animation is None and not is_human,
-            "thing": not isinstance(g, Plane),
+            "thing": kind_of(g).thing,
             "box_definition": box_def,
             "frames": frames,
         })

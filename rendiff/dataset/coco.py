@@ -26,7 +26,7 @@ COCO_PERSON_SKELETON = [
     [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
 ]  # fmt: skip
 
-_INFO = {"description": "rendiff synthetic data set", "version": "1",
+COCO_INFO = {"description": "rendiff synthetic data set", "version": "1",
          "contributor": "rendiff"}
 
 
@@ -34,7 +34,7 @@ _IMG_STRIDE = 100_000  # stable merged ids: frames (and instances) per clip stay
 _ANN_STRIDE = 100_000_000
 
 
-def _category(name: str, cid: int) -> dict:
+def coco_category(name: str, cid: int) -> dict:
     if name == "person":
         return {"id": cid, "name": "person", "supercategory": "person",
                 "keypoints": list(COCO17_NAMES), "skeleton": COCO_PERSON_SKELETON}
@@ -108,10 +108,10 @@ def clip_coco(clip_dir_name: str, layers: Layers, annotations: dict,
                 ann["num_keypoints"] = fr["num_keypoints"]
             anns.append(ann)
     return {
-        "info": dict(_INFO),
+        "info": dict(COCO_INFO),
         "licenses": [],
         "images": images,
-        "categories": [_category(name, cid) for name, cid in cat_ids.items()],
+        "categories": [coco_category(name, cid) for name, cid in cat_ids.items()],
         "annotations": anns,
     }
 
@@ -153,7 +153,7 @@ def merge_coco(clip_cocos: list[dict], keys: list[int] | None = None) -> dict:
             anns.append({**ann, "id": new, "image_id": img_map[ann["image_id"]],
                          "category_id": cat_map[ann["category_id"]], "track_id": track})
     return {
-        "info": dict(_INFO),
+        "info": dict(COCO_INFO),
         "licenses": [],
         "images": images,
         "categories": list(categories.values()),

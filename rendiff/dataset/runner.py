@@ -482,7 +482,7 @@ def _run_ray(args: tuple, todo: list[int], address: str, workers: int) -> Iterat
 # The run
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -503,7 +503,7 @@ def _run_record(spec: DatasetSpec, options: RunOptions) -> dict:
         "base_sha256": None,
     }
     if spec.base is not None:
-        rec["base_sha256"] = _sha256(Path(spec.base))
+        rec["base_sha256"] = sha256_file(Path(spec.base))
     return rec
 
 
@@ -678,13 +678,13 @@ def _finish(out: Path, spec: DatasetSpec, report: RunReport, attempted: set[int]
     write_index(
         out / INDEX_FILE,
         rows,
-        metadata={"coco_sha256": _sha256(out / COCO_FILE), "clips": str(len(rows))},
+        metadata={"coco_sha256": sha256_file(out / COCO_FILE), "clips": str(len(rows))},
     )
     write_manifest(out, [p for _, p in clips])
 
 
 def _file_record(path: Path) -> dict:
-    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def manifest_digest(manifest: dict) -> str:
@@ -713,7 +713,7 @@ def _write_coco(out: Path, clips: list[tuple[int, Path]]) -> None:
     set's size), with the fixed category table and the stable ids of ``merge_coco(keys=...)``."""
     import tempfile
 
-    from .coco import _INFO, _category, merge_coco
+    from .coco import COCO_INFO, coco_category, merge_coco
 
     categories = json.loads((out / CLASSES_FILE).read_text())["categories"]
     cat_ids = {name: k + 1 for k, name in enumerate(categories)}
@@ -724,9 +724,9 @@ def _write_coco(out: Path, clips: list[tuple[int, Path]]) -> None:
     ):
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(
-                '{"info":' + json.dumps(_INFO, separators=sep) + ',"licenses":[],'
+                '{"info":' + json.dumps(COCO_INFO, separators=sep) + ',"licenses":[],'
                 '"categories":'
-                + json.dumps([_category(n, k) for n, k in cat_ids.items()], separators=sep)
+                + json.dumps([coco_category(n, k) for n, k in cat_ids.items()], separators=sep)
                 + ',"images":['
             )
             first_img = first_ann = True

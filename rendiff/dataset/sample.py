@@ -34,7 +34,6 @@ from rendiff.scenes.spec import (
     Gaussians,
     Human,
     Material,
-    Mesh,
     Motion,
     OrbitPath,
     PhysicsOptions,
@@ -405,15 +404,17 @@ def _from_base(spec: DatasetSpec, d: _Draws) -> Scene:
 
 def _randomize_scene(scene: Scene, spec: DatasetSpec, d: _Draws, apply: set[str]) -> Scene:
     """Draws the sections in ``apply`` for an existing scene (its entities are kept)."""
-    things = [e for e in scene.entities if not isinstance(e.geometry, Plane)]
+    from rendiff.engine.entities import kind_of  # torch: only once a clip is drawn
+
+    things = [e for e in scene.entities if kind_of(e.geometry).thing]
     for e in scene.entities:
         k = f"entities.{e.name}"
-        if isinstance(e.geometry, Plane):
+        if not kind_of(e.geometry).thing:
             if "ground" in apply:
                 material, appearance = _ground_look(d, spec, k)
                 e.material, e.appearance = material, appearance
             continue
-        rigid = isinstance(e.geometry, Sphere | Box | Capsule | Cylinder | Mesh)
+        rigid = kind_of(e.geometry).shape
         if "materials" in apply:
             if rigid:
                 e.material = _material(d, spec, k, mass=e.material.mass,
@@ -436,7 +437,7 @@ def _randomize_scene(scene: Scene, spec: DatasetSpec, d: _Draws, apply: set[str]
                                                                                strict=True))
         else:
             target, reach = (0.0, 0.0, 0.3), 1.0
-        follow = next((e.name for e in things if isinstance(e.geometry, Human)), None) or next(
+        follow = next((e.name for e in things if kind_of(e.geometry).person), None) or next(
             (e.name for e in things if e.dynamic or e.animation is not None), None) or (
             things[0].name if things else None)
         scene.camera = _camera(d, spec, target, _scaled(Uniform(1.8, 2.6), max(1.0, reach)),

@@ -24,8 +24,8 @@ from .runner import (
     SPEC_FILE,
     SUMMARY_FILE,
     DatasetError,
-    _sha256,
     manifest_digest,
+    sha256_file,
 )
 
 __all__ = ["VerifyReport", "verify_dataset"]
@@ -83,7 +83,7 @@ def _check_files(base: Path, files: dict[str, dict], listed_by: str,
         size = path.stat().st_size
         if size != rec["bytes"]:
             report.problems.append(f"{path}: {size} bytes, {listed_by} says {rec['bytes']}")
-        elif _sha256(path) != rec["sha256"]:
+        elif sha256_file(path) != rec["sha256"]:
             report.problems.append(f"{path}: SHA-256 differs from {listed_by}")
 
 
@@ -123,7 +123,7 @@ def _check_index(out: Path, clips: dict[str, Path], report: VerifyReport) -> Non
                                        f"{summary} says {data.get(key)!r}")
     want = meta.get(b"coco_sha256", b"").decode(errors="replace")
     coco = out / COCO_FILE
-    if coco.is_file() and want != _sha256(coco):
+    if coco.is_file() and want != sha256_file(coco):
         report.problems.append(f"{coco}: does not match {INDEX_FILE} ({_RERUN})")
 
 

@@ -46,12 +46,13 @@ import torch
 import yaml
 from PIL import Image
 
+from rendiff.engine.entities import kind_of
 from rendiff.engine.layers import Layer, Layers
 from rendiff.engine.trajectory import Trajectory
 from rendiff.io.atomic import write_bytes
 from rendiff.io.npz import write_npz
 from rendiff.scenes.io import scene_to_dict
-from rendiff.scenes.spec import Human, Plane, Scene
+from rendiff.scenes.spec import Scene
 
 from .annotations import clip_annotations
 from .coco import clip_coco
@@ -338,8 +339,8 @@ def write_clip(
         "width": W,
         "height": H,
         "n_entities": len(geoms),
-        "n_objects": sum(not isinstance(g, Human | Plane) for g in geoms),
-        "n_humans": sum(isinstance(g, Human) for g in geoms),
+        "n_objects": sum(kind_of(g).thing and not kind_of(g).person for g in geoms),
+        "n_humans": sum(kind_of(g).person for g in geoms),
         "visible_fraction_mean": float(np.mean(fractions)) if fractions else None,
         "visible_fraction_min": float(np.min(fractions)) if fractions else None,
         "depth_min_m": float(finite.min()) if finite.size else None,
