@@ -32,6 +32,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from rendiff import defaults
 from rendiff.conditioners.guidance import GuidanceEncoder, MapWeight, resolve_control_weights
 from rendiff.conditioners.latent import LatentControlEncoder, concat_conditions, encode_reference
 from rendiff.conditioners.models import (
@@ -455,12 +456,12 @@ class RendiffVideoPipeline(DiffusionPipeline):
         self,
         controls: Mapping[str, np.ndarray | Tensor] | None = None,
         reference_image: np.ndarray | Tensor | None = None,
-        num_inference_steps: int = 20,
+        num_inference_steps: int = defaults.STEPS_TRAINED,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         control_weights: Mapping[str, MapWeight] | None = None,
-        window: int = 16,
-        overlap: int = 4,
+        window: int = defaults.WINDOW,
+        overlap: int = defaults.OVERLAP,
         output_type: str = "np",
         progress: bool = True,
         guidance_scale: float = 1.0,

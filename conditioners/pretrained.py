@@ -44,6 +44,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import Tensor
 
+from rendiff import defaults
 from rendiff.engine.layers import Layer, Layers
 
 from .controls import CONTROL_LAYERS, control_image, control_images
@@ -82,8 +83,7 @@ __all__ = [
 SPEC_FILES = ("rendiff_pretrained.yaml", "rendiff_pretrained.yml", "rendiff_pretrained.json")
 
 #: Sampler short names -> diffusers scheduler class names ("dpm" is DPM-Solver++).
-SCHEDULERS = {"ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler",
-              "dpm": "DPMSolverMultistepScheduler"}
+SCHEDULERS = defaults.SCHEDULERS
 
 _MAP_NAMES = tuple(layer.value for layer in CONTROL_LAYERS)
 _BASE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -531,7 +531,7 @@ def generate_animatediff(
     *,
     prompt: str = "",
     negative_prompt: str = "",
-    steps: int = 20,
+    steps: int = defaults.STEPS_PRETRAINED,
     seed: int = 0,
     guidance_scale: float = 7.5,
     weights: Mapping[str, float] | None = None,
@@ -540,8 +540,8 @@ def generate_animatediff(
     keyframes: int | Sequence[int] | None = None,
     keyframe_images: Tensor | None = None,
     reference: str | Path | Tensor | None = None,
-    window: int = 16,
-    overlap: int = 4,
+    window: int = defaults.WINDOW,
+    overlap: int = defaults.OVERLAP,
     progress: bool = True,
 ) -> Tensor:
     """Generates a clip with a pipeline from :func:`load_animatediff`, conditioned on ``layers``.
@@ -660,8 +660,8 @@ def generate_from_spec(
     steps: int | None = None,
     scheduler: str | None = None,
     seed: int = 0,
-    window: int = 16,
-    overlap: int = 4,
+    window: int = defaults.WINDOW,
+    overlap: int = defaults.OVERLAP,
     device: str = "cpu",
     progress: bool = True,
     prompt: str | None = None,
@@ -717,7 +717,7 @@ def generate_from_spec(
     settings = dict(
         prompt=spec.prompt if prompt is None else prompt,
         negative_prompt=spec.negative_prompt if negative_prompt is None else negative_prompt,
-        steps=steps or spec.steps or 20, seed=seed,
+        steps=steps or spec.steps or defaults.STEPS_PRETRAINED, seed=seed,
         guidance_scale=spec.guidance_scale if guidance_scale is None else guidance_scale,
         weights=weights, scheduler=scheduler or spec.scheduler,
         keyframes=keyframes if keyframes is not None else spec.keyframes)

@@ -29,6 +29,11 @@ class CameraFrames:
     def __len__(self) -> int:
         return self.viewmats.shape[0]
 
+    def to(self, device: torch.device | str) -> CameraFrames:
+        """The same cameras with ``K`` and ``viewmats`` on ``device``."""
+        return CameraFrames(self.K.to(device), self.viewmats.to(device), self.width, self.height,
+                            self.near, self.far)
+
     @property
     def centers(self) -> Tensor:
         """[T, 3] camera centres in world coordinates."""

@@ -50,6 +50,8 @@ import torch
 import warp as wp
 from torch import Tensor
 
+from rendiff import defaults
+
 from .mpm import MPMBodyDesc, MPMCollider, MPMModel, MPMSolver, MPMState
 from .physics import PhysicsError, RigidBodyDesc
 
@@ -89,14 +91,14 @@ class ClothDesc:
 class DeformableSettings:
     """How to simulate cloth and MPM: rates, gravity, ground, grid, fail-safe limits."""
 
-    rate_hz: float = 240.0  # cloth step rate, rounded to a whole number of steps per frame
-    gravity: tuple[float, float, float] = (0.0, 0.0, -9.81)  # [m/s^2]
+    rate_hz: float = defaults.PHYSICS_RATE_HZ  # cloth steps per second (whole steps per frame)
+    gravity: tuple[float, float, float] = defaults.GRAVITY  # [m/s^2]
     ground: bool = True
     ground_height: float = 0.0  # [m]
-    ground_friction: float = 0.5
-    cloth_iterations: int = 10  # VBD iterations per step
+    ground_friction: float = defaults.GROUND_FRICTION
+    cloth_iterations: int = defaults.CLOTH_ITERATIONS  # VBD iterations per step
     cloth_contact_stiffness: float = 1.0e4  # Newton soft_contact_ke [N/m]
-    mpm_cell_size: float = 0.02  # [m]
+    mpm_cell_size: float = defaults.MPM_CELL_SIZE  # [m]
     mpm_domain: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     mpm_cfl: float = 0.4
     max_speed: float = 100.0  # fail-safe [m/s]

@@ -82,15 +82,25 @@ class Layers(Mapping[Layer, Tensor]):
         """(width, height)."""
         return self.cameras.width, self.cameras.height
 
+    def to(self, device: torch.device | str) -> Layers:
+        """The layers, cameras and keypoints on ``device`` (themselves when already there)."""
+        dev = torch.device(device)
+        if all(v.device == dev for v in self.data.values()) and self.cameras.K.device == dev:
+            return self
+        kp = None if self.keypoints is None else self.keypoints.to(dev)
+        kpc = None if self.keypoints_coco is None else self.keypoints_coco.to(dev)
+        return Layers({k: v.to(dev) for k, v in self.data.items()}, self.cameras.to(dev),
+                      self.fps, self.entity_names, self.semantic_classes, kp, kpc)
+
     def to_numpy(self) -> dict[str, object]:
         """All layers and keypoints as numpy arrays keyed by name (for ``layers.npz``)."""
         out: dict[str, object] = {k.value: v.cpu().numpy() for k, v in self.data.items()}
-        out["K"] = self.cameras.K.numpy()
-        out["viewmats"] = self.cameras.viewmats.numpy()
+        out["K"] = self.cameras.K.cpu().numpy()
+        out["viewmats"] = self.cameras.viewmats.cpu().numpy()
         if self.keypoints is not None:
-            out["keypoints_openpose18"] = self.keypoints.numpy()
+            out["keypoints_openpose18"] = self.keypoints.cpu().numpy()
         if self.keypoints_coco is not None:
-            out["keypoints_coco17"] = self.keypoints_coco.numpy()
+            out["keypoints_coco17"] = self.keypoints_coco.cpu().numpy()
         return out
 
     def clip(self, start: int, stop: int) -> Layers:

@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import warp as wp
 
+from rendiff import defaults
+
 wp.config.quiet = True
 wp.set_module_options({"enable_backward": False})  # forward simulation only: halves compile time
 
@@ -540,7 +542,7 @@ class MPMModel:
         bodies: list[MPMBodyDesc],
         domain: tuple[tuple[float, float, float], tuple[float, float, float]],
         dx: float,
-        gravity: tuple[float, float, float] = (0.0, 0.0, -9.81),
+        gravity: tuple[float, float, float] = defaults.GRAVITY,
         ground: bool = True,
         ground_height: float = 0.0,
         ground_friction: float = 0.5,

@@ -78,6 +78,8 @@ from pathlib import Path
 
 import warp as wp
 
+from rendiff import defaults
+
 # No start-up banner or per-module "load on device" lines on stdout; warnings and errors remain.
 wp.config.quiet = True
 wp.config.log_level = wp.LOG_WARNING
@@ -210,13 +212,13 @@ class RobotTrajectory:
 class PhysicsSettings:
     """How to simulate: rate, gravity, ground, solver, fail-safe limits."""
 
-    rate_hz: float = 240.0  # physics rate, rounded to a whole number of steps per video frame
-    gravity: tuple[float, float, float] = (0.0, 0.0, -9.81)  # [m/s^2]
+    rate_hz: float = defaults.PHYSICS_RATE_HZ  # steps per second (whole steps per video frame)
+    gravity: tuple[float, float, float] = defaults.GRAVITY  # [m/s^2]
     ground: bool = True
     ground_height: float = 0.0  # [m]
-    ground_friction: float = 0.5
+    ground_friction: float = defaults.GROUND_FRICTION
     ground_restitution: float = 0.0
-    solver: str = "xpbd"  # one of SOLVERS
+    solver: str = defaults.PHYSICS_SOLVER  # one of SOLVERS
     device: str = "cpu"
     iterations: int | None = None  # XPBD position / Steel PGS iterations per step; None: 4,
     # or ROBOT_ITERATIONS for XPBD when there are robots

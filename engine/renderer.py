@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from rendiff import defaults
+
 from .camera import CameraFrames
 from .layers import Layer, Layers
 from .textures import scene_textures
@@ -194,6 +196,7 @@ def render(
     *,
     shadows: bool = True,
     progress: bool = True,
+    device: torch.device | str | None = None,
 ) -> Layers:
     """Renders every layer of a simulated clip.
 
@@ -202,8 +205,12 @@ def render(
         layers: which layers to return (default: all of :class:`Layer`).
         shadows: compute shadow maps for lights that cast shadows.
         progress: show a progress bar.
+        device: where to render ("cpu", "cuda"; None: where the trajectory is). The trajectory
+            is moved there, every buffer is allocated there, and the kernels run there: the
+            Triton kernels on CUDA, their torch references on the CPU.
     Returns:
-        :class:`Layers`: a mapping ``Layer -> Tensor`` with the cameras, classes and keypoints.
+        :class:`Layers`: a mapping ``Layer -> Tensor`` with the cameras, classes and keypoints,
+        on the render's device.
     """
     from rendiff.kernels.gaussian_raster import rasterize_gaussians
     from rendiff.kernels.mesh_raster import interpolate, rasterize_triangles
@@ -211,6 +218,9 @@ def render(
     from rendiff.kernels.skeleton import draw_openpose
 
     t0 = time.perf_counter()
+    timings = traj.timings
+    if device is not None:
+        traj = traj.to(device)
     dev = traj.device
     cams = traj.cameras
     T, W, H = traj.frames, cams.width, cams.height
@@ -306,7 +316,7 @@ def render(
             flow_b = over * g_feat[..., 2:4] + (1 - over) * flow_b
             spec = over[..., 0] * g_feat[..., 4] + (1 - over[..., 0]) * spec
             rough = over[..., 0] * g_feat[..., 5] + (1 - over[..., 0]) * rough
-            solid = front & (a > 0.5)
+            solid = front & (a > defaults.ALPHA_SOLID)
             depth = torch.where(solid, gr.depth, depth)
             normal = torch.where(solid[..., None], gr.normal, normal)
             gid = gr.ids.clamp_min(0)
@@ -344,7 +354,7 @@ def render(
         out[Layer.POSE] = torch.zeros(T, H, W, 3, **f32)
     result = Layers({k: out[k] for k in wanted}, cams, traj.fps, list(traj.entity_names),
                     traj.semantic_classes, kp, kp_coco)
-    traj.timings["render"] = time.perf_counter() - t0
+    timings["render"] = time.perf_counter() - t0
     return result
 
 

@@ -35,13 +35,13 @@ import math
 import torch
 from torch import Tensor
 
+from rendiff import defaults
 from rendiff.kernels.shadow import DepthFn, mesh_depth_fn, shadow_visibility
 
 from .trajectory import LightState, Trajectory
 
 __all__ = ["gaussian_depth_fn", "scene_shadow_visibility"]
 
-_ALPHA_SOLID = 0.5  # a Gaussian texel is occupied where the accumulated alpha exceeds this
 _ORTHO_DISTANCE = 1000.0  # pinhole distance for orthographic views, in units of the extent
 _EXTENT_SIGMAS = 3.0  # a Gaussian reaches this many standard deviations from its mean
 
@@ -65,7 +65,7 @@ def gaussian_depth_fn(
     def occupied(r: GaussianRender, depth: Tensor) -> Tensor:
         """Depth pushed back by the texel's expected largest standard deviation, where solid."""
         push = r.color[..., 0] / r.alpha.clamp_min(1e-6)
-        return torch.where(r.alpha > _ALPHA_SOLID, depth + push, math.inf)
+        return torch.where(r.alpha > defaults.ALPHA_SOLID, depth + push, math.inf)
 
     def depth_fn(
         viewmat: Tensor,

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from rendiff import defaults
 from rendiff.scenes.spec import (
     Cloth,
     Entity,
@@ -96,8 +97,8 @@ def _body_desc(e: Entity):
     return RigidBodyDesc(**desc)
 
 
-def _physics(scene: Scene, times: Tensor, progress: bool) -> tuple[dict[str, RigidTrack], list,
-                                                                   dict]:
+def _physics(scene: Scene, times: Tensor, progress: bool,
+             device: str = "cpu") -> tuple[dict[str, RigidTrack], list, dict]:
     """Runs Newton on every dynamic entity and robot, with static primitives as colliders.
     Returns root tracks by entity name, contact events and robot trajectories by name."""
     from .physics import PhysicsSettings, simulate_rigid
@@ -112,9 +113,10 @@ def _physics(scene: Scene, times: Tensor, progress: bool) -> tuple[dict[str, Rig
         rate_hz=scene.physics.rate_hz, gravity=scene.physics.gravity,
         ground=ground is not None,
         ground_height=float(ground.pose.position[2]) if ground is not None else 0.0,
-        ground_friction=ground.material.friction if ground is not None else 0.5,
+        ground_friction=(ground.material.friction if ground is not None
+                         else defaults.GROUND_FRICTION),
         ground_restitution=ground.material.restitution if ground is not None else 0.0,
-        solver=scene.physics.solver,
+        solver=scene.physics.solver, device=device,
     )
     T = times.shape[0]
     bar = tqdm(total=T, desc="physics", unit="frame", disable=not progress, leave=False)
@@ -159,7 +161,7 @@ def _place(e: Entity, local: Tensor) -> Tensor:
                                                                dtype=torch.float64)
 
 
-def _deformables(scene: Scene, times: Tensor, progress: bool) -> dict:
+def _deformables(scene: Scene, times: Tensor, progress: bool, device: str = "cpu") -> dict:
     """Runs every cloth (Newton VBD) and MPM body, with the ground and the static rigid
     primitives as colliders. Returns, by entity name, ``(trajectory, rest)``: a
     ``ClothTrajectory`` and None, or an ``MPMTrajectory`` and the cloud's rest world quaternions
@@ -190,9 +192,10 @@ def _deformables(scene: Scene, times: Tensor, progress: bool) -> dict:
     settings = DeformableSettings(
         rate_hz=scene.physics.rate_hz, gravity=scene.physics.gravity, ground=ground is not None,
         ground_height=float(ground.pose.position[2]) if ground is not None else 0.0,
-        ground_friction=ground.material.friction if ground is not None else 0.5,
+        ground_friction=(ground.material.friction if ground is not None
+                         else defaults.GROUND_FRICTION),
         cloth_iterations=o.cloth_iterations, mpm_cell_size=o.mpm_cell_size,
-        mpm_domain=o.mpm_domain, mpm_cfl=o.mpm_cfl)
+        mpm_domain=o.mpm_domain, mpm_cfl=o.mpm_cfl, device=device)
     T = times.shape[0]
     out: dict = {}
     descs = []
@@ -262,23 +265,30 @@ def _attach_textures(scene: Scene, tracks: list[MeshTrack]) -> None:
             m.uvs, m.texture = entity_uvs(e).to(torch.float32), tex
 
 
-def simulate(scene: Scene, progress: bool = True) -> Trajectory:
+def simulate(scene: Scene, progress: bool = True,
+             device: torch.device | str | None = None) -> Trajectory:
     """Simulates the scene: physics for dynamic bodies, keyframes, SMPL motion, Gaussian
-    deformation; then evaluates the camera at every frame.
+    deformation; then evaluates the camera and the lights at every frame.
 
     Args:
         scene: a validated scene.
         progress: show progress bars for long steps.
+        device: where the physics, cloth and MPM solvers run (Newton / Warp) and where the
+            trajectory's tensors end up ("cpu", "cuda"; None: the CPU). The render step renders
+            on the trajectory's device unless told otherwise. On CUDA the solvers' floating-
+            point order differs from the CPU's, so trajectories agree to rounding, not bit for
+            bit.
     Returns:
         The :class:`Trajectory` of every entity, light and camera.
     """
+    dev = torch.device(device if device is not None else "cpu")
     t0 = time.perf_counter()
     torch.manual_seed(scene.seed)
     T = scene.frames
     times = torch.arange(T, dtype=torch.float32) / scene.fps
     classes = semantic_classes(scene)
-    rigid, contacts, robot_trajs = _physics(scene, times, progress)
-    deformed = _deformables(scene, times, progress)
+    rigid, contacts, robot_trajs = _physics(scene, times, progress, str(dev))
+    deformed = _deformables(scene, times, progress, str(dev))
     ctx = Context(scene, times, classes, rigid, robots=robot_trajs, deformed=deformed)
     meshes, gaussians, humans, robots = [], [], [], []
     bound: list[tuple[int, int, int]] = []  # clouds with bind_to: done once their parents are
@@ -308,5 +318,6 @@ def simulate(scene: Scene, progress: bool = True) -> Trajectory:
         entity_names=[e.name for e in scene.entities],
         background=tuple(float(c) for c in scene.background),
         lights=trajectory_lights(scene.lights, times, rigid))
+    traj = traj.to(dev)
     traj.timings["simulate"] = time.perf_counter() - t0
     return traj

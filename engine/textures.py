@@ -84,7 +84,7 @@ class ImageTexture:
         if duv_dx is None or duv_dy is None or len(self.levels) == 1:
             return base
         H, W = self.image.shape[:2]
-        size = torch.tensor([W, H], dtype=torch.float64) / self.scale
+        size = torch.tensor([W, H], dtype=torch.float64, device=uv.device) / self.scale
         rho = torch.maximum((duv_dx.to(torch.float64) * size).norm(dim=-1),
                             (duv_dy.to(torch.float64) * size).norm(dim=-1))
         top = len(self.levels) - 1

@@ -10,8 +10,9 @@ the simulator.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -22,7 +23,27 @@ if TYPE_CHECKING:
     from .textures import Texture
 
 __all__ = ["GaussianTrack", "HumanTrack", "LightState", "MeshTrack", "RigidTrack", "RobotTrack",
-           "Trajectory"]
+           "Trajectory", "to_device"]
+
+
+def to_device(obj: Any, device: torch.device | str) -> Any:
+    """``obj`` with every tensor in it on ``device``: tensors, and lists, tuples, dicts and
+    dataclasses of them, recursively (a dataclass is rebuilt with ``dataclasses.replace``, so
+    one that derives fields in ``__post_init__`` derives them again from the moved ones).
+    Anything else is returned as it is."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, list):
+        return [to_device(x, device) for x in obj]
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(to_device(x, device) for x in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {f.name: to_device(getattr(obj, f.name), device)
+                   for f in dataclasses.fields(obj) if f.init}
+        return dataclasses.replace(obj, **changes)
+    return obj
 
 
 @dataclass
@@ -158,3 +179,10 @@ class Trajectory:
     @property
     def device(self) -> torch.device:
         return self.times.device
+
+    def to(self, device: torch.device | str) -> Trajectory:
+        """The trajectory with every tensor on ``device`` (tracks, cameras, textures, the
+        deformables' states); itself when it is there already."""
+        if torch.device(device) == self.device:
+            return self
+        return to_device(self, device)

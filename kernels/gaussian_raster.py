@@ -274,7 +274,8 @@ def _composite_reference(
     )  # fmt: skip
     # threshold() keeps x > floor; the float just below 1/255 makes that alpha >= 1/255.
     alpha_floor = torch.nextafter(
-        torch.tensor(_ALPHA_MIN, dtype=dtype), torch.tensor(0.0, dtype=dtype)
+        torch.tensor(_ALPHA_MIN, dtype=dtype, device="cpu"),
+        torch.tensor(0.0, dtype=dtype, device="cpu"),
     ).item()
     counts = offsets[1:] - offsets[:-1]
     tiles = torch.argsort(counts, descending=True, stable=True)

@@ -13,7 +13,7 @@ the environment variable ``RENDIFF_TRITON=interpret`` is set (read at each call)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -43,8 +43,12 @@ class LightSet:
     radiance: Tensor  # [L, 3]
     cos_outer: Tensor  # [L]
     cos_inner: Tensor  # [L]
-    ambient: Tensor = field(default_factory=lambda: torch.zeros(3))  # [3]
+    ambient: Tensor | None = None  # [3]; None: no ambient light (zeros on kind's device)
     sh: Tensor | None = None  # [9, 3] degree-2 SH environment radiance, camera frame
+
+    def __post_init__(self) -> None:
+        if self.ambient is None:
+            self.ambient = torch.zeros(3, device=self.kind.device)
 
     @staticmethod
     def empty(device: torch.device | str = "cpu") -> LightSet:

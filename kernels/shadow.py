@@ -85,7 +85,8 @@ def ortho_view(
         viewmat: [4, 4] world-to-light-camera.
         ortho: (sx, sy, cx, cy) with u = sx x + cx, v = sy y + cy for a res x res map.
     """
-    d = torch.nn.functional.normalize(torch.as_tensor(light_dir, dtype=torch.float32), dim=0)
+    d = torch.as_tensor(light_dir, dtype=torch.float32, device="cpu")
+    d = torch.nn.functional.normalize(d, dim=0)
     lo = torch.as_tensor(scene_bounds[0], dtype=torch.float32)
     hi = torch.as_tensor(scene_bounds[1], dtype=torch.float32)
     radius = max(float((hi - lo).norm()) / 2.0, 1e-6)
@@ -110,7 +111,8 @@ def perspective_view(
     f = (res / 2.0) / math.tan(half_fov)
     eye = torch.as_tensor(light_pos, dtype=torch.float32)
     fwd = torch.nn.functional.normalize(torch.as_tensor(forward, dtype=torch.float32), dim=0)
-    K = torch.tensor([[f, 0.0, res / 2.0], [0.0, f, res / 2.0], [0.0, 0.0, 1.0]])
+    K = torch.tensor([[f, 0.0, res / 2.0], [0.0, f, res / 2.0], [0.0, 0.0, 1.0]],
+                     device=eye.device)
     return _look_along(eye, fwd), K
 
 
@@ -225,7 +227,7 @@ def shadow_visibility(
         return x.to(device=device, dtype=torch.float32)
 
     if kind == 0:
-        d = torch.as_tensor(light_dir, dtype=torch.float32).cpu()
+        d = torch.as_tensor(light_dir, dtype=torch.float32, device="cpu")
         d = torch.nn.functional.normalize(d, dim=0)
         if scene_bounds is None:
             scene_bounds = (pts.amin(0).cpu(), pts.amax(0).cpu())
@@ -240,11 +242,11 @@ def shadow_visibility(
         out[mask] = vis
         return out
 
-    pos = on(torch.as_tensor(light_pos, dtype=torch.float32))
+    pos = torch.as_tensor(light_pos, dtype=torch.float32, device=device)
     if kind == 2 and cos_outer is not None:
         half = math.acos(max(min(float(cos_outer), 1.0), -1.0))
         if half <= _MAX_SPOT_HALF_ANGLE:
-            axis = torch.as_tensor(light_dir, dtype=torch.float32).cpu()
+            axis = torch.as_tensor(light_dir, dtype=torch.float32, device="cpu")
             view, K = perspective_view(pos.cpu(), axis, half + 0.02, res)
             depth = on(depth_fn(view, K, res, res, ortho=None))
             out[mask] = _perspective_test(pts, on(view), on(K), depth, bias, pcf, normals, pos)
@@ -259,7 +261,7 @@ def shadow_visibility(
         sel = face == f
         if not bool(sel.any()):
             continue
-        forward = torch.zeros(3)
+        forward = torch.zeros(3, device="cpu")  # the light's views are set up on the CPU
         forward[f // 2] = 1.0 if f % 2 == 0 else -1.0
         view, K = perspective_view(pos.cpu(), forward, math.pi / 4, res)
         depth = on(depth_fn(view, K, res, res, ortho=None))

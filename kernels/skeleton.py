@@ -262,8 +262,9 @@ def draw_openpose(
         raise ValueError(f"keypoints must be [T, P, 18, 3], got {tuple(keypoints.shape)}")
     device = keypoints.device
     T, P = keypoints.shape[:2]
-    black = torch.zeros(1, 3, dtype=torch.uint8)
-    palette = torch.cat([black, OPENPOSE18_LIMB_COLORS, OPENPOSE18_COLORS]).to(device) / 255.0
+    black = torch.zeros(1, 3, dtype=torch.uint8, device=device)
+    palette = torch.cat([black, OPENPOSE18_LIMB_COLORS.to(device),
+                         OPENPOSE18_COLORS.to(device)]) / 255.0
     if T == 0 or P == 0 or height == 0 or width == 0:
         return torch.zeros(T, height, width, 3, dtype=torch.float32, device=device)
     params, codes = _shapes(keypoints, float(stickwidth), float(radius))

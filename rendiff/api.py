@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
+from rendiff import defaults
 from rendiff._resources import shipped_path
 from rendiff.conditioners.controls import control_images
 from rendiff.conditioners.pretrained import (
@@ -29,9 +30,9 @@ __all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_STEPS", "ModelError", "check_model", "c
 
 #: The shipped default model (a diffusers pipeline folder), trained by tools/train_default_model.py.
 DEFAULT_MODEL_DIR = shipped_path("models", "default")
-#: Sampling steps of a trained rendiff model unless the call or the scene says otherwise:
-#: 10 DDIM steps are as good as 20 for the default model (docs/default-model.md, table d).
-DEFAULT_STEPS = 10
+#: Sampling steps of a trained rendiff model unless the call or the scene says otherwise
+#: (:data:`rendiff.defaults.STEPS_TRAINED`).
+DEFAULT_STEPS = defaults.STEPS_TRAINED
 
 
 def condition(layers: Layers, maps: list[str] | None = None) -> dict[str, torch.Tensor]:
@@ -188,13 +189,12 @@ def _load_pipeline(path: Path):
 
 def _scheduler(name: str, config):
     """A diffusers scheduler by short name, sharing the trained scheduler's configuration."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+    import diffusers
 
-    classes = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler,
-               "dpm": DPMSolverMultistepScheduler}
-    if name not in classes:
-        raise ValueError(f"unknown scheduler {name!r}; expected one of {sorted(classes)}")
-    return classes[name].from_config(config)
+    if name not in defaults.SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; expected one of "
+                         f"{sorted(defaults.SCHEDULERS)}")
+    return getattr(diffusers, defaults.SCHEDULERS[name]).from_config(config)
 
 
 def _pretrained_spec(model, gen) -> AnimateDiffSpec | None:
@@ -243,8 +243,9 @@ def _generate_pretrained(layers: Layers, spec: AnimateDiffSpec, gen, *, referenc
         layers, spec, reference=reference,
         maps=maps or (gen.maps if gen is not None and gen.maps else None),
         weights=weights if weights is not None else (dict(gen.weights) if gen is not None else {}),
-        window=window or (gen.window if gen is not None else 16),
-        overlap=overlap if overlap is not None else (gen.overlap if gen is not None else 4),
+        window=window or (gen.window if gen is not None else defaults.WINDOW),
+        overlap=overlap if overlap is not None else (
+            gen.overlap if gen is not None else defaults.OVERLAP),
         steps=steps or spec.steps or (gen.steps if gen is not None else None),
         # the scene's scheduler only when the scene file names one: its default (ddim) is the
         # shipped model's, and a setup without one samples with its base model's own
@@ -343,8 +344,9 @@ def generate(
         num_inference_steps=steps or (gen.steps if gen is not None else None) or DEFAULT_STEPS,
         seed=seed if seed is not None else 0,
         control_weights=weights or None,
-        window=window or (gen.window if gen is not None else 16),
-        overlap=overlap if overlap is not None else (gen.overlap if gen is not None else 4))
+        window=window or (gen.window if gen is not None else defaults.WINDOW),
+        overlap=overlap if overlap is not None else (
+            gen.overlap if gen is not None else defaults.OVERLAP))
     if record is not None:
         record.update({
             "kind": "rendiff", "model": str(path.resolve()), "maps": list(use),

@@ -141,7 +141,11 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a scene file and print the resolved scene")
     v.add_argument("scene")
 
-    common = argparse.ArgumentParser(add_help=False)
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where physics, rendering and generation run (default cpu)")
+
+    common = argparse.ArgumentParser(add_help=False, parents=[device])
     common.add_argument("scene", help="built-in scene name or path to a .yaml/.json scene file")
     common.add_argument("-o", "--out", required=True, type=Path, help="output folder")
     common.add_argument("--frames", type=_count("--frames", 1), help="number of frames")
@@ -149,7 +153,6 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--size", type=_size, help="image size WxH, e.g. 256x256")
     common.add_argument("--seed", type=_count("--seed", 0),
                         help="random seed (recorded in the outputs)")
-    common.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("render", parents=[common], help="simulate and render the maps")
     r = sub.add_parser("run", parents=[common], help="simulate, render, condition and generate")
@@ -170,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--maps", help="comma-separated control maps, e.g. depth,normal")
     r.add_argument("--reference", help="appearance reference image")
 
-    d = sub.add_parser("dataset", help="make or verify a randomised, annotated data set")
+    d = sub.add_parser("dataset", parents=[device],
+                       help="make or verify a randomised, annotated data set")
     d.add_argument("spec", nargs="?", help="data-set spec (.yaml/.json), see examples/*dataset*")
     d.add_argument("-o", "--out", type=Path, help="output folder (re-running resumes)")
     d.add_argument("--clips", type=_count("--clips", 1, 1_000_000),
@@ -181,7 +185,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="run on Ray: 'local' starts one here with --workers CPUs, else the "
                         "address of a running cluster (OUT must be visible to every node)")
     d.add_argument("--seed", type=_count("--seed", 0), help="master seed (overrides the spec's)")
-    d.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.add_argument("--generate", action="store_true",
                    help="also generate video with the model and write generated/ frames")
@@ -219,11 +222,7 @@ def _dataset(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     if not args.spec or args.out is None or args.clips is None:
         raise _UsageError("dataset needs SPEC, -o OUT and --clips N (or --verify OUT)")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise _UsageError("--device cuda: no CUDA device is available here")
+    _check_device(args.device)
     from rendiff.dataset.spec import load_dataset_spec
 
     spec = load_dataset_spec(args.spec)
@@ -286,6 +285,15 @@ def _load(spec: str, args: argparse.Namespace):
     return scene
 
 
+def _check_device(device: str) -> None:
+    """``--device cuda`` where there is none: one line, before any work."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise _UsageError("--device cuda: no CUDA device is available here")
+
+
 def _run(args: argparse.Namespace, generate: bool) -> int:
     from rendiff._threads import choose_threads
 
@@ -295,8 +303,7 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
 
     import rendiff
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise _UsageError("--device cuda: no CUDA device is available here")
+    _check_device(args.device)
     if args.out.exists() and not args.out.is_dir():
         raise _UsageError(f"-o {args.out}: exists and is not a folder")
     scene = _load(args.scene, args)
@@ -315,9 +322,9 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
         init_warp(quiet=True)
     timings: dict[str, float] = {}
     with _stage("simulate", timings):
-        traj = rendiff.simulate(scene, progress=progress)
+        traj = rendiff.simulate(scene, progress=progress, device=args.device)
     with _stage("render", timings):
-        layers = rendiff.render(traj, progress=progress)
+        layers = rendiff.render(traj, progress=progress)  # on the trajectory's device
     video = None
     provenance: dict = {}
     if generate:

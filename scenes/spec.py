@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from rendiff import defaults
+
 __all__ = [
     "Ambient",
     "AmassMotion",
@@ -944,8 +946,8 @@ class DeformableOptions(_Strict):
     ``mpm_particles_per_cell`` particles per cell along each axis; the MPM step is ``mpm_cfl``
     times the CFL limit. Particles are clamped into the domain."""
 
-    cloth_iterations: Annotated[int, Field(ge=1, le=200)] = 10
-    mpm_cell_size: Annotated[float, Field(ge=0.002, le=1.0)] = 0.02
+    cloth_iterations: Annotated[int, Field(ge=1, le=200)] = defaults.CLOTH_ITERATIONS
+    mpm_cell_size: Annotated[float, Field(ge=0.002, le=1.0)] = defaults.MPM_CELL_SIZE
     mpm_domain: tuple[Vec3, Vec3] | None = None
     mpm_particles_per_cell: Annotated[int, Field(ge=1, le=4)] = 2
     mpm_cfl: Annotated[float, Field(gt=0.0, le=1.0)] = 0.4
@@ -963,9 +965,9 @@ class DeformableOptions(_Strict):
 class PhysicsOptions(_Strict):
     """Physics settings: the physics rate is independent of the video frame rate."""
 
-    rate_hz: Annotated[float, Field(ge=30.0, le=20000.0)] = 240.0
-    gravity: Vec3 = (0.0, 0.0, -9.81)
-    solver: Literal["xpbd", "steel"] = "xpbd"
+    rate_hz: Annotated[float, Field(ge=30.0, le=20000.0)] = defaults.PHYSICS_RATE_HZ
+    gravity: Vec3 = defaults.GRAVITY
+    solver: Literal["xpbd", "steel"] = defaults.PHYSICS_SOLVER
     deformables: DeformableOptions = Field(default_factory=DeformableOptions)
 
 
@@ -975,12 +977,12 @@ class GenerationOptions(_Strict):
 
     model: AssetPath | None = None
     steps: Annotated[int, Field(ge=1, le=1000)] | None = None  # None: the model's default
-    scheduler: Literal["ddim", "euler", "dpm"] = "ddim"
+    scheduler: Literal["ddim", "euler", "dpm"] = defaults.SCHEDULER
     maps: list[str] | None = None
     weights: dict[str, Unit] = Field(default_factory=dict)
     reference: AssetPath | None = None
-    window: Annotated[int, Field(ge=2, le=256)] = 16
-    overlap: Annotated[int, Field(ge=0)] = 4
+    window: Annotated[int, Field(ge=2, le=256)] = defaults.WINDOW
+    overlap: Annotated[int, Field(ge=0)] = defaults.OVERLAP
 
 
     @model_validator(mode="after")

@@ -239,6 +239,35 @@ def test_each_rule_fails_on_a_violation(rule):
     assert rule(edges)
 
 
+def test_defaults_are_defined_once():
+    """The scene spec, the engine's settings, the pipelines and the API take their defaults from
+    rendiff.defaults, so each default has one definition."""
+    import inspect
+
+    from rendiff import api, defaults
+    from rendiff.conditioners import pipeline, pretrained
+    from rendiff.engine import deformables, physics
+    from rendiff.scenes import spec
+
+    gen, phys = spec.GenerationOptions(), spec.PhysicsOptions()
+    assert (gen.window, gen.overlap, gen.scheduler) == (defaults.WINDOW, defaults.OVERLAP,
+                                                        defaults.SCHEDULER)
+    assert (phys.rate_hz, phys.gravity, phys.solver) == (
+        defaults.PHYSICS_RATE_HZ, defaults.GRAVITY, defaults.PHYSICS_SOLVER)
+    for settings in (physics.PhysicsSettings(), deformables.DeformableSettings()):
+        assert (settings.rate_hz, settings.gravity, settings.ground_friction) == (
+            defaults.PHYSICS_RATE_HZ, defaults.GRAVITY, defaults.GROUND_FRICTION)
+    assert (phys.deformables.cloth_iterations, phys.deformables.mpm_cell_size) == (
+        deformables.DeformableSettings().cloth_iterations,
+        deformables.DeformableSettings().mpm_cell_size)
+    call = inspect.signature(pipeline.RendiffVideoPipeline.__call__).parameters
+    assert (call["window"].default, call["overlap"].default,
+            call["num_inference_steps"].default) == (defaults.WINDOW, defaults.OVERLAP,
+                                                     defaults.STEPS_TRAINED)
+    assert api.DEFAULT_STEPS == defaults.STEPS_TRAINED
+    assert pretrained.SCHEDULERS is defaults.SCHEDULERS
+
+
 def report() -> dict:
     edges = imports()
     return {"modules": len(MODULES), "import_cycles": cycles(edges),

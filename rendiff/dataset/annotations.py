@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rendiff import defaults
 from rendiff.engine.camera import CameraFrames
 from rendiff.engine.entities import kind_of
 from rendiff.engine.layers import Layer, Layers
@@ -244,7 +245,7 @@ def _amodal_masks(track: MeshTrack | GaussianTrack, cams: CameraFrames) -> Tenso
             gr = rasterize_gaussians(track.means[k], track.quats[k], track.scales_at(k),
                                      track.opacities, track.colors[k], cams.viewmats[k],
                                      cams.K[k], W, H, near=cams.near, far=cams.far)
-            out[k] = gr.alpha > 0.5
+            out[k] = gr.alpha > defaults.ALPHA_SOLID
     return out
 
 

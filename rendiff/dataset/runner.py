@@ -220,7 +220,7 @@ def make_clip(
     try:
         t0 = time.perf_counter()
         draw = sample_clip(spec, index)
-        traj = rendiff.simulate(draw.scene, progress=False)
+        traj = rendiff.simulate(draw.scene, progress=False, device=device)
         t1 = time.perf_counter()
         layers = rendiff.render(traj, progress=False)
         t2 = time.perf_counter()
@@ -238,6 +238,7 @@ def make_clip(
                 seed=draw.scene.seed,
             )
         t3 = time.perf_counter()
+        traj, layers = traj.to("cpu"), layers.to("cpu")  # the writers work on the CPU
         tmp.mkdir(parents=True)
         name = f"{CLIPS}/{clip_name(index)}"
         row = write_clip(

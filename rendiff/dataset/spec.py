@@ -42,6 +42,7 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
+from rendiff import defaults
 from rendiff.io.atomic import write_text
 from rendiff.scenes.io import (
     SceneError,
@@ -644,8 +645,8 @@ class PhysicsSpec(_Section):
     """Physics options (gravity along -Z with magnitude ``gravity``)."""
 
     gravity: NonNegReal = 9.81
-    rate_hz: Annotated[Dist, _d("float", ge=30.0, le=20000.0)] = 240.0
-    solver: Annotated[Dist, _d("str", options=("xpbd", "steel"))] = "xpbd"
+    rate_hz: Annotated[Dist, _d("float", ge=30.0, le=20000.0)] = defaults.PHYSICS_RATE_HZ
+    solver: Annotated[Dist, _d("str", options=("xpbd", "steel"))] = defaults.PHYSICS_SOLVER
 
 
 _UNUSED_WITH_BASE = ("objects", "human", "gaussians")

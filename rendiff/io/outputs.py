@@ -117,6 +117,9 @@ def save(
     are left alone.
     """
     started = time.perf_counter()
+    layers = layers.to("cpu")  # rendered on a GPU: written from the CPU
+    if generated is not None:
+        generated = torch.as_tensor(generated).cpu()
     check_finite(layers, generated)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
