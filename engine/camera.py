@@ -29,6 +29,14 @@ class CameraFrames:
     def __len__(self) -> int:
         return self.viewmats.shape[0]
 
+    def resized(self, width: int, height: int) -> CameraFrames:
+        """The same cameras seeing the same view at another image size: focal lengths and
+        principal point scaled by ``width / self.width`` and ``height / self.height``."""
+        K = self.K.clone()
+        K[:, 0, :] *= width / self.width
+        K[:, 1, :] *= height / self.height
+        return CameraFrames(K, self.viewmats, int(width), int(height), self.near, self.far)
+
     def to(self, device: torch.device | str) -> CameraFrames:
         """The same cameras with ``K`` and ``viewmats`` on ``device``."""
         return CameraFrames(self.K.to(device), self.viewmats.to(device), self.width, self.height,

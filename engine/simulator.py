@@ -31,7 +31,7 @@ from rendiff.scenes.spec import (
 from .camera_paths import camera_frames
 from .entities import Context, bound_tracks, entity_cloud, entity_uvs, kind_of, texture_of
 from .lighting import trajectory_lights
-from .trajectory import MeshTrack, RigidTrack, Trajectory
+from .trajectory import MeshTrack, RigidTrack, Trajectory, map_tensors
 from .transforms import quat_multiply, quat_normalize, quat_to_matrix
 
 __all__ = ["semantic_classes", "simulate"]
@@ -318,6 +318,8 @@ def simulate(scene: Scene, progress: bool = True,
         entity_names=[e.name for e in scene.entities],
         background=tuple(float(c) for c in scene.background),
         lights=trajectory_lights(scene.lights, times, rigid))
-    traj = traj.to(dev)
+    # contiguous tracks: the same bits render the same, however they were computed (an einsum's
+    # strides) or read back from a trajectory file
+    traj = map_tensors(traj, lambda t: t.contiguous()).to(dev)
     traj.timings["simulate"] = time.perf_counter() - t0
     return traj

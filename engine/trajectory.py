@@ -11,6 +11,7 @@ the simulator.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,27 +24,32 @@ if TYPE_CHECKING:
     from .textures import Texture
 
 __all__ = ["GaussianTrack", "HumanTrack", "LightState", "MeshTrack", "RigidTrack", "RobotTrack",
-           "Trajectory", "to_device"]
+           "Trajectory", "map_tensors", "to_device"]
 
 
-def to_device(obj: Any, device: torch.device | str) -> Any:
-    """``obj`` with every tensor in it on ``device``: tensors, and lists, tuples, dicts and
+def map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``obj`` with ``fn`` applied to every tensor in it: tensors, and lists, tuples, dicts and
     dataclasses of them, recursively (a dataclass is rebuilt with ``dataclasses.replace``, so
-    one that derives fields in ``__post_init__`` derives them again from the moved ones).
+    one that derives fields in ``__post_init__`` derives them again from the new ones).
     Anything else is returned as it is."""
     if isinstance(obj, torch.Tensor):
-        return obj.to(device)
+        return fn(obj)
     if isinstance(obj, list):
-        return [to_device(x, device) for x in obj]
+        return [map_tensors(x, fn) for x in obj]
     if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
-        return tuple(to_device(x, device) for x in obj)
+        return tuple(map_tensors(x, fn) for x in obj)
     if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
+        return {k: map_tensors(v, fn) for k, v in obj.items()}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        changes = {f.name: to_device(getattr(obj, f.name), device)
+        changes = {f.name: map_tensors(getattr(obj, f.name), fn)
                    for f in dataclasses.fields(obj) if f.init}
         return dataclasses.replace(obj, **changes)
     return obj
+
+
+def to_device(obj: Any, device: torch.device | str) -> Any:
+    """``obj`` with every tensor in it on ``device`` (see :func:`map_tensors`)."""
+    return map_tensors(obj, lambda t: t.to(device))
 
 
 @dataclass

@@ -83,6 +83,8 @@ _EXPORTS = {
     "condition": "rendiff.api",
     "generate": "rendiff.api",
     "save": "rendiff.api",
+    "load_trajectory": "rendiff.io.trajectory",
+    "save_trajectory": "rendiff.io.trajectory",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

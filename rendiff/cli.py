@@ -35,7 +35,8 @@ class _UsageError(Exception):
 #: once its module is loaded, so the CLI imports none of them up front (``rendiff scenes`` and
 #: ``--help`` then never load torch).
 _INPUT_ERRORS = (("rendiff.scenes.io", "SceneError"),
-                 ("rendiff.conditioners.pretrained", "ModelError"),
+                 ("rendiff.conditioners.loading", "ModelError"),
+                 ("rendiff.io.trajectory", "TrajectoryFileError"),
                  ("rendiff.dataset.runner", "DatasetError"),
                  ("rendiff.engine.body", "UnsafePickleError"))
 
@@ -146,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="where physics, rendering and generation run (default cpu)")
 
     common = argparse.ArgumentParser(add_help=False, parents=[device])
-    common.add_argument("scene", help="built-in scene name or path to a .yaml/.json scene file")
+    common.add_argument("scene", help="built-in scene name, a .yaml/.json scene file, or a run's "
+                        "trajectory.npz (re-rendered without simulating; --size rescales it)")
     common.add_argument("-o", "--out", required=True, type=Path, help="output folder")
     common.add_argument("--frames", type=_count("--frames", 1), help="number of frames")
     common.add_argument("--fps", type=_fps, help="frames per second")
@@ -306,13 +308,19 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
     _check_device(args.device)
     if args.out.exists() and not args.out.is_dir():
         raise _UsageError(f"-o {args.out}: exists and is not a folder")
-    scene = _load(args.scene, args)
+    trajectory_file = args.scene.lower().endswith(".npz")
+    scene = None if trajectory_file else _load(args.scene, args)
+    if trajectory_file:
+        for option in ("frames", "fps"):
+            if getattr(args, option, None) is not None:
+                raise _UsageError(f"--{option}: a trajectory's frames are simulated already; "
+                                  "re-simulate its scene.yaml to change them")
     if generate:  # the model and the options that go with it, before any work
         from rendiff.api import check_model
 
-        check_model(args.model or scene.generation.model,
+        check_model(args.model or (scene.generation.model if scene is not None else None),
                     args.maps.split(",") if args.maps else None,
-                    entities=[e.name for e in scene.entities])
+                    entities=[e.name for e in scene.entities] if scene is not None else None)
         if args.reference is not None:
             _check_image(args.reference, "--reference")
     progress = not args.quiet
@@ -321,8 +329,16 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
 
         init_warp(quiet=True)
     timings: dict[str, float] = {}
-    with _stage("simulate", timings):
-        traj = rendiff.simulate(scene, progress=progress, device=args.device)
+    if trajectory_file:  # re-render a run's 3D state without simulating again
+        from rendiff.io.trajectory import load_trajectory
+
+        with _stage("load", timings):
+            traj = load_trajectory(args.scene).to(args.device)
+        if args.size is not None:
+            traj.cameras = traj.cameras.resized(*args.size)
+    else:
+        with _stage("simulate", timings):
+            traj = rendiff.simulate(scene, progress=progress, device=args.device)
     with _stage("render", timings):
         layers = rendiff.render(traj, progress=progress)  # on the trajectory's device
     video = None
@@ -336,17 +352,19 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
                                      weights=args.weights, prompt=args.prompt,
                                      negative_prompt=args.negative_prompt,
                                      guidance_scale=args.guidance_scale, keyframes=args.keyframes,
-                                     record=provenance, options=scene.generation,
-                                     seed=scene.seed)
+                                     record=provenance,
+                                     options=scene.generation if scene is not None else None,
+                                     seed=scene.seed if scene is not None else args.seed)
     with _stage("save", timings):
-        written = rendiff.save(args.out, layers, video, scene=scene, contacts=traj.contacts,
+        written = rendiff.save(args.out, layers, video, scene=scene, trajectory=traj,
                                timings=dict(timings),
                                extra={"threads": {"policy": policy,
                                                   "torch_threads": torch.get_num_threads()},
                                       **({"generation": provenance} if generate else {})})
     if progress:
         total = sum(timings.values())
-        print(f"rendiff: {scene.name}: {len(written)} outputs in {args.out} ({total:.1f} s: "
+        name = scene.name if scene is not None else args.scene
+        print(f"rendiff: {name}: {len(written)} outputs in {args.out} ({total:.1f} s: "
               + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ")")
     return 0
 

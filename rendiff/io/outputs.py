@@ -19,12 +19,14 @@ import torch
 
 from rendiff.conditioners.controls import control_image
 from rendiff.engine.layers import LAYER_DOCS, Layer, Layers
+from rendiff.engine.trajectory import Trajectory
 from rendiff.scenes.io import save_scene
 from rendiff.scenes.spec import Scene
 
 from .atomic import atomic_path, remove_leftovers, write_text
 from .contact_sheet import contact_sheet
 from .npz import write_npz
+from .trajectory import save_trajectory, trajectory_table
 from .video import to_uint8, write_video
 
 __all__ = ["OutputError", "check_finite", "save", "versions"]
@@ -85,7 +87,8 @@ def check_finite(layers: Layers, generated: torch.Tensor | None = None) -> None:
 #: The file names ``save`` writes before metadata.json (which it removes first and writes last);
 #: in a folder it writes into, any of them that a run did not write is an earlier run's and is
 #: removed, so that a folder's outputs all come from one run.
-_OUTPUT_NAMES = ("scene.yaml", "layers.npz", "render.mp4", "generated.mp4", "contact_sheet.png")
+_OUTPUT_NAMES = ("scene.yaml", "trajectory.npz", "trajectory.csv", "layers.npz", "render.mp4",
+                 "generated.mp4", "contact_sheet.png")
 
 
 def _stale_outputs(out: Path, written: set[Path]) -> list[Path]:
@@ -100,6 +103,7 @@ def save(
     generated: torch.Tensor | None = None,
     *,
     scene: Scene | None = None,
+    trajectory: Trajectory | None = None,
     contacts: list | None = None,
     timings: dict[str, float] | None = None,
     extra: dict | None = None,
@@ -108,7 +112,9 @@ def save(
     """Writes every output of a run into ``out_dir`` and returns the paths written.
 
     Files: ``scene.yaml`` (``scene``, the resolved scene the layers were rendered from, seed
-    included; only when given), ``layers.npz`` (raw float layers,
+    included; only when given), ``trajectory.npz`` and ``trajectory.csv`` (``trajectory``, the
+    simulated 3D state the layers were rendered from: :mod:`rendiff.io.trajectory`; only when
+    given), ``layers.npz`` (raw float layers,
     cameras, keypoints), ``maps/<layer>.mp4`` (each control layer in its control encoding),
     ``render.mp4`` (the engine's lit RGB), ``generated.mp4`` (when ``generated`` [T, H, W, 3] is
     given), ``contact_sheet.png`` and, last, ``metadata.json``. Outputs of an earlier run in the
@@ -132,6 +138,13 @@ def save(
     written: dict[str, Path] = {}
     if scene is not None:
         written["scene"] = save_scene(scene, out / "scene.yaml")
+
+    if trajectory is not None:
+        written["trajectory"] = save_trajectory(trajectory, out / "trajectory.npz")
+        written["trajectory_table"] = write_text(out / "trajectory.csv",
+                                                 trajectory_table(trajectory))
+        if contacts is None:
+            contacts = trajectory.contacts
 
     with atomic_path(out / "layers.npz") as tmp:
         write_npz(tmp, layers.to_numpy())
