@@ -57,18 +57,44 @@ def _lights(scene: Scene, direction=(-0.5, 0.35, -1.0)) -> None:
     scene.add_light(Directional(direction=direction, intensity=0.75, shadows=True))
 
 
+def _clear_height(x: float, y: float, z: float, radius: float,
+                  placed: list[tuple[tuple[float, float, float], float]],
+                  gap: float = 0.01) -> float:
+    """The lowest height from ``z`` up at which a body held by a sphere of ``radius`` at
+    (x, y) keeps ``gap`` from every placed one (centre, radius): bodies start apart, so physics
+    has nothing to push out on its first step."""
+    moved = True
+    while moved:
+        moved = False
+        for (px, py, pz), pr in placed:
+            need = radius + pr + gap
+            d2 = (x - px) ** 2 + (y - py) ** 2
+            if d2 < need * need and abs(z - pz) < math.sqrt(need * need - d2) - 1e-9:
+                z = pz + math.sqrt(need * need - d2)
+                moved = True
+    return z
+
+
 def falling_objects(seed: int = 0) -> Scene:
     """Rigid primitives dropped onto a ground plane, seen by a static camera."""
     rng = random.Random(seed)
     scene = Scene(name="falling_objects", seed=seed, frames=32, fps=16.0,
                   description="Rigid bodies of several shapes dropped onto a ground plane.")
     _ground(scene)  # plain: the default model was trained on plain floors
-    shapes = [Sphere(radius=0.12), Box(size=(0.22, 0.22, 0.22)), Capsule(radius=0.07, length=0.2),
-              Cylinder(radius=0.1, height=0.2), Sphere(radius=0.09), Box(size=(0.3, 0.15, 0.1))]
+    # each shape with the radius of a sphere about its centre that holds it (half its diagonal)
+    shapes = [(Sphere(radius=0.12), 0.12),
+              (Box(size=(0.22, 0.22, 0.22)), 0.11 * math.sqrt(3)),
+              (Capsule(radius=0.07, length=0.2), 0.07 + 0.1),
+              (Cylinder(radius=0.1, height=0.2), math.hypot(0.1, 0.1)),
+              (Sphere(radius=0.09), 0.09),
+              (Box(size=(0.3, 0.15, 0.1)), 0.5 * math.sqrt(0.3**2 + 0.15**2 + 0.1**2))]
     palette = [(0.85, 0.25, 0.2), (0.2, 0.55, 0.85), (0.95, 0.75, 0.2), (0.3, 0.75, 0.35),
                (0.7, 0.35, 0.8), (0.9, 0.5, 0.2)]
-    for i, geom in enumerate(shapes):
-        pos = (rng.uniform(-0.35, 0.35), rng.uniform(-0.35, 0.35), 0.35 + 0.15 * i)
+    placed: list[tuple[tuple[float, float, float], float]] = []
+    for i, (geom, radius) in enumerate(shapes):
+        x, y = rng.uniform(-0.35, 0.35), rng.uniform(-0.35, 0.35)
+        pos = (x, y, _clear_height(x, y, 0.35 + 0.15 * i, radius, placed))
+        placed.append((pos, radius))
         rpy = (rng.uniform(0, 90), rng.uniform(0, 90), rng.uniform(0, 180))
         scene.add(geom, Pose.from_euler(pos, rpy),
                   Material(density=600.0, friction=0.5, restitution=0.45),

@@ -587,17 +587,28 @@ class Deformation(_Strict):
     type: Literal["dddm"] = "dddm"
     path: AssetPath | None = None
     procedural: Literal["wobble", "twist", "breathe"] | None = "wobble"
-    amplitude: NonNeg = 0.1
-    frequency: PosFloat = 1.0
+    amplitude: NonNeg | None = 0.1  # procedural only (None with a path)
+    frequency: PosFloat | None = 1.0  # procedural only (None with a path)
 
     @model_validator(mode="after")
     def _one_source(self) -> Deformation:
-        if self.path is not None and self.procedural is not None:
-            if "procedural" in self.model_fields_set:
+        if self.path is not None:
+            if self.procedural is not None and "procedural" in self.model_fields_set:
                 raise ValueError("give either 'path' (DDDM coefficients) or 'procedural', not both")
-            self.procedural = None  # the default, unused with a file (the assignment re-runs this)
+            for name in ("amplitude", "frequency"):
+                if name in self.model_fields_set and getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only a procedural deformation takes it; the "
+                                     "'path' file holds its own coefficients")
+            # the procedural defaults mean nothing with a file: cleared, so a saved scene does
+            # not show settings that were never used (each assignment re-runs this)
+            for name in ("procedural", "amplitude", "frequency"):
+                if getattr(self, name) is not None:
+                    setattr(self, name, None)
+        else:
+            for name in ("amplitude", "frequency"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{name}: a procedural deformation needs it")
         return self
-
 
 
 class JointTargets(_Strict):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import rendiff
 from rendiff.cli import main
 from rendiff.scenes.io import MAX_FILE_BYTES
 
@@ -519,3 +520,31 @@ def test_a_clip_whose_render_holds_nan_is_not_written(tmp_path, monkeypatch):
     failed = json.loads((tmp_path / "out" / "failures.json").read_text())["failed"]
     assert "layer 'shading' holds NaN or inf at frame 1" in failed[0]["error"], failed
     assert not (tmp_path / "out" / "clips" / "000000").exists()
+
+
+def test_deformation_from_a_file_saves_no_procedural_settings(tmp_path):
+    """Deformation(path=...) ignores the procedural motion's settings: the saved scene.yaml does
+    not show them (it showed amplitude 0.1 and frequency 1.0, never used), setting them
+    with a path is refused, and the saved scene loads back to the same deformation."""
+    from rendiff.engine.deformation import DDDM
+    from rendiff.scenes.io import scene_to_dict
+
+    coeffs = tmp_path / "motion.npz"
+    DDDM.zeros(10, 2).save(coeffs)
+    scene = rendiff.Scene(name="d", frames=2, fps=4.0, size=(16, 16))
+    scene.add(rendiff.Gaussians(shape="sphere", count=10, radius=0.3), name="cloud",
+              animation=rendiff.Deformation(path=str(coeffs)))
+    saved = scene_to_dict(scene)["entities"][0]["animation"]
+    assert saved["path"] == str(coeffs)
+    assert saved["procedural"] is None and saved["amplitude"] is None
+    assert saved["frequency"] is None
+    rendiff.save_scene(scene, tmp_path / "scene.yaml")
+    again = rendiff.load_scene(tmp_path / "scene.yaml")
+    assert again.entities[0].animation == scene.entities[0].animation
+    for field in ("amplitude", "frequency", "procedural"):
+        with pytest.raises(ValueError, match=field):
+            rendiff.Deformation(path=str(coeffs), **{field: "twist" if field == "procedural"
+                                                     else 0.2})
+    with pytest.raises(ValueError, match="amplitude: a procedural deformation needs it"):
+        rendiff.Deformation(amplitude=None)
+    assert rendiff.Deformation().amplitude == 0.1  # procedural defaults unchanged
