@@ -49,6 +49,7 @@ from .binding import (
     surface_gaussians,
 )
 from .camera import interpolate_points
+from .gaussians import splat_normals
 from .textures import CheckerTexture, ImageTexture, Texture, load_image
 from .trajectory import GaussianTrack, HumanTrack, MeshTrack, RigidTrack, RobotTrack
 from .transforms import interpolate_quats, quat_multiply, quat_normalize, quat_to_matrix
@@ -452,8 +453,9 @@ def gaussian_track(e: Entity, times: Tensor, root: RigidTrack, iid: int, sid: in
     colors = torch.stack([f.colors() for f in frames])
     means = torch.einsum("tij,tnj->tni", R, means) + root.positions[:, None]
     quats = quat_multiply(root.quats[:, None].expand_as(quats), quats)
+    normals = splat_normals(cloud.means, cloud.quats, cloud.scales)
     return GaussianTrack(e.name, iid, sid, means, quats, cloud.scales, cloud.opacities, colors,
-                         e.appearance.specular, e.appearance.roughness)
+                         e.appearance.specular, e.appearance.roughness, normals=normals)
 
 
 def deformable_track(e: Entity, entry: tuple, iid: int, sid: int

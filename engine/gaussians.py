@@ -31,11 +31,13 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from rendiff.engine.transforms import matrix_to_quat, quat_multiply
+from rendiff.engine.transforms import matrix_to_quat, quat_multiply, quat_to_matrix
 
 __all__ = [
+    "ISOTROPY",
     "SH_C0",
     "GaussianCloud",
+    "splat_normals",
     "concat",
     "from_mesh",
     "from_points",
@@ -620,3 +622,44 @@ def from_primitive(
         area = 4 * math.pi**2 * big * small
     rgb = _broadcast_colors(color, n, "color")
     return _discs(pts, normals, _any_tangent(normals), area, thickness, opacity, rgb)
+
+
+#: a Gaussian whose shortest scale is more than this fraction of its middle one has no
+#: shortest axis worth calling its normal (a round splat: 3DGS's isotropic initialisation)
+ISOTROPY = 0.7
+
+
+def splat_normals(means: Tensor, quats: Tensor, scales: Tensor, k: int = 16) -> Tensor:
+    """Each Gaussian's surface normal in its own frame, for shading and the normal layer.
+
+    A flat splat's normal is its shortest axis. A near-isotropic one (shortest scale above
+    :data:`ISOTROPY` of the middle one) has none: its normal is the cloud's local surface there,
+    the direction of least spread of its ``k`` nearest neighbours' centres (PCA), turned away from
+    the cloud's centroid, then expressed in the Gaussian's frame so that it turns with the
+    Gaussian when the cloud moves or deforms.
+
+    Args:
+        means: Tensor  # [N, 3] centres (one frame, any world placement)
+        quats: Tensor  # [N, 4] (w, x, y, z) local -> world
+        scales: Tensor  # [N, 3] standard deviations
+    Returns:
+        Tensor  # [N, 3] float32 unit normals in each Gaussian's frame
+    """
+    n = means.shape[0]
+    s, axis = scales.float().sort(dim=-1)
+    out = torch.nn.functional.one_hot(axis[:, 0], 3).float()
+    round_ = s[:, 0] > ISOTROPY * s[:, 1]
+    if n < 4 or not bool(round_.any()):
+        return out
+    pts = means.detach().double().cpu().numpy()
+    _, idx = cKDTree(pts).query(pts[round_.cpu().numpy()], k=min(k, n))
+    nbr = torch.from_numpy(pts[idx])  # [M, k, 3]
+    centred = nbr - nbr.mean(1, keepdim=True)
+    _, vecs = torch.linalg.eigh(centred.transpose(1, 2) @ centred)  # ascending eigenvalues
+    normal = vecs[..., 0]  # least spread
+    outward = torch.from_numpy(pts[round_.cpu().numpy()]) - torch.from_numpy(pts.mean(0))
+    normal = torch.where(((normal * outward).sum(-1) < 0)[:, None], -normal, normal)
+    R = quat_to_matrix(quats[round_].double().cpu())  # local -> world
+    local = (R.transpose(1, 2) @ normal[..., None])[..., 0]
+    out[round_.cpu()] = torch.nn.functional.normalize(local, dim=-1).float()
+    return out.to(means.device)

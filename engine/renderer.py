@@ -299,10 +299,16 @@ def render(
             mat = torch.cat([torch.tensor([[g.specular, g.roughness]], device=dev).expand(
                 g.means.shape[1], 2) for g in gs])
             feats = torch.cat([gfwd, gbwd, mat], 1)
+            scales = [g.scales_at(k) for g in gs]
+            normals = None  # each cloud's own, else its splats' shortest axes
+            if any(g.normals is not None for g in gs):
+                normals = torch.cat([g.normals if g.normals is not None else
+                                     torch.nn.functional.one_hot(sc.argmin(-1), 3).float()
+                                     for g, sc in zip(gs, scales, strict=True)])
             gr = rasterize_gaussians(
-                means, torch.cat([g.quats[k] for g in gs]), torch.cat([g.scales_at(k) for g in gs]),
+                means, torch.cat([g.quats[k] for g in gs]), torch.cat(scales),
                 torch.cat([g.opacities for g in gs]), torch.cat([g.colors[k] for g in gs]),
-                viewmat, K, W, H, features=feats, near=cams.near, far=cams.far,
+                viewmat, K, W, H, features=feats, near=cams.near, far=cams.far, normals=normals,
             )
             a = gr.alpha
             a_safe = a.clamp_min(1e-6)[..., None]

@@ -96,6 +96,8 @@ class GaussianTrack:
     part_labels: Tensor | None = None  # [N] semantic ids per Gaussian (an avatar's SMPL parts)
     frame_scales: Tensor | None = None  # [T, N, 3] per-frame scales of a deforming cloud (MPM:
     # the singular values of F R S), else None and ``scales`` hold at every frame
+    normals: Tensor | None = None  # [N, 3] each Gaussian's unit normal in its own frame
+    # (rendiff.engine.gaussians.splat_normals), else None: its shortest axis
 
     def scales_at(self, k: int) -> Tensor:
         """Standard deviations [N, 3] of the Gaussians at frame k."""

@@ -69,8 +69,9 @@ class GaussianRender:
         depth: Tensor  # [H, W] float32, expected camera z ``sum(w_i z_i) / alpha``; +inf where
             alpha < 1e-4.
         alpha: Tensor  # [H, W] float32, accumulated opacity ``1 - T``.
-        normal: Tensor  # [H, W, 3] float32, composited camera-space normal of each Gaussian's
-            shortest axis (turned to face the camera), renormalised; 0 where empty.
+        normal: Tensor  # [H, W, 3] float32, composited camera-space normal of each Gaussian
+            (its shortest axis, or ``normals``; turned to face the camera), renormalised; 0
+            where empty.
         ids: Tensor  # [H, W] int64, index of the Gaussian with the largest blend weight (the
             front-most one on ties); -1 where empty.
         features: Tensor | None  # [H, W, F] float32, composited ``features`` (not divided by
@@ -503,6 +504,7 @@ def _payload(
     viewmat: Tensor,  # [4, 4]
     K: Tensor,  # [3, 3]
     near: float,
+    normals: Tensor | None = None,  # [N, 3] unit normals in each Gaussian's own frame
 ) -> Tensor:
     """Per-Gaussian channels that are composited with the blend weights.
 
@@ -511,8 +513,11 @@ def _payload(
     Returns:
         Tensor  # [N, D]
     """
-    axis = torch.argmin(scales, dim=-1)
-    normal = torch.gather(proj.rot_c, 2, axis[:, None, None].expand(-1, 3, 1))[..., 0]
+    if normals is None:  # the shortest axis
+        axis = torch.argmin(scales, dim=-1)
+        normal = torch.gather(proj.rot_c, 2, axis[:, None, None].expand(-1, 3, 1))[..., 0]
+    else:
+        normal = (proj.rot_c @ normals[..., None])[..., 0]
     facing = (normal * proj.means_c).sum(-1, keepdim=True) > 0
     normal = torch.where(facing, -normal, normal)
     parts = [colors, proj.depths[:, None], normal]
@@ -576,6 +581,7 @@ def rasterize_gaussians(
     far: float = 1e4,
     background: Tensor | None = None,
     eps2d: float = 0.3,
+    normals: Tensor | None = None,
 ) -> GaussianRender:
     """Render 3D Gaussians from one pinhole camera into colour, depth, alpha, normal, id layers.
 
@@ -604,6 +610,10 @@ def rasterize_gaussians(
         far: Gaussians with camera z >= far are culled.
         background: Tensor  # [C] colour blended in with weight (1 - alpha); None = zeros.
         eps2d: low-pass variance (pixels^2) added to the 2D covariance diagonal.
+        normals: Tensor  # [N, 3] each Gaussian's unit normal in its own (rotated) frame, for
+            the ``normal`` layer; None = its shortest axis (flat splats). Near-isotropic splats
+            have no shortest axis worth the name: give them one (see
+            :func:`rendiff.engine.gaussians.splat_normals`).
 
     Returns:
         GaussianRender with [H, W, ...] layers on the input device.
@@ -623,6 +633,10 @@ def rasterize_gaussians(
         features = features.to(**f32)
         if features.ndim != 2 or features.shape[0] != n:
             raise ValueError(f"features must be [N, F], got {tuple(features.shape)}")
+    if normals is not None:
+        normals = normals.to(**f32)
+        if normals.shape != (n, 3):
+            raise ValueError(f"normals must be [N, 3], got {tuple(normals.shape)}")
     if means_next is not None:
         means_next = means_next.to(**f32)
         if means_next.shape != (n, 3):
@@ -640,7 +654,7 @@ def rasterize_gaussians(
         background = background.to(**f32).reshape(n_colors)
 
     proj = _project(means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
-    payload = _payload(colors, proj, scales, features, means_next, viewmat, K, near)
+    payload = _payload(colors, proj, scales, features, means_next, viewmat, K, near, normals)
     tiles_x, tiles_y = math.ceil(width / TILE), math.ceil(height / TILE)
     offsets, flat_ids = _bin_tiles(proj, tiles_x, tiles_y)
 
