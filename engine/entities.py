@@ -380,10 +380,21 @@ def robot_tracks(e: Entity, traj, iid: int, sid: int) -> tuple[MeshTrack, RobotT
     world = posed_vertices(verts, vertex_link, traj.link_positions, traj.link_quats)
     mesh = MeshTrack(e.name, iid, sid, world, faces, albedo, e.appearance.specular,
                      e.appearance.roughness)
+    g = e.geometry
+    tip = g.tip if g.tip is not None else traj.link_names[-1]
+    if tip not in traj.link_names:
+        raise ValueError(f"entity {e.name!r}: tip: {tip!r} is not one of its links "
+                         f"{traj.link_names}")
+    i = traj.link_names.index(tip)
+    offset = torch.tensor(g.tip_offset, dtype=torch.float32)
+    tip_quats = traj.link_quats[:, i].clone()
+    tip_positions = traj.link_positions[:, i] + quat_to_matrix(tip_quats) @ offset
     track = RobotTrack(
         e.name, traj.joint_names, traj.joint_kinds, traj.lower, traj.upper, traj.q, traj.qd,
         traj.targets, traj.link_names, traj.link_positions, traj.link_quats,
-        traj.link_linear_velocity, traj.link_angular_velocity, vertex_link)
+        traj.link_linear_velocity, traj.link_angular_velocity, vertex_link, tip_link=tip,
+        tip_offset=tuple(float(c) for c in g.tip_offset), tip_positions=tip_positions,
+        tip_quats=tip_quats)
     root = RigidTrack(traj.link_positions[:, 0].clone(), traj.link_quats[:, 0].clone(),
                       traj.link_linear_velocity[:, 0].clone(),
                       traj.link_angular_velocity[:, 0].clone())

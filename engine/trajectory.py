@@ -135,6 +135,10 @@ class RobotTrack:
     link_linear_velocity: Tensor  # [T, L, 3] centre of mass, world [m/s]
     link_angular_velocity: Tensor  # [T, L, 3] world [rad/s]
     vertex_link: Tensor  # [V] int64 link index of each vertex of the robot's MeshTrack
+    tip_link: str = ""  # the link that carries the tip (end effector)
+    tip_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the tip in that link's frame [m]
+    tip_positions: Tensor | None = None  # [T, 3] the tip, world [m]
+    tip_quats: Tensor | None = None  # [T, 4] (w, x, y, z) the tip link's orientation
 
 
 @dataclass(frozen=True)

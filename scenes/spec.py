@@ -11,6 +11,7 @@ Units are metres, seconds and radians (angles in scene files are degrees where t
 
 from __future__ import annotations
 
+import difflib
 import math
 import warnings
 from importlib import import_module
@@ -372,7 +373,10 @@ class Robot(_Strict):
     constraint (see ``rendiff.engine.physics``). ``self_collisions`` lets links of the robot
     collide with each other. Links are drawn from the file's visual shapes in the file's colours
     (the entity's colour where it gives none); the whole robot is one instance, labelled with the
-    entity's ``label`` (default ``robot``).
+    entity's ``label`` (default ``robot``). The robot's tip (end effector) is the point
+    ``tip_offset`` [m] in the frame of link ``tip`` (default: the file's last link), tracked per
+    frame with that link's orientation (``RobotTrack.tip_positions`` / ``tip_quats``, and
+    ``tip`` in the data sets' annotations).
     """
 
     type: Literal["robot"] = "robot"
@@ -383,6 +387,8 @@ class Robot(_Strict):
     stiffness: PosFloat = 1.0e4
     damping: NonNeg = 0.0
     self_collisions: bool = False
+    tip: str | None = None  # link whose frame carries the tip; None: the file's last link
+    tip_offset: Vec3 = (0.0, 0.0, 0.0)  # the tip in that link's frame [m]
 
     @model_validator(mode="after")
     def _one_file(self, info: ValidationInfo) -> Robot:
@@ -400,6 +406,13 @@ class Robot(_Strict):
             except ValueError as err:
                 bad = next(n for n in self.joints if n not in known)
                 raise ValueError(f"joints.{bad}: {err}") from None
+            if self.tip is not None:
+                links = self.description().links
+                if self.tip not in links:
+                    close = difflib.get_close_matches(self.tip, list(links), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ValueError(f"tip: {self.tip!r} is not a link of {self.path}{hint}; "
+                                     f"links: {', '.join(links)}")
         return self
 
     @property

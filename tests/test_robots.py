@@ -373,3 +373,33 @@ def test_builtin_robot_scene_round_trips_and_simulates(tmp_path):
     moved = (mesh.vertices[-1] - mesh.vertices[0]).norm(dim=-1)
     assert float(moved.max()) > 0.05  # the arm is reaching down
     assert float(moved[robot.vertex_link == 0].max()) < 1e-3  # on a fixed base
+
+
+# ---- the tip (end effector) frame ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("tip, offset", [(None, (0.0, 0.0, 0.0)), ("paddle", (0.0, 0.0, 0.12)),
+                                         ("forearm", (0.05, -0.02, 0.1))])
+def test_tip_follows_the_files_forward_kinematics(tip, offset):
+    """The tip is the point ``tip_offset`` in link ``tip``'s frame (default: the last link),
+    checked against the URDF's forward kinematics written out independently above."""
+    import rendiff
+
+    q = {"base_yaw": 0.4, "shoulder": -0.7, "elbow": 1.9, "wrist_pitch": 0.6}
+    scene = rendiff.Scene(name="tip", frames=2, fps=10.0, size=(16, 16))
+    scene.add(rendiff.Robot(urdf=str(URDF), joints=q, tip=tip, tip_offset=offset),
+              rendiff.Pose(position=BASE_POS, rotation=BASE_QUAT), name="arm")
+    (robot,) = rendiff.simulate(scene, progress=False).robots
+    link = tip or "paddle"
+    assert robot.tip_link == link and robot.tip_positions.shape == (2, 3)
+    fk = _urdf_fk(URDF, q, BASE_POS, BASE_QUAT)[link]
+    want = fk[:3, :3] @ np.array(offset) + fk[:3, 3]
+    np.testing.assert_allclose(robot.tip_positions[0].double().numpy(), want, atol=2e-5)
+    R = _quat_matrix(robot.tip_quats[0].double().numpy())
+    np.testing.assert_allclose(R, fk[:3, :3], atol=1e-4)
+
+
+def test_an_unknown_tip_link_is_one_line():
+    with pytest.raises(SceneError, match=r"tip: 'padle' is not a link .*did you mean 'paddle'"):
+        scene_from_dict({"name": "x", "entities": [{"name": "arm", "geometry": {
+            "type": "robot", "urdf": str(URDF), "tip": "padle"}}]})

@@ -418,6 +418,8 @@ def _robot_annotations(robot, scene) -> dict:
         "joint_lower": _num(robot.lower),
         "joint_upper": _num(robot.upper),
         "link_names": list(robot.link_names),
+        "tip_link": robot.tip_link,
+        "tip_offset": list(robot.tip_offset),
         "frames": [{
             "frame": k,
             "q": _num(robot.q[k]),
@@ -427,5 +429,7 @@ def _robot_annotations(robot, scene) -> dict:
             "link_quaternions": _num(robot.link_quats[k]),
             "link_linear_velocity": _num(robot.link_linear_velocity[k]),
             "link_angular_velocity": _num(robot.link_angular_velocity[k]),
+            "tip_position": _num(robot.tip_positions[k]),
+            "tip_quaternion": _num(robot.tip_quats[k]),
         } for k in range(robot.q.shape[0])],
     }
