@@ -21,6 +21,8 @@ def _world_meshes(scene):
         if not e.dynamic:
             continue
         local = kind_of(e.geometry).local_mesh(e.geometry)
+        if local is None:  # not a fixed shape (a cloud, a body): not checked here
+            continue
         R = quat_to_matrix(torch.tensor(e.pose.rotation, dtype=torch.float32))
         verts = local.verts @ R.T + torch.tensor(e.pose.position, dtype=torch.float32)
         out[e.name] = (verts.numpy(), local.faces.numpy())
@@ -54,3 +56,17 @@ def test_the_overlap_check_sees_an_overlap():
     b.pose = b.pose.model_copy(update={"position": a.pose.position})
     depth, where = _deepest_overlap(scene)
     assert depth < -0.02 and where  # a box around a sphere of radius 0.12
+
+
+@pytest.mark.parametrize("spec_file", ["falling_objects_dataset.yaml", "mixed_dataset.yaml"])
+def test_data_set_sampler_starts_bodies_apart(spec_file):
+    from pathlib import Path
+
+    from rendiff.dataset.sample import sample_clip
+    from rendiff.dataset.spec import load_dataset_spec
+
+    spec = load_dataset_spec(Path(__file__).resolve().parents[1] / "examples" / spec_file)
+    for index in range(6):
+        scene = sample_clip(spec, index).scene
+        depth, where = _deepest_overlap(scene)
+        assert depth >= 0.0, f"{spec_file} clip {index}: {where} by {-depth * 1000:.1f} mm"
