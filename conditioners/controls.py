@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -16,11 +17,12 @@ from rendiff.kernels.encodings import (
     depth_to_control,
     flow_to_color,
     ids_to_color,
+    inverse_depth_range,
     normal_to_control,
     shading_to_control,
 )
 
-__all__ = ["CONTROL_LAYERS", "control_image", "control_images"]
+__all__ = ["CONTROL_LAYERS", "control_image", "control_image_uint8", "control_images"]
 
 #: Smallest flow magnitude (pixels) that the flow control image shows at full saturation.
 FLOW_MIN_NORM = 1.0
@@ -43,15 +45,51 @@ def control_image(layer: Layer | str, data: Tensor) -> Tensor:
     if layer in (Layer.SEMANTIC, Layer.INSTANCE):
         return ids_to_color(data)
     if layer in (Layer.FLOW, Layer.FLOW_BACKWARD):
-        # a floor on the normaliser: a static clip stays white instead of blowing float
-        # noise (~1e-4 px) up to full colour
-        peak = float(data.norm(dim=-1).max()) if data.numel() else 0.0
-        return flow_to_color(data, max_norm=max(peak, FLOW_MIN_NORM))
+        return flow_to_color(data, max_norm=_flow_norm(data))
     if layer in (Layer.SHADING, Layer.ALPHA):
         return shading_to_control(data)
     if layer in (Layer.RGB, Layer.ALBEDO, Layer.POSE):
         return data.clamp(0, 1).float()
     raise ValueError(f"no control encoding for layer {layer.value!r}")
+
+
+def _flow_norm(data: Tensor) -> float:
+    # a floor on the normaliser: a static clip stays white instead of blowing float noise
+    # (~1e-4 px) up to full colour
+    peak = float(data.norm(dim=-1).max()) if data.numel() else 0.0
+    return max(peak, FLOW_MIN_NORM)
+
+
+def control_image_uint8(layer: Layer | str, data: Tensor, chunk: int = 4) -> np.ndarray:
+    """:func:`control_image` as uint8 [T, H, W, 3] (``round(255 x)``, what videos and contact
+    sheets take), encoded ``chunk`` frames at a time with the whole clip's normalisation: the same
+    bytes as converting the whole float clip, without holding it (a 720p clip's depth map is
+    0.2 GB of float32 before its temporaries)."""
+    layer = Layer(layer)
+    T = data.shape[0]
+    out = np.empty((T, *data.shape[1:3], 3), dtype=np.uint8)
+    if layer == Layer.DEPTH:
+        inv_range = inverse_depth_range(data)
+
+        def encode(part: Tensor) -> Tensor:
+            if inv_range is None:
+                return torch.zeros(*part.shape, 3, device=part.device)
+            return depth_to_control(part, inv_range=inv_range)[..., None].expand(*part.shape, 3)
+    elif layer in (Layer.FLOW, Layer.FLOW_BACKWARD):
+        norm = _flow_norm(data)
+
+        def encode(part: Tensor) -> Tensor:
+            return flow_to_color(part, max_norm=norm)
+    else:
+        def encode(part: Tensor) -> Tensor:
+            return control_image(layer, part)
+    with torch.no_grad():
+        for a in range(0, T, max(1, chunk)):
+            part = encode(data[a:a + chunk])
+            # as rendiff.io.video.to_uint8: clip to [0, 1], then 255 x + 0.5 truncated
+            scaled = torch.nan_to_num(part.float()).clamp_(0.0, 1.0).mul_(255.0).add_(0.5)
+            out[a:a + part.shape[0]] = scaled.to(torch.uint8).cpu().numpy()
+    return out
 
 
 def control_images(layers: Layers, which: Iterable[Layer | str] | None = None) -> dict[str, Tensor]:

@@ -44,6 +44,7 @@ from ._dispatch import use_triton as _use_triton
 
 __all__ = [
     "depth_to_control",
+    "inverse_depth_range",
     "depth_to_normals",
     "flow_to_color",
     "ids_to_color",
@@ -62,14 +63,18 @@ _FAR_FLOOR = 0.05  # the farthest valid depth of a clip encodes to this, just ab
 # ---------------------------------------------------------------------------------------------
 
 
-def _depth_to_control_reference(depth: Tensor, valid: Tensor | None = None) -> Tensor:
+def _depth_to_control_reference(depth: Tensor, valid: Tensor | None = None,
+                                inv_range: tuple[float, float] | None = None) -> Tensor:
     """Same contract as `depth_to_control`, in torch (in-place after the first temporary)."""
     if valid is None:
         valid = torch.isfinite(depth) & (depth > 0)
-    if not bool(valid.any()):
+    if inv_range is None and not bool(valid.any()):
         return torch.zeros_like(depth, dtype=torch.float32)
     inv = depth.clamp_min(1e-6).reciprocal_()
-    lo, hi = torch.aminmax(inv[valid])
+    if inv_range is None:
+        lo, hi = torch.aminmax(inv[valid])
+    else:
+        lo, hi = (torch.tensor(v, dtype=inv.dtype, device=inv.device) for v in inv_range)
     if float(hi - lo) > 1e-8:
         inv.sub_(lo).mul_(1.0 - _FAR_FLOOR).div_(hi - lo).add_(_FAR_FLOOR)
     else:
@@ -365,7 +370,8 @@ def _flow_color_kernel(
 # ---------------------------------------------------------------------------------------------
 
 
-def _depth_to_control_triton(depth: Tensor, valid: Tensor | None) -> Tensor:
+def _depth_to_control_triton(depth: Tensor, valid: Tensor | None,
+                             inv_range: tuple[float, float] | None = None) -> Tensor:
     flat = depth.detach().reshape(-1).float().contiguous()
     n = flat.numel()
     out = torch.empty_like(flat)
@@ -378,11 +384,14 @@ def _depth_to_control_triton(depth: Tensor, valid: Tensor | None) -> Tensor:
         else flat  # never read
     )
     grid = (triton.cdiv(n, _BLOCK),)
-    partial = torch.empty(grid[0], 2, dtype=torch.float32, device=flat.device)
-    get_kernel(_inv_depth_range_kernel, flat.device)[grid](
-        flat, mask, partial, n, HAS_VALID=has_valid, BLOCK=_BLOCK
-    )
-    clip_range = torch.stack([partial[:, 0].min(), partial[:, 1].max()]).contiguous()
+    if inv_range is None:
+        partial = torch.empty(grid[0], 2, dtype=torch.float32, device=flat.device)
+        get_kernel(_inv_depth_range_kernel, flat.device)[grid](
+            flat, mask, partial, n, HAS_VALID=has_valid, BLOCK=_BLOCK
+        )
+        clip_range = torch.stack([partial[:, 0].min(), partial[:, 1].max()]).contiguous()
+    else:
+        clip_range = torch.tensor(inv_range, dtype=torch.float32, device=flat.device)
     get_kernel(_depth_control_kernel, flat.device)[grid](
         flat, mask, clip_range, out, n, _FAR_FLOOR, HAS_VALID=has_valid, BLOCK=_BLOCK
     )
@@ -465,7 +474,20 @@ _AOT_VARIANTS = tuple(
 # ---------------------------------------------------------------------------------------------
 
 
-def depth_to_control(depth: Tensor, valid: Tensor | None = None) -> Tensor:
+def inverse_depth_range(depth: Tensor, valid: Tensor | None = None) -> tuple[float, float] | None:
+    """The (smallest, largest) inverse depth over the valid pixels of ``depth`` (default finite
+    and > 0), as :func:`depth_to_control` normalises a clip; None where no pixel is valid. Give
+    it to ``depth_to_control(part, inv_range=...)`` to encode a clip a few frames at a time."""
+    if valid is None:
+        valid = torch.isfinite(depth) & (depth > 0)
+    if not bool(valid.any()):
+        return None
+    lo, hi = torch.aminmax(depth[valid].clamp_min(1e-6).reciprocal_())
+    return float(lo), float(hi)
+
+
+def depth_to_control(depth: Tensor, valid: Tensor | None = None,
+                     inv_range: tuple[float, float] | None = None) -> Tensor:
     """Normalised inverse depth over the whole clip.
 
     The farthest valid point of the clip encodes to 0.05 (just above the empty background), the
@@ -474,6 +496,8 @@ def depth_to_control(depth: Tensor, valid: Tensor | None = None) -> Tensor:
     Args:
         depth: [T, H, W] (any shape) camera z in metres, +inf (or <= 0) where empty.
         valid: optional bool mask of depth's shape, pixels to include; default finite and > 0.
+        inv_range: the clip's (smallest, largest) inverse depth when ``depth`` is only part of
+            it (:func:`inverse_depth_range` of the whole clip); default: ``depth``'s own.
     Returns:
         [T, H, W] float32 in [0, 1]; 1 = nearest point of the clip, 0 = empty.
     """
@@ -482,8 +506,8 @@ def depth_to_control(depth: Tensor, valid: Tensor | None = None) -> Tensor:
             f"depth_to_control: valid {tuple(valid.shape)} must match depth {tuple(depth.shape)}"
         )
     if _use_triton(depth.device):
-        return _depth_to_control_triton(depth, valid)
-    return _depth_to_control_reference(depth, valid)
+        return _depth_to_control_triton(depth, valid, inv_range)
+    return _depth_to_control_reference(depth, valid, inv_range)
 
 
 def normal_to_control(normal: Tensor) -> Tensor:

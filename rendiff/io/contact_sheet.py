@@ -11,7 +11,11 @@ from PIL import Image, ImageDraw, ImageFont
 from .atomic import atomic_path
 from .video import to_uint8
 
-__all__ = ["contact_sheet", "pick_frames"]
+__all__ = ["SHEET_COLUMNS", "contact_sheet", "pick_frames"]
+
+
+#: frames per row of a run's contact sheet
+SHEET_COLUMNS = 6
 
 
 def pick_frames(total: int, count: int) -> list[int]:
@@ -31,18 +35,23 @@ def _font(size: int) -> ImageFont.ImageFont:
 def contact_sheet(
     rows: dict[str, torch.Tensor | np.ndarray],
     path: str | Path | None = None,
-    columns: int = 6,
+    columns: int = SHEET_COLUMNS,
     title: str | None = None,
     min_cell: int = 128,
+    frame_numbers: list[int] | None = None,
 ) -> Image.Image:
     """Builds (and optionally writes, atomically) a grid image: one row per entry of ``rows``
     (name -> [T, H, W, 3] in [0, 1] or uint8), ``columns`` frames per row, a label at the left
-    of each row and frame numbers on top. Small frames are scaled up to ``min_cell`` pixels."""
+    of each row and frame numbers on top. Small frames are scaled up to ``min_cell`` pixels.
+    ``frame_numbers``: the rows hold only these frames of a longer clip (already picked, e.g.
+    with :func:`pick_frames`), shown whole and labelled with these numbers."""
     if not rows:
         raise ValueError("contact_sheet needs at least one row")
     first = next(iter(rows.values()))
     T, H, W = first.shape[:3]
-    idx = pick_frames(T, columns)
+    if frame_numbers is not None and len(frame_numbers) != T:
+        raise ValueError(f"frame_numbers: {len(frame_numbers)} numbers for {T} frames")
+    idx = list(range(T)) if frame_numbers is not None else pick_frames(T, columns)
     scale = max(1, int(np.ceil(min_cell / max(H, W))))
     cw, ch = W * scale, H * scale
     label_w, head_h, pad = 110, 22 + (24 if title else 0), 4
@@ -53,7 +62,8 @@ def contact_sheet(
     if title:
         draw.text((pad + 2, 4), title, fill=(235, 235, 235), font=font)
     for j, f in enumerate(idx):
-        draw.text((label_w + j * (cw + pad) + pad, head_h - 18), f"frame {f}",
+        number = frame_numbers[f] if frame_numbers is not None else f
+        draw.text((label_w + j * (cw + pad) + pad, head_h - 18), f"frame {number}",
                   fill=(200, 200, 200), font=small)
     for i, (name, frames) in enumerate(rows.items()):
         data = to_uint8(frames)

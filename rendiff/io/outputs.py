@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rendiff.conditioners.controls import control_image
+from rendiff.conditioners.controls import control_image_uint8
 from rendiff.engine.layers import LAYER_DOCS, Layer, Layers
 from rendiff.engine.trajectory import Trajectory
 from rendiff.scenes.io import save_scene
 from rendiff.scenes.spec import Scene
 
 from .atomic import atomic_path, remove_leftovers, write_text
-from .contact_sheet import contact_sheet
+from .contact_sheet import SHEET_COLUMNS, contact_sheet, pick_frames
 from .npz import write_npz
 from .trajectory import save_trajectory, trajectory_table
-from .video import to_uint8, write_video
+from .video import write_video
 
 __all__ = ["OutputError", "check_finite", "save", "versions"]
 
@@ -66,10 +66,17 @@ def check_finite(layers: Layers, generated: torch.Tensor | None = None) -> None:
     for layer, value in layers.items():
         if not value.is_floating_point():
             continue
-        bad = torch.isnan(value) | (value == -torch.inf) if layer == Layer.DEPTH \
-            else ~torch.isfinite(value)
-        if bad.any():
-            frame = _first_frame(bad)
+
+        def bad_at(part: torch.Tensor, depth: bool = layer == Layer.DEPTH) -> torch.Tensor:
+            return torch.isnan(part) | (part == -torch.inf) if depth else ~torch.isfinite(part)
+
+        # a few frames at a time: a whole 720p clip's masks are ~0.1 GB
+        first = next((a for a in range(0, value.shape[0], 4) if bad_at(value[a:a + 4]).any()),
+                     None)
+        if first is not None:
+            bad = bad_at(value[first:first + 4])
+            frame = first + _first_frame(bad)
+            bad = bad_at(value)
             where = ""
             if Layer.INSTANCE in layers and bad.dim() >= 3:
                 pixel = bad[frame].reshape(*bad.shape[1:3], -1).any(dim=-1).nonzero()[0]
@@ -151,15 +158,19 @@ def save(
     written["layers"] = out / "layers.npz"
 
     fps = layers.fps
-    maps: dict[str, np.ndarray] = {}
+    picked = pick_frames(layers.frames, SHEET_COLUMNS)  # the frames the contact sheet shows
+    maps: dict[str, np.ndarray] = {}  # each map's picked frames only: the video has them all
     for layer in _MAP_ORDER:
         if layer == Layer.POSE and layers.keypoints is None:
             continue  # no people in the scene: the pose map would be black
         if layer in layers:
-            # kept as uint8 (what the video and the contact sheet take): a quarter of float32
-            maps[layer.value] = to_uint8(control_image(layer, layers[layer]))
+            # encoded a few frames at a time to uint8 (what the video takes), never as a whole
+            # float32 clip
+            frames = control_image_uint8(layer, layers[layer])
             written[f"maps/{layer.value}"] = write_video(out / "maps" / f"{layer.value}.mp4",
-                                                         maps[layer.value], fps)
+                                                         frames, fps)
+            maps[layer.value] = frames[picked]
+            del frames
     if Layer.RGB in layers:
         written["render"] = write_video(out / "render.mp4", layers[Layer.RGB], fps)
     if generated is not None:
@@ -167,17 +178,17 @@ def save(
 
     rows: dict[str, torch.Tensor | np.ndarray] = {}
     if Layer.RGB in layers:
-        rows["render"] = layers[Layer.RGB]
+        rows["render"] = layers[Layer.RGB][picked]
     for layer in sheet_layers or _MAP_ORDER:
         if layer.value in maps and layer not in (Layer.FLOW_BACKWARD, Layer.ALPHA):
             rows[layer.value] = maps[layer.value]
     if generated is not None:
-        rows["generated"] = generated
+        rows["generated"] = generated[picked]
     title = None
     if scene is not None:
         title = (f"{scene.name}  seed {scene.seed}  {layers.frames} frames @ {fps:g} fps  "
                  f"{layers.size[0]}x{layers.size[1]}")
-    contact_sheet(rows, out / "contact_sheet.png", title=title)
+    contact_sheet(rows, out / "contact_sheet.png", title=title, frame_numbers=picked)
     written["contact_sheet"] = out / "contact_sheet.png"
 
     stale = _stale_outputs(out, set(written.values()))

@@ -19,7 +19,12 @@ def to_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:
         frames = frames.detach().cpu().numpy()
     if frames.dtype == np.uint8:
         return frames
-    return (np.clip(np.nan_to_num(frames), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    # a few frames at a time: the float temporaries of a whole 720p clip are ~0.5 GB
+    out = np.empty(frames.shape, dtype=np.uint8)
+    for a in range(0, frames.shape[0], 4):
+        part = frames[a:a + 4]
+        out[a:a + 4] = (np.clip(np.nan_to_num(part), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return out
 
 
 def write_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: float,
