@@ -53,7 +53,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 
 from rendiff.engine.layers import Layer, Layers
@@ -87,6 +87,8 @@ class WanVACESpec(BaseModel):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_sequence_length: int = Field(512, ge=1, le=4096)
     area: int | None = Field(399_360, ge=256, le=4096 * 4096)  # 480P; None: the clip's size
+    max_frames: int = Field(81, ge=5, le=1025)  # frames per pass (Wan2.1 trained on 81)
+    overlap: int = Field(9, ge=1, le=1024)  # frames a pass takes from the one before
 
     @field_validator("keep")
     @classmethod
@@ -94,6 +96,13 @@ class WanVACESpec(BaseModel):
         if len(set(v)) != len(v):
             raise ValueError(f"an entity is named twice: {v}")
         return v
+
+    @model_validator(mode="after")
+    def _passes(self) -> WanVACESpec:
+        if self.overlap >= self.max_frames:
+            raise ValueError(f"overlap: {self.overlap} must be below max_frames "
+                             f"({self.max_frames})")
+        return self
 
     def resolved(self, root: Path) -> WanVACESpec:
         """A copy with every path absolute, relative ones taken against ``root``."""
@@ -310,12 +319,19 @@ def generate_wan_vace(
     max_sequence_length: int = 512,
     area: int | None = None,
     progress: bool = True,
+    max_frames: int | None = None,
+    overlap: int = 9,
 ) -> Tensor:
     """Generates a clip with a pipeline from :func:`load_wan_vace` (module docstring).
 
     ``area``: pixels per frame to generate at (Wan2.1's 480P is 480 x 832 = 399,360); a smaller
     clip is scaled up to about that area (aspect kept, control video bilinear, mask nearest) and
     the frames scaled back down. None: the clip's own size.
+
+    ``max_frames``: the most frames one pass generates (None: all at once). A longer clip is
+    generated in passes of at most that many frames, each starting ``overlap`` frames before the
+    last one ended: VACE's video extension, those frames given as the previous pass generated
+    them with the mask black (kept), so the passes join without a cut.
 
     Returns [T, H, W, 3] float32 frames in [0, 1] on the CPU, T, H, W those of ``layers``."""
     from .loading import ModelError
@@ -328,14 +344,6 @@ def generate_wan_vace(
                          f"{[k.value for k in layers]}")
     T = layers.frames
     W, H = layers.size
-    ft = int(pipe.vae_scale_factor_temporal)
-    m = int(pipe.vae_scale_factor_spatial) * int(pipe.transformer.config.patch_size[1])
-    Tp = (T - 1 + ft - 1) // ft * ft + 1
-    Hs, Ws = H, W  # the size generated at, before padding to multiples of m
-    if area is not None and W * H < area:
-        scale = math.sqrt(area / (W * H))
-        Hs, Ws = max(m, round(H * scale / m) * m), max(m, round(W * scale / m) * m)
-    Hp, Wp = math.ceil(Hs / m) * m, math.ceil(Ws / m) * m
     try:
         video = vace_control(control, layers[layer])
         mask = vace_mask(layers, list(keep))
@@ -345,6 +353,52 @@ def generate_wan_vace(
         if Layer.RGB not in layers:
             raise ModelError("keep: needs the rgb layer, which was not rendered")
         video = torch.where(mask[..., None] > 0.5, video, layers[Layer.RGB].clamp(0, 1))
+    if flow_shift is not None:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config,
+                                                          flow_shift=float(flow_shift))
+    pipe.set_progress_bar_config(disable=not progress)
+    common = dict(reference=reference, prompt=prompt, negative_prompt=negative_prompt,
+                  steps=steps, seed=seed, guidance_scale=guidance_scale,
+                  conditioning_scale=conditioning_scale,
+                  max_sequence_length=max_sequence_length, area=area)
+    if max_frames is None or T <= max_frames:
+        return _generate_pass(pipe, video, mask, **common)
+    if not 1 <= overlap < max_frames:
+        raise ModelError(f"overlap: {overlap} must be at least 1 and below max_frames "
+                         f"({max_frames})")
+    frames = torch.empty(T, H, W, 3)
+    start, done = 0, 0  # frames [0, done) are generated
+    while done < T:
+        stop = min(start + max_frames, T)
+        v, m = video[start:stop].clone(), mask[start:stop].clone()
+        context = done - start  # frames this pass takes from the one before
+        if context > 0:
+            v[:context] = frames[start:done]
+            m[:context] = 0.0  # black: keep them
+        out = _generate_pass(pipe, v, m, **common)
+        frames[done:stop] = out[context:]
+        done = stop
+        start = stop - overlap
+    return frames
+
+
+def _generate_pass(pipe: Any, video: Tensor, mask: Tensor, *, reference: Any, prompt: str,
+                   negative_prompt: str, steps: int, seed: int, guidance_scale: float,
+                   conditioning_scale: float, max_sequence_length: int,
+                   area: int | None) -> Tensor:
+    """One pipeline call on a control video [T, H, W, 3] and mask [T, H, W] (1 = generate):
+    scaled to ``area``, padded to the model's sizes, generated, cropped and scaled back."""
+    from .loading import ModelError
+
+    T, H, W = video.shape[:3]
+    ft = int(pipe.vae_scale_factor_temporal)
+    m = int(pipe.vae_scale_factor_spatial) * int(pipe.transformer.config.patch_size[1])
+    Tp = (T - 1 + ft - 1) // ft * ft + 1
+    Hs, Ws = H, W  # the size generated at, before padding to multiples of m
+    if area is not None and W * H < area:
+        scale = math.sqrt(area / (W * H))
+        Hs, Ws = max(m, round(H * scale / m) * m), max(m, round(W * scale / m) * m)
+    Hp, Wp = math.ceil(Hs / m) * m, math.ceil(Ws / m) * m
     mask = mask[..., None].expand(-1, -1, -1, 3)
     if (Hs, Ws) != (H, W):
         video = _resize(video, Hs, Ws, "bilinear")
@@ -356,10 +410,6 @@ def generate_wan_vace(
         ref = torch.ones(Hp, Wp, 3)  # centred on the visible clip, the padding white
         ref[:Hs, :Ws] = letterbox(_read_image(reference), Ws, Hs)
         refs = _pil_frames(ref[None])
-    if flow_shift is not None:
-        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config,
-                                                          flow_shift=float(flow_shift))
-    pipe.set_progress_bar_config(disable=not progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         out = pipe(prompt=prompt, negative_prompt=negative_prompt or None,
@@ -431,7 +481,8 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
         steps=steps or spec.steps or 30, seed=seed,
         guidance_scale=spec.guidance_scale if guidance_scale is None else guidance_scale,
         conditioning_scale=scale, flow_shift=spec.flow_shift,
-        max_sequence_length=spec.max_sequence_length, area=spec.area)
+        max_sequence_length=spec.max_sequence_length, area=spec.area,
+        max_frames=spec.max_frames, overlap=spec.overlap)
     check_wan_inputs(layers, control, settings["keep"], settings["reference"])  # before loading
     pipe = load_wan_vace(spec.model, device=device, dtype=spec.dtype)
     video = generate_wan_vace(pipe, layers, progress=progress, **settings)

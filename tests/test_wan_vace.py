@@ -403,3 +403,51 @@ def test_maps_a_setup_cannot_take_are_refused_before_any_work(tiny, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- long clips
+
+
+def test_a_long_clip_is_generated_in_passes_that_extend_each_other(pipe, monkeypatch):
+    """14 frames at most 9 per pass with 3 frames of overlap: passes [0, 9), [6, 14). The
+    second pass gets the first pass's frames 6-8 as its first three frames, mask black (kept),
+    and the control video after them; the result is the first pass then the second's new
+    frames."""
+    scene = rendiff.builtin_scene("falling_objects").model_copy(
+        update={"frames": 14, "size": (32, 32)})
+    lay = rendiff.render(rendiff.simulate(scene, progress=False), progress=False)
+    outputs: list[np.ndarray] = []
+    spy_calls: list[dict] = []
+    real = type(pipe).__call__
+
+    def record(self, *args, **kw):
+        spy_calls.append(kw)
+        result = real(self, *args, **kw)
+        outputs.append(np.asarray(result.frames[0], dtype=np.float32))
+        return result
+
+    monkeypatch.setattr(type(pipe), "__call__", record)
+    out = generate_wan_vace(pipe, lay, steps=1, guidance_scale=1.0, max_sequence_length=32,
+                            progress=False, max_frames=9, overlap=3, area=None)
+    assert out.shape == (14, 32, 32, 3)
+    assert [kw["num_frames"] for kw in spy_calls] == [9, 9]  # 9, then 8 padded to 4k + 1
+    first, second = outputs
+    video2, mask2 = _arrays(spy_calls[1]["video"]), _arrays(spy_calls[1]["mask"])
+    # the context frames: the first pass's output (through 8-bit images), kept
+    np.testing.assert_allclose(video2[:3], first[6:9], atol=1 / 255 + 1e-6)
+    assert (mask2[:3] == 0).all() and (mask2[3:8] == 1).all()
+    # after them, the control video of frames 9-13
+    control = vace_control("depth", lay[Layer.DEPTH])[9:14].numpy()
+    np.testing.assert_allclose(video2[3:8], control, atol=1 / 255 + 1e-6)
+    # the clip: the first pass whole, then the second pass's new frames
+    np.testing.assert_allclose(out[:9].numpy(), np.clip(first[:9], 0, 1), atol=1e-6)
+    np.testing.assert_allclose(out[9:].numpy(), np.clip(second[3:8], 0, 1), atol=1e-6)
+
+
+def test_a_short_clip_is_one_pass_and_overlap_is_checked(pipe, layers, monkeypatch):
+    calls = _spy(monkeypatch, pipe)
+    generate_wan_vace(pipe, layers, steps=1, guidance_scale=1.0, max_sequence_length=32,
+                      progress=False, max_frames=81)
+    assert len(calls) == 1
+    with pytest.raises(ModelError, match="overlap: 9 must be at least 1 and below max_frames"):
+        generate_wan_vace(pipe, layers, steps=1, max_frames=5, overlap=9, progress=False)
