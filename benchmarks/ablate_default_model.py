@@ -353,6 +353,13 @@ def _collect(result: dict, args) -> None:
     result["missing"] = [n for n in names if n not in result["runs"]]
 
 
+def _preset(name: str, vae: Path) -> str:
+    """The run's preset sized for the shared VAE: its 16-channel variant for a 16-channel VAE
+    (the shipped model's since session 7)."""
+    channels = json.loads((Path(vae) / "config.json").read_text()).get("latent_channels", 4)
+    return f"{name}16" if channels == 16 and f"{name}16" in PRESETS else name
+
+
 def _train_and_score(spec: RunSpec, folder: Path, clips: list[Path], args) -> None:
     """Train one run (resuming its checkpoint if any), score it, write its ``result.json``."""
     name = spec["name"]
@@ -360,7 +367,8 @@ def _train_and_score(spec: RunSpec, folder: Path, clips: list[Path], args) -> No
     data = _subset(args.train, spec["clips"], args.runs)
     cfg = TrainConfig(
         data_dir=str(data), output_dir=str(folder), maps=tuple(spec["maps"]),
-        injection=spec["injection"], preset=spec.get("preset", "small"), size=args.size,
+        injection=spec["injection"], preset=_preset(spec.get("preset", "small"), args.vae),
+        size=args.size,
         num_frames=args.num_frames, batch_size=2, unet_steps=args.unet_steps, lr=5e-4,
         map_dropout=0.3, reference_dropout=0.1, seed=spec.get("seed", 0),
         checkpoint_minutes=2.0,

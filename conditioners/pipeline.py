@@ -106,9 +106,12 @@ UNet (128, 256, 512), two blocks per level. "tiny": 2x VAE, widths (16, 32), for
 "small": the default VAE (its weights can be reused) and a quarter-width UNet (16, 32, 64),
 0.76M parameters: the ablations' model (benchmarks/ablate_default_model.py). "default16": the
 default with a 16-channel VAE latent (the 48 values of 4x4 pixels kept as 16 instead of 4), the
-candidate answer to the 4-channel VAE that limits the default model's colour and detail."""
+shipped model since session 7 (the 4-channel VAE limited the colour and detail); "small16" the
+ablations' UNet on that VAE."""
 PRESETS["default16"] = {**PRESETS["default"], "vae": dict(
     block_out_channels=(32, 64, 128), latent_channels=16, norm_num_groups=16)}
+# the shipped model's sizes (session 7 on) and the ablations' model on its VAE
+PRESETS["small16"] = {**PRESETS["small"], "vae": PRESETS["default16"]["vae"]}
 
 
 def default_scheduler_config(prediction_type: str = "v_prediction") -> dict:

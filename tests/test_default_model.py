@@ -4,7 +4,8 @@ frames (so an accidental change of the weights, or of how they are loaded, is ca
 
 After shipping new weights, or changing a control map the model reads, on purpose, refresh the
 stored thumbnail (session 6 did, for the silhouette-normal fix: 5 of 720 values moved by 4e-3;
-session 7 for the built-in falling_objects, whose bodies no longer start inside each other):
+session 7 for the built-in falling_objects, whose bodies no longer start inside each other,
+and again for the 16-channel model it shipped):
     python tests/test_default_model.py --write
 """
 
