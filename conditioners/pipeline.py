@@ -377,10 +377,10 @@ class RendiffVideoPipeline(DiffusionPipeline):
         if t < 1 or h < 1 or w < 1:
             raise ValueError(f"empty clip: T, H, W = {t}, {h}, {w}")
         if reference_image is not None:
-            if tuple(reference_image.shape) != (h, w, 3):
+            if tuple(reference_image.shape) not in ((h, w, 3), (t, h, w, 3)):
                 raise ValueError(
-                    f"reference_image must be [H, W, 3] = [{h}, {w}, 3], "
-                    f"got {list(reference_image.shape)}"
+                    f"reference_image must be [H, W, 3] = [{h}, {w}, 3] or one per frame "
+                    f"[T, H, W, 3] = [{t}, {h}, {w}, 3], got {list(reference_image.shape)}"
                 )
             if self.unet.config.reference_channels == 0:
                 raise ValueError("this model takes no reference image")
@@ -444,10 +444,11 @@ class RendiffVideoPipeline(DiffusionPipeline):
         if self.unet.config.reference_channels:
             shape = (1, self.unet.config.reference_channels, 1, *latent_hw)
             uncond = reference = torch.zeros(shape, device=device, dtype=dtype)
-            if reference_image is not None:
-                img = _to_tensor(reference_image, device, dtype).permute(2, 0, 1)[None]
+            if reference_image is not None:  # [h, w, 3], or [K, h, w, 3]: one per window
+                img = _to_tensor(reference_image, device, dtype)
+                img = (img[None] if img.dim() == 3 else img).permute(0, 3, 1, 2)
                 img = F.pad(img, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else img
-                reference = encode_reference(self.vae, img)
+                reference = torch.cat([encode_reference(self.vae, im[None]) for im in img])
         return features, control, reference, uncond
 
     def _step_kwargs(self, generator: torch.Generator | None) -> dict:
@@ -478,7 +479,10 @@ class RendiffVideoPipeline(DiffusionPipeline):
             controls: map name -> control image ``[T, H, W, 3]`` in [0, 1], any subset of
                 ``map_names`` (absent maps are treated as dropped, weight 0).
             reference_image: ``[H, W, 3]`` in [0, 1], the appearance to follow (typically the
-                engine's first RGB frame); ``None`` uses the model's "no reference" input.
+                engine's first RGB frame), or one per frame ``[T, H, W, 3]`` (the engine's
+                frames), of which each temporal window takes the one at its first frame, so a
+                long clip's later windows follow where things are then, not where they were at
+                frame 0; ``None`` uses the model's "no reference" input.
             num_inference_steps: denoising steps.
             generator, seed: randomness; ``generator`` wins, else ``seed`` (default 0).
             control_weights: map name -> scalar in [0, 1] or ``[T, H, W]`` weight map; where the
@@ -528,7 +532,11 @@ class RendiffVideoPipeline(DiffusionPipeline):
         weights = resolve_control_weights(self.map_names, list(controls), control_weights, t, h, w)
         weights = pad(weights[None].to(device, dtype))
 
-        # 3. Encode the conditions: guidance features, latent maps, reference latent
+        # 3. Encode the conditions: guidance features, latent maps, reference latent(s): one per
+        # frame given -> each window takes the one at its first frame
+        windows = temporal_windows(t, window, overlap)
+        if reference_image is not None and len(tuple(reference_image.shape)) == 4:
+            reference_image = reference_image[[s for s, _ in windows]]
         features, control, reference, uncond = self.encode_conditions(
             video, weights, reference_image, t, ph, pw, chunk_size
         )
@@ -537,7 +545,6 @@ class RendiffVideoPipeline(DiffusionPipeline):
         # 4. Timesteps and initial latents
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         latents = self.prepare_latents(t, H, W, dtype, device, generator, latents)
-        windows = temporal_windows(t, window, overlap)
         blend = blend_weights(t, windows).to(device, dtype)
         step_kwargs = self._step_kwargs(generator)
 
@@ -549,10 +556,11 @@ class RendiffVideoPipeline(DiffusionPipeline):
         for step_t in self.scheduler.timesteps:
             model_in = self.scheduler.scale_model_input(latents, step_t)
             pred = torch.zeros_like(latents)
-            for (s, e), bw in zip(windows, blend, strict=True):
+            for i, ((s, e), bw) in enumerate(zip(windows, blend, strict=True)):
                 ctrl = control[:, :, s:e] if control is not None else None
                 feats = features[:, :, s:e] if features is not None else None
-                x = concat_conditions(model_in[:, :, s:e], reference, ctrl)
+                ref = None if reference is None else reference[min(i, len(reference) - 1)][None]
+                x = concat_conditions(model_in[:, :, s:e], ref, ctrl)
                 if use_cfg:
                     x_u = concat_conditions(model_in[:, :, s:e], uncond, ctrl)
                     x = torch.cat([x_u, x])

@@ -42,8 +42,11 @@ def condition(layers: Layers, maps: list[str] | None = None) -> dict[str, torch.
 
 
 def _reference_image(reference, layers: Layers) -> torch.Tensor:
+    """The appearance reference: the given image, or by default the engine's own frames, of
+    which each denoising window takes the one at its first frame (a long clip's later windows
+    then follow where things are, not where they were at frame 0)."""
     if reference is None:
-        return layers[Layer.RGB][0]
+        return layers[Layer.RGB]
     if isinstance(reference, str | Path):
         from PIL import Image
 
@@ -285,8 +288,8 @@ def generate(
             (see :mod:`rendiff.conditioners.pretrained`).
         maps: control layers to condition on (default: those the model was trained with).
         weights: per-map control strength in [0, 1].
-        reference: appearance reference image (path or [H, W, 3]); default: the engine's first
-            RGB frame.
+        reference: appearance reference image (path or [H, W, 3]); default: the engine's RGB
+            frames, each denoising window taking the one at its first frame.
         steps, scheduler, seed, window, overlap: sampling settings; an argument left None
             comes from ``options``, else the default (seed 0).
         device: where the model runs ("cpu" or "cuda").
@@ -354,7 +357,7 @@ def generate(
             "steps": settings["num_inference_steps"], "seed": settings["seed"],
             "scheduler": type(pipe.scheduler).__name__, "window": settings["window"],
             "overlap": settings["overlap"],
-            "reference": "the engine's first frame" if ref is None else (
+            "reference": "the engine's frame at each window's start" if ref is None else (
                 str(ref) if isinstance(ref, str | Path) else "image array")})
     out = pipe(controls, reference_image=_reference_image(ref, layers), output_type="pt",
                progress=progress, **settings)

@@ -282,3 +282,34 @@ def test_mismatched_components_are_rejected():
         RendiffVideoPipeline(
             vae=a.vae, unet=b.unet, scheduler=a.scheduler, latent_encoder=a.latent_encoder
         )
+
+
+def test_one_reference_per_frame_gives_each_window_its_first_frame(monkeypatch):
+    """reference_image [T, H, W, 3]: each temporal window is conditioned on the reference latent
+    of its own first frame (checked by recording what the UNet input is built from); one window
+    with per-frame references equals the single reference of frame 0."""
+    import rendiff.conditioners.pipeline as P
+    from rendiff.conditioners.latent import encode_reference
+
+    pipe = _pipe("pixel", temporal="none")
+    controls, _ = _clip(t=10)
+    refs = np.random.default_rng(3).random((10, 16, 16, 3)).astype(np.float32)
+    seen: list[torch.Tensor] = []
+    real = P.concat_conditions
+
+    def record(x, reference, control):
+        seen.append(reference.clone())
+        return real(x, reference, control)
+
+    monkeypatch.setattr(P, "concat_conditions", record)
+    pipe(controls, refs, window=4, overlap=2, num_inference_steps=1, progress=False)
+    windows = P.temporal_windows(10, 4, 2)
+    assert len(seen) == len(windows)
+    for (s, _), got in zip(windows, seen, strict=True):
+        img = torch.from_numpy(refs[s]).permute(2, 0, 1)[None]  # [1, 3, H, W] in [0, 1]
+        want = encode_reference(pipe.vae, img)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(P, "concat_conditions", real)
+    one_window = pipe(controls, refs, window=16, **RUN).frames
+    frame0 = pipe(controls, refs[0], window=16, **RUN).frames
+    np.testing.assert_allclose(one_window, frame0, atol=1e-6)
