@@ -43,6 +43,7 @@ from rendiff.engine.trajectory import (
 )
 
 from .atomic import atomic_path
+from .npz import write_npz
 
 __all__ = ["TRAJECTORY_FORMAT", "TrajectoryFileError", "load_trajectory", "save_trajectory",
            "trajectory_table"]
@@ -63,7 +64,7 @@ class TrajectoryFileError(ValueError):
 def _encode(obj: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(obj, torch.Tensor):
         arrays[key] = obj.detach().cpu().numpy()
-        return {"__tensor__": key}
+        return {"__tensor__": key, "shape": list(obj.shape)}  # the writer makes 0-d arrays 1-d
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         name = type(obj).__name__
         if _TYPES.get(name) is not type(obj):
@@ -92,7 +93,8 @@ def _decode(node: Any, arrays) -> Any:
     if not isinstance(node, dict):
         return node
     if "__tensor__" in node:
-        return torch.from_numpy(np.array(arrays[node["__tensor__"]]))
+        array = np.array(arrays[node["__tensor__"]])
+        return torch.from_numpy(array.reshape(node.get("shape", array.shape)))
     if "__tuple__" in node:
         return tuple(_decode(v, arrays) for v in node["__tuple__"])
     if "__dict__" in node:
@@ -113,8 +115,8 @@ def save_trajectory(traj: Trajectory, path: str | Path) -> Path:
     structure = {"format": TRAJECTORY_FORMAT, "trajectory": _encode(traj, "", arrays)}
     arrays["structure"] = np.array(json.dumps(structure))
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)  # uncompressed: exact, and read back without inflating
+    with atomic_path(path) as tmp:
+        write_npz(tmp, arrays)  # lossless zlib level 1, as layers.npz (rendiff.io.npz)
     return path
 
 
@@ -129,7 +131,7 @@ def load_trajectory(path: str | Path) -> Trajectory:
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            structure = json.loads(str(data["structure"]))
+            structure = json.loads(str(data["structure"].reshape(-1)[0]))
             if structure.get("format") != TRAJECTORY_FORMAT:
                 raise TrajectoryFileError(f"format {structure.get('format')!r}, expected "
                                           f"{TRAJECTORY_FORMAT!r}")
