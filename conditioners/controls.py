@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from rendiff.engine.layers import Layer, Layers
+from rendiff.io.video import to_uint8
 from rendiff.kernels.encodings import (
     depth_to_control,
     flow_to_color,
@@ -61,10 +62,10 @@ def _flow_norm(data: Tensor) -> float:
 
 
 def control_image_uint8(layer: Layer | str, data: Tensor, chunk: int = 4) -> np.ndarray:
-    """:func:`control_image` as uint8 [T, H, W, 3] (``round(255 x)``, what videos and contact
-    sheets take), encoded ``chunk`` frames at a time with the whole clip's normalisation: the same
-    bytes as converting the whole float clip, without holding it (a 720p clip's depth map is
-    0.2 GB of float32 before its temporaries)."""
+    """:func:`control_image` as uint8 [T, H, W, 3] (:func:`rendiff.io.video.to_uint8`, what
+    videos and contact sheets take), encoded ``chunk`` frames at a time with the whole clip's
+    normalisation: the same bytes as converting the whole float clip, without holding it (a
+    720p clip's depth map is 0.2 GB of float32 before its temporaries)."""
     layer = Layer(layer)
     T = data.shape[0]
     out = np.empty((T, *data.shape[1:3], 3), dtype=np.uint8)
@@ -86,9 +87,7 @@ def control_image_uint8(layer: Layer | str, data: Tensor, chunk: int = 4) -> np.
     with torch.no_grad():
         for a in range(0, T, max(1, chunk)):
             part = encode(data[a:a + chunk])
-            # as rendiff.io.video.to_uint8: clip to [0, 1], then 255 x + 0.5 truncated
-            scaled = torch.nan_to_num(part.float()).clamp_(0.0, 1.0).mul_(255.0).add_(0.5)
-            out[a:a + part.shape[0]] = scaled.to(torch.uint8).cpu().numpy()
+            out[a:a + part.shape[0]] = to_uint8(part)
     return out
 
 

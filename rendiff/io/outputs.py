@@ -74,12 +74,12 @@ def check_finite(layers: Layers, generated: torch.Tensor | None = None) -> None:
         first = next((a for a in range(0, value.shape[0], 4) if bad_at(value[a:a + 4]).any()),
                      None)
         if first is not None:
-            bad = bad_at(value[first:first + 4])
-            frame = first + _first_frame(bad)
-            bad = bad_at(value)
+            bad = bad_at(value[first:first + 4])  # the chunk holding the first bad frame
+            k = _first_frame(bad)
+            frame = first + k
             where = ""
             if Layer.INSTANCE in layers and bad.dim() >= 3:
-                pixel = bad[frame].reshape(*bad.shape[1:3], -1).any(dim=-1).nonzero()[0]
+                pixel = bad[k].reshape(*bad.shape[1:3], -1).any(dim=-1).nonzero()[0]
                 ident = int(layers[Layer.INSTANCE][frame, pixel[0], pixel[1]])
                 if 0 < ident <= len(layers.entity_names):
                     where = f", entity {layers.entity_names[ident - 1]!r} there"
