@@ -81,8 +81,9 @@ def _ground_entity(scene: Scene) -> Entity | None:
 
 def _is_body(e: Entity, ground: Entity | None) -> bool:
     """Whether an entity is a rigid body (dynamic, or a static collider) for physics."""
-    return (e is not ground and e.animation is None
-            and kind_of(e.geometry).collider(e.geometry) is not None)
+    # a fixed shape has a collider (kind.collider); asked without building it (a mesh file's
+    # collider reads the file)
+    return e is not ground and e.animation is None and kind_of(e.geometry).shape
 
 
 def _body_desc(e: Entity):
@@ -320,6 +321,6 @@ def simulate(scene: Scene, progress: bool = True,
         lights=trajectory_lights(scene.lights, times, rigid))
     # contiguous tracks: the same bits render the same, however they were computed (an einsum's
     # strides) or read back from a trajectory file
-    traj = map_tensors(traj, lambda t: t.contiguous()).to(dev)
+    traj = map_tensors(traj, lambda t: t.to(dev).contiguous())
     traj.timings["simulate"] = time.perf_counter() - t0
     return traj
