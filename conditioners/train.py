@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -386,14 +386,14 @@ class WeightAverage:
     def __init__(self, modules: dict[str, torch.nn.Module], decay: float):
         self.modules, self.decay = modules, decay
         self.average = {name: _float_copy(m) for name, m in modules.items()}
+        # (average, live weight) pairs, found once: the optimiser updates weights in place
+        self._pairs = [(self.average[name][k], v) for name, m in modules.items()
+                       for k, v in m.state_dict().items() if k in self.average[name]]
 
     @torch.no_grad()
     def update(self) -> None:
-        for name, m in self.modules.items():
-            avg = self.average[name]
-            for k, v in m.state_dict().items():
-                if k in avg:
-                    avg[k].lerp_(v, 1.0 - self.decay)
+        for avg, weight in self._pairs:
+            avg.lerp_(weight, 1.0 - self.decay)
 
     def state_dict(self) -> dict:
         return self.average
@@ -462,19 +462,9 @@ def train(cfg: TrainConfig) -> Path:
     log = _Logger(out / "log.jsonl")
 
     torch.manual_seed(cfg.seed)
-    if cfg.init_from is not None:
-        pipe = fine_tune_start(cfg.init_from, cfg.vae_maps)
-        if cfg.vae_path is not None:
-            raise ValueError("init_from and vae_path exclude each other (the model has its VAE)")
-    else:
-        pipe = build_pipeline(
-            maps=cfg.maps,
-            injection=cfg.injection,
-            preset=cfg.preset,
-            temporal_layers=cfg.temporal_layers,
-            prediction_type=cfg.prediction_type,
-            vae_maps=cfg.vae_maps,
-        )
+    if cfg.init_from is not None and cfg.vae_path is not None:
+        raise ValueError("init_from and vae_path exclude each other (the model has its VAE)")
+    pipe = _initial_pipeline(cfg)
     if cfg.vae_path is not None:
         trained_vae = AutoencoderKL.from_pretrained(cfg.vae_path, low_cpu_mem_usage=False)
         same = (trained_vae.config.latent_channels, vae_downsample_factor(trained_vae)) == (
@@ -716,25 +706,33 @@ def fine_tune_start(
     return pipe
 
 
+def _initial_pipeline(cfg: TrainConfig) -> RendiffVideoPipeline:
+    """The run's pipeline before training: the ``init_from`` model widened for ``vae_maps``, or
+    a new one of the configured maps, injection, preset, temporal layers and prediction."""
+    if cfg.init_from is not None:
+        return fine_tune_start(cfg.init_from, cfg.vae_maps)
+    return build_pipeline(
+        maps=cfg.maps,
+        injection=cfg.injection,
+        preset=cfg.preset,
+        temporal_layers=cfg.temporal_layers,
+        prediction_type=cfg.prediction_type,
+        vae_maps=cfg.vae_maps,
+    )
+
+
 def snapshot(run_dir: str | os.PathLike, out: str | os.PathLike, average: bool = True) -> Path:
     """Write the pipeline of a run's latest checkpoint (mid-run, for an evaluation) to ``out``:
     the UNet phase's weight average when the run keeps one and ``average``, else its weights."""
     run_dir, out = Path(run_dir), Path(out)
-    cfg = json.loads((run_dir / "config.json").read_text())
+    recorded = json.loads((run_dir / "config.json").read_text())
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
+                         for k, v in recorded.items() if k in known})
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     if state["phase"] != "unet":
         raise ValueError(f"{run_dir}: the checkpoint is in phase {state['phase']!r}, not 'unet'")
-    if cfg.get("init_from"):
-        pipe = fine_tune_start(cfg["init_from"], tuple(cfg["vae_maps"]))
-    else:
-        pipe = build_pipeline(
-            maps=tuple(cfg["maps"]),
-            injection=cfg["injection"],
-            preset=cfg["preset"],
-            temporal_layers=cfg["temporal_layers"],
-            prediction_type=cfg["prediction_type"],
-            vae_maps=tuple(cfg["vae_maps"]),
-        )
+    pipe = _initial_pipeline(cfg)
     models = dict(state["models"])
     if average and state.get("ema"):
         models = {k: {**v, **state["ema"].get(k, {})} for k, v in models.items()}
