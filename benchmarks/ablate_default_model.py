@@ -40,9 +40,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
-from eval_default_model import _clips, _load_clip, _score  # noqa: E402
+from eval_default_model import _clips, _load_clip  # noqa: E402
 
 from rendiff.api import DEFAULT_MODEL_DIR, _load_pipeline  # noqa: E402
+from rendiff.conditioners.metrics import score_clip  # noqa: E402
 from rendiff.conditioners.pipeline import PRESETS  # noqa: E402
 from rendiff.conditioners.train import TrainConfig, count_parameters, load_trained, train  # noqa: E402
 from rendiff.io.atomic import write_text  # noqa: E402
@@ -113,7 +114,7 @@ def _evaluate(pipe, clips: list[Path], steps: int, maps: tuple[str, ...]) -> dic
         frames = pipe(controls, reference_image=ref, num_inference_steps=steps, seed=0,
                       output_type="np", progress=False, num_frames=target.shape[0]).frames
         seconds.append(time.perf_counter() - t0)
-        per_clip.append(_score(frames, target, flow, valid, albedo))
+        per_clip.append(score_clip(frames, target, flow, valid, albedo))
     return {"per_clip": per_clip, "seconds_per_clip": float(np.mean(seconds)),
             "summary": _summary(per_clip)}
 
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in clips:
             target, flow, valid, albedo, _ = _load_clip(path, ())
             rep = np.repeat(target[:1], target.shape[0], axis=0)
-            per.append(_score(rep, target, flow, valid, albedo))
+            per.append(score_clip(rep, target, flow, valid, albedo))
         result["references"]["repeat reference"] = {"per_clip": per, "summary": _summary(per)}
         _save(result, args.out)
 
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.runs / name
         done = folder / "result.json"
         if not done.exists():
-            _train_and_score(spec, folder, clips, args)
+            _train_andscore_clip(spec, folder, clips, args)
         r = json.loads(done.read_text())
         if name in args.no_maps_check and spec["maps"] and "same_weights_no_maps" not in r:
             # what the maps change in this model: the same weights without them
@@ -360,7 +361,7 @@ def _preset(name: str, vae: Path) -> str:
     return f"{name}16" if channels == 16 and f"{name}16" in PRESETS else name
 
 
-def _train_and_score(spec: RunSpec, folder: Path, clips: list[Path], args) -> None:
+def _train_andscore_clip(spec: RunSpec, folder: Path, clips: list[Path], args) -> None:
     """Train one run (resuming its checkpoint if any), score it, write its ``result.json``."""
     name = spec["name"]
     done = folder / "result.json"

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from rendiff.api import DEFAULT_MODEL_DIR, _load_pipeline
-from rendiff.conditioners.metrics import evaluate_video
+from rendiff.conditioners.metrics import score_clip
 from rendiff.conditioners.models import vae_decode_video, vae_encode_video
 
 RESULTS = Path(__file__).parent / "results"
@@ -59,14 +59,6 @@ def _clips(folder: Path, n: int) -> list[Path]:
 
 #: The maps that carry appearance rather than geometry (withheld in the geometry-only row).
 APPEARANCE_MAPS = ("albedo", "shading")
-#: An albedo pixel counts as coloured when its channels differ by more than this.
-COLOURED = 0.12
-
-
-def _chroma(x: np.ndarray) -> np.ndarray:
-    return x.max(-1) - x.min(-1)
-
-
 def _load_clip(path: Path, maps) -> tuple[np.ndarray, ...]:
     """A held-out clip's engine RGB, flow, validity and albedo as float arrays (colours in [0, 1])
     and its control images for ``maps`` as tensors: what every scoring script reads."""
@@ -77,24 +69,6 @@ def _load_clip(path: Path, maps) -> tuple[np.ndarray, ...]:
         albedo = d["albedo"].astype(np.float32) / 255
         controls = {m: torch.from_numpy(d[m].astype(np.float32) / 255) for m in maps}
     return target, flow, valid, albedo, controls
-
-
-def _score(frames: np.ndarray, target: np.ndarray, flow: np.ndarray,
-           valid: np.ndarray, albedo: np.ndarray) -> dict[str, float]:
-    """Metrics of frames 1.. (frame 0 is the reference itself), plus PSNR over the pixels that
-    changed since the reference frame, and the colour kept: the mean chroma (max minus min
-    channel) of the frames over the engine's coloured pixels (albedo chroma > ``COLOURED``),
-    divided by the engine's own there (1 = as colourful as the engine; grey objects give ~0)."""
-    m = evaluate_video(frames[1:], target[1:], flow[1:], valid[1:])
-    changed = np.abs(target[1:] - target[:1]).max(-1) > 0.05
-    err = ((frames[1:] - target[1:]) ** 2).mean(-1)[changed]
-    m["psnr_changed"] = (float(10 * np.log10(1.0 / max(err.mean(), 1e-10))) if err.size
-                         else float("nan"))
-    coloured = _chroma(albedo[1:]) > COLOURED
-    m["colour_kept"] = (float(_chroma(frames[1:])[coloured].mean()
-                              / max(_chroma(target[1:])[coloured].mean(), 1e-6))
-                        if coloured.any() else float("nan"))
-    return m
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,22 +106,22 @@ def main(argv: list[str] | None = None) -> int:
             out = pipe(controls, reference_image=ref, num_inference_steps=args.steps, seed=0,
                        output_type="np", progress=False).frames
             seconds.append(time.perf_counter() - t0)
-            rows["model, all maps"].append(_score(out, target, flow, valid, albedo))
+            rows["model, all maps"].append(score_clip(out, target, flow, valid, albedo))
             bare = pipe({}, reference_image=ref, num_inference_steps=args.steps, seed=0,
                         output_type="np", progress=False, num_frames=target.shape[0]).frames
-            rows["model, no maps"].append(_score(bare, target, flow, valid, albedo))
+            rows["model, no maps"].append(score_clip(bare, target, flow, valid, albedo))
             geometry = {m: c for m, c in controls.items() if m not in APPEARANCE_MAPS}
             geo = pipe(geometry, reference_image=ref, num_inference_steps=args.steps, seed=0,
                        output_type="np", progress=False, num_frames=target.shape[0]).frames
-            rows["model, geometry maps only"].append(_score(geo, target, flow, valid, albedo))
+            rows["model, geometry maps only"].append(score_clip(geo, target, flow, valid, albedo))
         rep = np.repeat(target[:1], target.shape[0], axis=0)
-        rows["repeat reference"].append(_score(rep, target, flow, valid, albedo))
+        rows["repeat reference"].append(score_clip(rep, target, flow, valid, albedo))
         with torch.no_grad():
             x = torch.from_numpy(target).permute(3, 0, 1, 2)[None] * 2 - 1
             x = x.to(vae.dtype)
             rt = vae_decode_video(vae, vae_encode_video(vae, x))[0]
         rt = ((rt.float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).numpy()
-        rows["VAE round trip"].append(_score(rt, target, flow, valid, albedo))
+        rows["VAE round trip"].append(score_clip(rt, target, flow, valid, albedo))
         first = next(iter(rows))
         print(f"{path.name}: {first} psnr {rows[first][-1]['psnr']:.2f}", flush=True)
     summary = {name: {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]}

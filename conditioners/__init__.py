@@ -24,6 +24,9 @@ _LAZY = {
     "warping_error": "metrics", "evaluate_video": "metrics",
     "AnimateDiffSpec": "pretrained", "load_spec": "pretrained",
     "load_animatediff": "pretrained", "generate_animatediff": "pretrained",
+    "score_clip": "metrics", "WanVACESpec": "wan_vace", "load_wan_vace": "wan_vace",
+    "generate_wan_vace": "wan_vace", "CosmosTransferSpec": "cosmos_transfer",
+    "load_cosmos_transfer": "cosmos_transfer", "generate_cosmos_transfer": "cosmos_transfer",
 }
 
 __all__ = ["CONTROL_LAYERS", "control_image", "control_images", *_LAZY]

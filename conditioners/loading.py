@@ -5,16 +5,17 @@ which import nothing of each other's but this."""
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["ModelError", "absolute_path", "first_line", "folder_kind", "quiet", "read_json",
-           "resolve_dtype"]
+__all__ = ["ModelError", "absolute_path", "did_you_mean", "first_line", "folder_kind", "quiet",
+           "read_json", "resolve_dtype"]
 
 
 class ModelError(ValueError):
@@ -28,6 +29,12 @@ def absolute_path(path: Path, root: Path) -> Path:
     (the file's folder)."""
     path = path.expanduser()
     return path if path.is_absolute() else (root / path).resolve()
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``word``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -19,7 +19,11 @@ import torch.nn.functional as F
 from kornia.metrics import ssim as _kornia_ssim
 from torch import Tensor
 
-__all__ = ["evaluate_video", "l1", "psnr", "ssim", "warp_backward", "warping_error"]
+__all__ = ["COLOURED", "evaluate_video", "l1", "psnr", "score_clip", "ssim", "warp_backward",
+           "warping_error"]
+
+#: An albedo pixel counts as coloured when its channels differ by more than this.
+COLOURED = 0.12
 
 Array = np.ndarray | Tensor
 
@@ -124,3 +128,28 @@ def evaluate_video(
         out["warping_error"] = warping_error(pred, flow, valid)
         out["warping_error_target"] = warping_error(target, flow, valid)
     return out
+
+
+def _chroma(x: np.ndarray) -> np.ndarray:
+    return x.max(-1) - x.min(-1)
+
+
+def score_clip(frames: np.ndarray, target: np.ndarray, flow: np.ndarray, valid: np.ndarray,
+               albedo: np.ndarray) -> dict[str, float]:
+    """The evaluation's measures of a generated clip against the engine's (all [T, H, W, C]
+    floats in [0, 1], ``flow`` [T, H, W, 2] forward flow, ``valid`` [T, H, W]): those of
+    :func:`evaluate_video` over frames 1.. (frame 0 is the reference itself), PSNR over the
+    pixels that changed since frame 0 (``psnr_changed``: where copying the reference cannot be
+    right), and the colour kept: the mean chroma (max minus min channel) of the frames over the
+    engine's coloured pixels (albedo chroma > :data:`COLOURED`), divided by the engine's own
+    there (1 = as colourful as the engine; grey objects give about 0)."""
+    m = evaluate_video(frames[1:], target[1:], flow[1:], valid[1:])
+    changed = np.abs(target[1:] - target[:1]).max(-1) > 0.05
+    err = ((frames[1:] - target[1:]) ** 2).mean(-1)[changed]
+    m["psnr_changed"] = (float(10 * np.log10(1.0 / max(err.mean(), 1e-10))) if err.size
+                         else float("nan"))
+    coloured = _chroma(albedo[1:]) > COLOURED
+    m["colour_kept"] = (float(_chroma(frames[1:])[coloured].mean()
+                              / max(_chroma(target[1:])[coloured].mean(), 1e-6))
+                        if coloured.any() else float("nan"))
+    return m

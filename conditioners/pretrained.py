@@ -31,7 +31,6 @@ the OpenPose-18 skeleton image (``control_v11p_sd15_openpose``).
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import math
@@ -51,6 +50,7 @@ from .controls import CONTROL_LAYERS, control_image, control_images
 from .loading import (
     ModelError,
     absolute_path,
+    did_you_mean,
     first_line,
     folder_kind,
     quiet,
@@ -122,7 +122,7 @@ class AnimateDiffSpec(BaseModel):
     def _map_names(cls, v: dict[str, Path]) -> dict[str, Path]:
         for name in v:
             if name not in _MAP_NAMES:
-                raise ValueError(f"unknown map {name!r}{_did_you_mean(name, _MAP_NAMES)}; "
+                raise ValueError(f"unknown map {name!r}{did_you_mean(name, _MAP_NAMES)}; "
                                  f"expected one of {list(_MAP_NAMES)}")
         return v
 
@@ -151,11 +151,6 @@ class AnimateDiffSpec(BaseModel):
             "base": fix(self.base), "motion_adapter": fix(self.motion_adapter),
             "controlnets": {k: fix(v) for k, v in self.controlnets.items()},
             "sparsectrl": None if self.sparsectrl is None else fix(self.sparsectrl)})
-
-
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def find_spec(path: str | Path) -> Path | None:
@@ -215,12 +210,8 @@ def load_spec(path: str | Path) -> AnimateDiffSpec | Any:
         raise ModelError(f"{path}: expected a mapping of keys (kind, and the model's folders)")
     kind = data.get("kind", "animatediff")
     kinds = _spec_kinds()
-    if kind == "cosmos_transfer":
-        raise ModelError(f"{path}: kind: cosmos_transfer is not supported yet (Cosmos-Transfer2.5 "
-                         "needs torchvision, which has no CPU build beside rendiff's torch); "
-                         f"supported: {list(kinds)}")
     if not isinstance(kind, str) or kind not in kinds:
-        word = _did_you_mean(kind, list(kinds)) if isinstance(kind, str) else ""
+        word = did_you_mean(kind, list(kinds)) if isinstance(kind, str) else ""
         raise ModelError(f"{path}: kind: unknown kind {kind!r}{word}; expected one of "
                          f"{list(kinds)}")
     cls = kinds[kind]
@@ -234,9 +225,11 @@ def load_spec(path: str | Path) -> AnimateDiffSpec | Any:
 
 def _spec_kinds() -> dict[str, type[BaseModel]]:
     """Setup-file ``kind`` -> its schema."""
+    from .cosmos_transfer import CosmosTransferSpec
     from .wan_vace import WanVACESpec
 
-    return {"animatediff": AnimateDiffSpec, "wan_vace": WanVACESpec}
+    return {"animatediff": AnimateDiffSpec, "wan_vace": WanVACESpec,
+            "cosmos_transfer": CosmosTransferSpec}
 
 
 def _validation_message(e: ValidationError, cls: type[BaseModel] | None = None) -> str:
@@ -244,7 +237,7 @@ def _validation_message(e: ValidationError, cls: type[BaseModel] | None = None) 
     loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
     if err["type"] == "extra_forbidden":
         fields = list((cls or AnimateDiffSpec).model_fields)
-        msg = f"unknown field{_did_you_mean(str(err['loc'][-1]), fields)}"
+        msg = f"unknown field{did_you_mean(str(err['loc'][-1]), fields)}"
     else:
         msg = err["msg"].removeprefix("Value error, ")
     more = len(e.errors()) - 1
@@ -391,7 +384,7 @@ def load_animatediff(
         raise ValueError("give controlnets (map -> folder) or sparsectrl, exactly one of them")
     for name in controlnets:
         if name not in _MAP_NAMES:
-            raise ModelError(f"controlnets: unknown map {name!r}{_did_you_mean(name, _MAP_NAMES)}"
+            raise ModelError(f"controlnets: unknown map {name!r}{did_you_mean(name, _MAP_NAMES)}"
                              f"; expected one of {list(_MAP_NAMES)}")
     base, motion_adapter = Path(base).expanduser(), Path(motion_adapter).expanduser()
     nets = {k: Path(v).expanduser() for k, v in controlnets.items()}

@@ -58,6 +58,8 @@ from torch import Tensor
 
 from rendiff.engine.layers import Layer, Layers
 
+from .framing import generation_size, pad_clip, resize_clip
+
 __all__ = ["VACE_CONTROLS", "WanVACESpec", "check_wan_inputs", "check_wan_vace_folder",
            "control_for", "flow_to_middlebury",
            "generate_from_wan_spec", "generate_wan_vace", "letterbox", "load_wan_vace",
@@ -103,6 +105,14 @@ class WanVACESpec(BaseModel):
             raise ValueError(f"overlap: {self.overlap} must be below max_frames "
                              f"({self.max_frames})")
         return self
+
+    def check_folders(self) -> None:
+        """The model folder holds a WanVACEPipeline (:func:`check_wan_vace_folder`)."""
+        check_wan_vace_folder(self.model)
+
+    def check_run(self, maps: Sequence[str] | None, entities: Sequence[str] | None) -> None:
+        """What a run with ``maps`` on a scene of ``entities`` needs (:func:`check_wan_inputs`)."""
+        check_wan_inputs(None, control_for(self, maps), self.keep, self.reference, entities)
 
     def resolved(self, root: Path) -> WanVACESpec:
         """A copy with every path absolute, relative ones taken against ``root``."""
@@ -291,16 +301,6 @@ def _pil_frames(frames: Tensor) -> list:
     return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
 
 
-def _pad_clip(x: Tensor, frames: int, height: int, width: int) -> Tensor:
-    """[T, H, W, C] -> [frames, height, width, C]: the last frame repeated, edges repeated."""
-    T, H, W = x.shape[:3]
-    if frames > T:
-        x = torch.cat([x, x[-1:].expand(frames - T, *x.shape[1:])])
-    if height > H or width > W:
-        x = torch.nn.functional.pad(x.permute(0, 3, 1, 2), (0, width - W, 0, height - H),
-                                    mode="replicate").permute(0, 2, 3, 1)
-    return x.contiguous()
-
 
 def generate_wan_vace(
     pipe: Any,
@@ -394,17 +394,13 @@ def _generate_pass(pipe: Any, video: Tensor, mask: Tensor, *, reference: Any, pr
     ft = int(pipe.vae_scale_factor_temporal)
     m = int(pipe.vae_scale_factor_spatial) * int(pipe.transformer.config.patch_size[1])
     Tp = (T - 1 + ft - 1) // ft * ft + 1
-    Hs, Ws = H, W  # the size generated at, before padding to multiples of m
-    if area is not None and W * H < area:
-        scale = math.sqrt(area / (W * H))
-        Hs, Ws = max(m, round(H * scale / m) * m), max(m, round(W * scale / m) * m)
-    Hp, Wp = math.ceil(Hs / m) * m, math.ceil(Ws / m) * m
+    Hs, Ws, Hp, Wp = generation_size(H, W, m, area)  # scaled towards area, then padded
     mask = mask[..., None].expand(-1, -1, -1, 3)
     if (Hs, Ws) != (H, W):
-        video = _resize(video, Hs, Ws, "bilinear")
-        mask = _resize(mask, Hs, Ws, "nearest")
-    video = _pad_clip(video, Tp, Hp, Wp)
-    mask = _pad_clip(mask, Tp, Hp, Wp)
+        video = resize_clip(video, Hs, Ws, "bilinear")
+        mask = resize_clip(mask, Hs, Ws, "nearest")
+    video = pad_clip(video, Tp, Hp, Wp)
+    mask = pad_clip(mask, Tp, Hp, Wp)
     refs = None
     if reference is not None:
         ref = torch.ones(Hp, Wp, 3)  # centred on the visible clip, the padding white
@@ -424,16 +420,9 @@ def _generate_pass(pipe: Any, video: Tensor, mask: Tensor, *, reference: Any, pr
         raise ModelError("Wan VACE produced NaN or inf frames (try dtype: float32)")
     frames = frames[:T, :Hs, :Ws]
     if (Hs, Ws) != (H, W):
-        frames = _resize(frames, H, W, "bilinear")
+        frames = resize_clip(frames, H, W, "bilinear")
     return frames.clamp(0, 1).contiguous()
 
-
-def _resize(frames: Tensor, height: int, width: int, mode: str) -> Tensor:
-    """[T, h, w, C] -> [T, height, width, C] (antialiased when shrinking bilinearly)."""
-    x = frames.permute(0, 3, 1, 2).float()
-    kw = {"align_corners": False, "antialias": True} if mode == "bilinear" else {}
-    x = torch.nn.functional.interpolate(x, size=(height, width), mode=mode, **kw)
-    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def _read_image(image: str | Path | Tensor) -> Tensor:

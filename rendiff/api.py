@@ -127,17 +127,10 @@ def check_model(model: str | Path | None, maps: list[str] | None = None,
     setup = find_spec(model) if model is not None else None
     if setup is not None:
         spec = load_spec(setup)
-        if getattr(spec, "kind", None) == "wan_vace":
-            from rendiff.conditioners.wan_vace import (
-                check_wan_inputs,
-                check_wan_vace_folder,
-                control_for,
-            )
-
-            check_wan_vace_folder(spec.model)
+        if getattr(spec, "kind", None) in ("wan_vace", "cosmos_transfer"):
+            spec.check_folders()
             try:
-                check_wan_inputs(None, control_for(spec, maps), spec.keep, spec.reference,
-                                 entities)
+                spec.check_run(maps, entities)
             except ModelError as e:
                 raise ModelError(f"{setup}: {e}") from None
         return
@@ -206,8 +199,8 @@ def _pretrained_spec(model, gen) -> AnimateDiffSpec | None:
     source = model if model is not None else (gen.model if gen is not None else None)
     if source is None:
         return None
-    if isinstance(source, BaseModel) and getattr(source, "kind", None) in ("animatediff",
-                                                                            "wan_vace"):
+    if isinstance(source, BaseModel) and getattr(source, "kind", None) in (
+            "animatediff", "wan_vace", "cosmos_transfer"):
         return source
     spec_file = find_spec(source)
     return None if spec_file is None else load_spec(spec_file)
@@ -219,6 +212,19 @@ def _generate_pretrained(layers: Layers, spec: AnimateDiffSpec, gen, *, referenc
     the setup file, else the scene's ``generation`` options, else the default."""
     from rendiff.conditioners.pretrained import generate_from_spec
 
+    if spec.kind == "cosmos_transfer":
+        from rendiff.conditioners.cosmos_transfer import generate_from_cosmos_spec
+
+        for name, value in (("keyframes", kw.pop("keyframes", None)), ("scheduler", scheduler),
+                            ("reference", reference)):
+            if value is not None:
+                raise ModelError(f"{name}: a Cosmos-Transfer2.5 setup takes none (its controls "
+                                 "and prompt carry the look)")
+        return generate_from_cosmos_spec(
+            layers, spec, maps=maps or (gen.maps if gen is not None and gen.maps else None),
+            weights=weights if weights is not None else (dict(gen.weights) if gen is not None
+                                                         else {}),
+            steps=steps or spec.steps or (gen.steps if gen is not None else None), **kw)
     if spec.kind == "wan_vace":
         from rendiff.conditioners.wan_vace import generate_from_wan_spec
 

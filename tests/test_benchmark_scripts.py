@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from rendiff.conditioners.metrics import score_clip
 from rendiff.conditioners.pipeline import build_pipeline
 from rendiff.conditioners.train import synthetic_clip
 
@@ -53,10 +54,10 @@ def test_colour_kept_measures_chroma_on_coloured_pixels():
     target = albedo * 0.5  # chroma 0.5
     grey = np.full_like(target, 0.3)
     flow, valid = np.zeros((3, 16, 16, 2), np.float32), np.ones((3, 16, 16), bool)
-    assert evaluate._score(target, target, flow, valid, albedo)["colour_kept"] == pytest.approx(1)
-    assert evaluate._score(grey, target, flow, valid, albedo)["colour_kept"] == pytest.approx(0)
+    assert score_clip(target, target, flow, valid, albedo)["colour_kept"] == pytest.approx(1)
+    assert score_clip(grey, target, flow, valid, albedo)["colour_kept"] == pytest.approx(0)
     half = target * 0.5
-    assert evaluate._score(half, target, flow, valid, albedo)["colour_kept"] == pytest.approx(0.5)
+    assert score_clip(half, target, flow, valid, albedo)["colour_kept"] == pytest.approx(0.5)
 
 
 def test_eval_default_model_writes_its_table(heldout, model_dir, tmp_path):

@@ -282,7 +282,6 @@ def _setup(tmp: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("text, words", [
     ("kind: wan_vac\nmodel: m\n", "kind: unknown kind 'wan_vac' (did you mean 'wan_vace'?)"),
-    ("kind: cosmos_transfer\nmodel: m\n", "kind: cosmos_transfer is not supported yet"),
     ("kind: wan_vace\nmodel: m\ncontrol: normal\n", "control: Input should be 'depth', 'pose' or"),
     ("kind: wan_vace\nmodel: m\npromt: x\n", "promt: unknown field (did you mean 'prompt'?)"),
     ("kind: wan_vace\nmodel: m\nsteps: '20'\n", "steps: Input should be a valid integer"),
