@@ -59,12 +59,19 @@ from torch import Tensor
 from rendiff.engine.layers import Layer, Layers
 
 from .framing import generation_size, pad_clip, resize_clip
+from .token_weights import (
+    WeightMask,
+    check_region,
+    combine_weights,
+    parse_region,
+    pool_to_tokens,
+    region_mask,
+)
 
 __all__ = ["COSMOS_CONTROLS", "EDGE_PRESETS", "CosmosTransferSpec", "blur_control",
            "canny_edges", "check_cosmos_folders", "check_cosmos_inputs", "cosmos_control",
-           "cosmos_depth",
-           "combine_weights", "generate_cosmos_transfer", "generate_from_cosmos_spec",
-           "load_cosmos_transfer", "pool_to_tokens", "region_mask"]
+           "cosmos_depth", "generate_cosmos_transfer", "generate_from_cosmos_spec",
+           "load_cosmos_transfer"]
 
 #: The control branches Cosmos-Transfer2.5 was released with that rendiff renders exactly.
 COSMOS_CONTROLS = ("depth", "seg", "edge", "vis")
@@ -75,16 +82,6 @@ EDGE_PRESETS = {"very_low": (20, 50), "low": (50, 100), "medium": (100, 200),
                 "high": (200, 300), "very_high": (300, 400)}
 #: Cosmos' default negative prompt is the pipeline's own (None here means: use it).
 _AREA_720P = 704 * 1280
-
-
-class WeightMask(BaseModel):
-    """Where a control's weight applies: ``where`` a region (see :func:`region_mask`), the weight
-    times ``outside`` elsewhere."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    where: str
-    outside: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class CosmosTransferSpec(BaseModel):
@@ -274,78 +271,6 @@ def cosmos_control(name: str, layers: Layers, *, size: tuple[int, int] | None = 
         rgb = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in rgb])
     out = canny_edges(rgb, *edge_thresholds) if name == "edge" else blur_control(rgb)
     return torch.from_numpy(out).float() / 255.0
-
-
-# ---------------------------------------------------------------- weights
-
-
-def parse_region(where: str, label: str = "weight_masks") -> tuple[str, list[str]]:
-    """``instance:a,b`` / ``foreground`` / ``background`` -> (kind, names); a ValueError naming
-    ``label`` (the setup field) otherwise."""
-    text = where.strip()
-    if text in ("foreground", "background"):
-        return text, []
-    if text.startswith("instance:"):
-        names = [n.strip() for n in text[len("instance:"):].split(",") if n.strip()]
-        if names:
-            return "instance", names
-    raise ValueError(f"{label}: {where!r} is not a region; write instance:NAME[,NAME...], "
-                     "foreground or background")
-
-
-def region_mask(layers: Layers, where: str) -> Tensor:
-    """[T, H, W] float32: 1 inside the region ``where`` (:func:`parse_region`), 0 outside."""
-    kind, names = parse_region(where, where)
-    if Layer.INSTANCE not in layers:
-        raise ValueError(f"{where}: needs the instance layer, which was not rendered")
-    inst = layers[Layer.INSTANCE]
-    if kind == "foreground":
-        return (inst > 0).float()
-    if kind == "background":
-        return (inst == 0).float()
-    known = list(layers.entity_names)
-    mask = torch.zeros(inst.shape, dtype=torch.float32)
-    for n in names:
-        if n not in known:
-            from .loading import did_you_mean
-
-            raise ValueError(f"{where}: no entity named {n!r}{did_you_mean(n, known)}; the "
-                             f"scene has {known}")
-        mask[inst == known.index(n) + 1] = 1.0
-    return mask
-
-
-def pool_to_tokens(mask: Tensor, *, temporal: int, spatial: int) -> Tensor:
-    """A per-pixel weight [T, H, W] (T = 4k + 1, H and W multiples of ``spatial``) averaged over
-    each token: latent frame 0 is pixel frame 0, latent frame k the ``temporal`` frames
-    4k - 3 .. 4k (the causal video VAE's packing), each token a ``spatial`` x ``spatial`` block.
-    Returns [T', H / spatial, W / spatial]."""
-    T, H, W = mask.shape
-    if (T - 1) % temporal or H % spatial or W % spatial:
-        raise ValueError(f"weight map of {T} frames at {W}x{H} does not fit the token grid "
-                         f"({temporal}k + 1 frames, multiples of {spatial} pixels)")
-    first = mask[:1]
-    rest = mask[1:].reshape(-1, temporal, H, W).mean(1) if T > 1 else mask[:0]
-    frames = torch.cat([first, rest])
-    return torch.nn.functional.avg_pool2d(frames[:, None].float(), spatial)[:, 0]
-
-
-def combine_weights(weights: Mapping[str, float | Tensor]) -> dict[str, float | Tensor]:
-    """Cosmos' multi-control rule: each modality's weight in [0, 1]; where they sum to more than
-    1 (per token, for maps), each is divided by the sum."""
-    if not weights:
-        return {}
-    maps = [w for w in weights.values() if isinstance(w, Tensor)]
-    if not maps:
-        total = sum(float(w) for w in weights.values())
-        scale = 1.0 / total if total > 1.0 else 1.0
-        return {k: float(w) * scale for k, w in weights.items()}
-    shape = maps[0].shape
-    total = torch.zeros(shape)
-    for w in weights.values():
-        total = total + (w if isinstance(w, Tensor) else float(w))
-    scale = torch.where(total > 1.0, 1.0 / total.clamp_min(1e-12), 1.0)
-    return {k: w * scale for k, w in weights.items()}
 
 
 # ---------------------------------------------------------------- loading
@@ -809,14 +734,10 @@ def check_cosmos_inputs(spec: CosmosTransferSpec, names: Sequence[str],
     if entities is None:
         return
     for k, m in spec.weight_masks.items():
-        kind, wanted = parse_region(m.where, f"weight_masks.{k}")
-        for n in wanted:
-            if n not in entities:
-                from .loading import did_you_mean
-
-                raise ModelError(f"weight_masks.{k}: no entity named {n!r}"
-                                 f"{did_you_mean(n, list(entities))}; the scene has "
-                                 f"{list(entities)}")
+        try:
+            check_region(m, list(entities), f"weight_masks.{k}")
+        except ValueError as e:
+            raise ModelError(str(e)) from None
 
 
 def generate_from_cosmos_spec(layers: Layers, spec: CosmosTransferSpec, *, seed: int = 0,

@@ -24,8 +24,10 @@ The control video is the map in VACE's own encodings (:func:`vace_control`), eac
   bright, the empty background 0. VACE's annotator is a monocular estimator (Depth Anything /
   MiDaS): relative inverse depth, also near = bright and min-max normalised per frame; ours is
   exact where theirs is estimated (and theirs gives the far background its own estimate).
-- ``pose``: the OpenPose-18 body skeleton on black (the ``pose`` layer, as VACE's DWPose body
-  annotator draws it: limbs and joints, no hands or face).
+- ``pose``: the OpenPose-18 body skeleton on black (the ``pose`` layer: limbs and joints, no
+  hands or face, as VACE's ``pose_body`` annotator draws it), its channels reversed as that
+  annotator's are (it draws OpenPose's colours on a canvas it then flips from BGR): the first
+  limb, neck to right shoulder, is blue, not ControlNet's red.
 - ``flow``: optical flow in the Middlebury colour coding (:func:`flow_to_middlebury`, the one
   RAFT's visualiser draws), magnitude over the frame's largest (+1e-5, as RAFT's), with VACE's
   timing: frame t shows the flow from t - 1 to t, frame 0 repeats frame 1's (the engine's
@@ -59,6 +61,7 @@ from torch import Tensor
 from rendiff.engine.layers import Layer, Layers
 
 from .framing import generation_size, pad_clip, resize_clip
+from .token_weights import WeightMask, check_region, parse_region, pool_to_tokens, weight_map
 
 __all__ = ["VACE_CONTROLS", "WanVACESpec", "check_wan_inputs", "check_wan_vace_folder",
            "control_for", "flow_to_middlebury",
@@ -79,6 +82,8 @@ class WanVACESpec(BaseModel):
     model: Path  # WanVACEPipeline folder
     control: Literal["depth", "pose", "flow"] = "depth"
     keep: list[str] = Field(default_factory=list)  # entity names whose render is kept
+    weight_masks: dict[Literal["depth", "pose", "flow"], WeightMask | str] = Field(
+        default_factory=dict)  # where the control's strength applies (per control)
     reference: Path | None = None
     prompt: str = ""
     negative_prompt: str = ""
@@ -99,6 +104,14 @@ class WanVACESpec(BaseModel):
             raise ValueError(f"an entity is named twice: {v}")
         return v
 
+    @field_validator("weight_masks")
+    @classmethod
+    def _masks(cls, v: dict) -> dict:
+        out = {k: WeightMask(where=m) if isinstance(m, str) else m for k, m in v.items()}
+        for k, m in out.items():
+            parse_region(m.where, f"weight_masks.{k}")
+        return out
+
     @model_validator(mode="after")
     def _passes(self) -> WanVACESpec:
         if self.overlap >= self.max_frames:
@@ -112,7 +125,16 @@ class WanVACESpec(BaseModel):
 
     def check_run(self, maps: Sequence[str] | None, entities: Sequence[str] | None) -> None:
         """What a run with ``maps`` on a scene of ``entities`` needs (:func:`check_wan_inputs`)."""
-        check_wan_inputs(None, control_for(self, maps), self.keep, self.reference, entities)
+        from .loading import ModelError
+
+        control = control_for(self, maps)
+        check_wan_inputs(None, control, self.keep, self.reference, entities)
+        if entities is not None and control in self.weight_masks:
+            try:
+                check_region(self.weight_masks[control], list(entities),
+                             f"weight_masks.{control}")
+            except ValueError as e:
+                raise ModelError(str(e)) from None
 
     def resolved(self, root: Path) -> WanVACESpec:
         """A copy with every path absolute, relative ones taken against ``root``."""
@@ -183,7 +205,9 @@ def vace_control(name: str, data: Tensor) -> Tensor:
         out = torch.where(valid, out, 0.0)
         return out[..., None].expand(*data.shape, 3).contiguous()
     if name == "pose":
-        return data.clamp(0, 1).float()
+        # VACE's annotator draws OpenPose's colours, then reverses the channels of its canvas
+        # before writing the RGB video (vace/annotators/pose.py): the first limb is blue there.
+        return data.clamp(0, 1).float().flip(-1)
     if name == "flow":
         if not len(data):
             return torch.zeros(*data.shape[:-1], 3)
@@ -315,6 +339,7 @@ def generate_wan_vace(
     seed: int = 0,
     guidance_scale: float = 5.0,
     conditioning_scale: float = 1.0,
+    weight_mask: WeightMask | str | None = None,
     flow_shift: float | None = None,
     max_sequence_length: int = 512,
     area: int | None = None,
@@ -333,6 +358,11 @@ def generate_wan_vace(
     last one ended: VACE's video extension, those frames given as the previous pass generated
     them with the mask black (kept), so the passes join without a cut.
 
+    ``weight_mask``: where the control's strength (``conditioning_scale``) applies -- a region of
+    the scene (:class:`~rendiff.conditioners.token_weights.WeightMask`), the strength times its
+    ``outside`` elsewhere -- averaged over each token's pixels and frames and given to the model
+    as a per-token scale.
+
     Returns [T, H, W, 3] float32 frames in [0, 1] on the CPU, T, H, W those of ``layers``."""
     from .loading import ModelError
 
@@ -347,6 +377,10 @@ def generate_wan_vace(
     try:
         video = vace_control(control, layers[layer])
         mask = vace_mask(layers, list(keep))
+        weights = None
+        if weight_mask is not None:
+            wm = WeightMask(where=weight_mask) if isinstance(weight_mask, str) else weight_mask
+            weights = weight_map(layers, wm, float(conditioning_scale))
     except ValueError as e:
         raise ModelError(str(e)) from None
     if keep:
@@ -362,7 +396,7 @@ def generate_wan_vace(
                   conditioning_scale=conditioning_scale,
                   max_sequence_length=max_sequence_length, area=area)
     if max_frames is None or T <= max_frames:
-        return _generate_pass(pipe, video, mask, **common)
+        return _generate_pass(pipe, video, mask, weights, **common)
     if not 1 <= overlap < max_frames:
         raise ModelError(f"overlap: {overlap} must be at least 1 and below max_frames "
                          f"({max_frames})")
@@ -375,19 +409,21 @@ def generate_wan_vace(
         if context > 0:
             v[:context] = frames[start:done]
             m[:context] = 0.0  # black: keep them
-        out = _generate_pass(pipe, v, m, **common)
+        w = None if weights is None else weights[start:stop]
+        out = _generate_pass(pipe, v, m, w, **common)
         frames[done:stop] = out[context:]
         done = stop
         start = stop - overlap
     return frames
 
 
-def _generate_pass(pipe: Any, video: Tensor, mask: Tensor, *, reference: Any, prompt: str,
-                   negative_prompt: str, steps: int, seed: int, guidance_scale: float,
-                   conditioning_scale: float, max_sequence_length: int,
+def _generate_pass(pipe: Any, video: Tensor, mask: Tensor, weights: Tensor | None, *,
+                   reference: Any, prompt: str, negative_prompt: str, steps: int, seed: int,
+                   guidance_scale: float, conditioning_scale: float, max_sequence_length: int,
                    area: int | None) -> Tensor:
-    """One pipeline call on a control video [T, H, W, 3] and mask [T, H, W] (1 = generate):
-    scaled to ``area``, padded to the model's sizes, generated, cropped and scaled back."""
+    """One pipeline call on a control video [T, H, W, 3] and mask [T, H, W] (1 = generate), with
+    a per-pixel control strength [T, H, W] or None (``conditioning_scale`` everywhere): scaled to
+    ``area``, padded to the model's sizes, generated, cropped and scaled back."""
     from .loading import ModelError
 
     T, H, W = video.shape[:3]
@@ -406,11 +442,16 @@ def _generate_pass(pipe: Any, video: Tensor, mask: Tensor, *, reference: Any, pr
         ref = torch.ones(Hp, Wp, 3)  # centred on the visible clip, the padding white
         ref[:Hs, :Ws] = letterbox(_read_image(reference), Ws, Hs)
         refs = _pil_frames(ref[None])
+    scale: float | Tensor = float(conditioning_scale)
+    if weights is not None:
+        scale = _token_scale(pipe, weights, Hs, Ws, Tp, Hp, Wp, m, ft,
+                             n_ref=0 if refs is None else len(refs),
+                             ref_scale=float(conditioning_scale))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         out = pipe(prompt=prompt, negative_prompt=negative_prompt or None,
                    video=_pil_frames(video), mask=_pil_frames(mask), reference_images=refs,
-                   conditioning_scale=float(conditioning_scale), height=Hp, width=Wp,
+                   conditioning_scale=scale, height=Hp, width=Wp,
                    num_frames=Tp, num_inference_steps=int(steps),
                    guidance_scale=float(guidance_scale),
                    generator=torch.Generator("cpu").manual_seed(int(seed)), output_type="np",
@@ -423,6 +464,22 @@ def _generate_pass(pipe: Any, video: Tensor, mask: Tensor, *, reference: Any, pr
         frames = resize_clip(frames, H, W, "bilinear")
     return frames.clamp(0, 1).contiguous()
 
+
+
+def _token_scale(pipe: Any, weights: Tensor, Hs: int, Ws: int, Tp: int, Hp: int, Wp: int,
+                 m: int, ft: int, *, n_ref: int, ref_scale: float) -> Tensor:
+    """A per-pixel strength [T, H, W] as the per-token scale VACE's blocks multiply their hints
+    by: fitted like the mask (nearest, edges and last frame repeated), averaged per token
+    (:func:`~rendiff.conditioners.token_weights.pool_to_tokens`), the reference images' latent
+    frames (which VACE puts first) at ``ref_scale``; [layers, 1, tokens, 1]."""
+    w = weights[..., None]
+    if w.shape[1:3] != (Hs, Ws):
+        w = resize_clip(w, Hs, Ws, "nearest")
+    tok = pool_to_tokens(pad_clip(w, Tp, Hp, Wp)[..., 0], temporal=ft, spatial=m)
+    if n_ref:
+        tok = torch.cat([torch.full((n_ref, *tok.shape[1:]), ref_scale), tok])
+    layers = len(pipe.transformer.config.vace_layers)
+    return tok.reshape(1, 1, -1, 1).expand(layers, -1, -1, -1).contiguous()
 
 
 def _read_image(image: str | Path | Tensor) -> Tensor:
@@ -469,7 +526,8 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
         negative_prompt=spec.negative_prompt if negative_prompt is None else negative_prompt,
         steps=steps or spec.steps or 30, seed=seed,
         guidance_scale=spec.guidance_scale if guidance_scale is None else guidance_scale,
-        conditioning_scale=scale, flow_shift=spec.flow_shift,
+        conditioning_scale=scale, weight_mask=spec.weight_masks.get(control),
+        flow_shift=spec.flow_shift,
         max_sequence_length=spec.max_sequence_length, area=spec.area,
         max_frames=spec.max_frames, overlap=spec.overlap)
     check_wan_inputs(layers, control, settings["keep"], settings["reference"])  # before loading
@@ -479,6 +537,8 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
         ref = settings["reference"]
         record.update({**settings, "model": str(spec.model), "maps": [control],
                        "weights": {control: scale},
+                       "weight_mask": None if settings["weight_mask"] is None
+                       else settings["weight_mask"].model_dump(),
                        "reference": ref if ref is None or isinstance(ref, str | Path)
                        else "image array", "scheduler": type(pipe.scheduler).__name__,
                        "flow_shift": pipe.scheduler.config.get("flow_shift"),

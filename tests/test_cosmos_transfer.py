@@ -24,15 +24,13 @@ from rendiff.conditioners import cosmos_transfer as ct
 from rendiff.conditioners.cosmos_transfer import (
     blur_control,
     canny_edges,
-    combine_weights,
     cosmos_control,
     generate_cosmos_transfer,
     load_cosmos_transfer,
-    pool_to_tokens,
-    region_mask,
 )
 from rendiff.conditioners.framing import pad_clip
 from rendiff.conditioners.pretrained import ModelError, load_spec
+from rendiff.conditioners.token_weights import combine_weights, pool_to_tokens, region_mask
 from rendiff.engine.layers import Layer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -242,6 +242,51 @@ def test_weight_zero_equals_no_control(pipe, layers):
     assert float((run("depth", 1.0) - run("flow", 1.0)).abs().max()) > 1e-3
 
 
+def test_pose_is_the_skeleton_with_vaces_channel_order():
+    """VACE's pose annotator draws OpenPose's colours and reverses the canvas' channels before
+    the RGB video is written: the neck-to-right-shoulder limb, red (153, 0, 0) in ControlNet's
+    drawing, is blue (0, 0, 153) in VACE's."""
+    pose = torch.zeros(1, 4, 4, 3)
+    pose[0, 1, 1] = torch.tensor([153.0, 0.0, 0.0]) / 255
+    pose[0, 2, 2] = torch.tensor([255.0, 85.0, 0.0]) / 255
+    out = (vace_control("pose", pose) * 255).round()
+    assert out[0, 1, 1].tolist() == [0, 0, 153] and out[0, 2, 2].tolist() == [0, 85, 255]
+    assert bool((out[0, 0] == 0).all())
+
+
+def test_a_weight_mask_becomes_vaces_per_token_scale(pipe, layers, monkeypatch, tmp_path):
+    """weight_mask instance:<entity> with strength 0.8: the pipeline gets a per-token scale
+    [layers, 1, tokens, 1], the entity's share of each 16 x 16 token (and of the frames its
+    latent frame packs) times 0.8; a reference image's latent frame, which VACE puts first,
+    keeps the plain 0.8; and the output differs from the same strength everywhere."""
+    from PIL import Image
+
+    from rendiff.conditioners.framing import pad_clip
+    from rendiff.conditioners.token_weights import pool_to_tokens, region_mask
+
+    inst = layers[Layer.INSTANCE]
+    counts = {n: int((inst == i + 1).sum()) for i, n in enumerate(layers.entity_names)}
+    name = min((c, n) for n, c in counts.items() if c > 0)[1]
+    calls = _spy(monkeypatch, pipe)
+    ref = tmp_path / "look.png"
+    Image.fromarray(np.full((10, 30, 3), 128, np.uint8)).save(ref)
+    args = dict(control="depth", conditioning_scale=0.8, steps=2, seed=1, guidance_scale=1.0,
+                max_sequence_length=32, progress=False)
+    masked = generate_wan_vace(pipe, layers, weight_mask=f"instance:{name}", reference=ref,
+                               **args)
+    scale = calls[0]["conditioning_scale"]
+    layers_n = len(pipe.transformer.config.vace_layers)
+    pixel = pad_clip(region_mask(layers, f"instance:{name}")[..., None], 9, 32, 48)[..., 0]
+    tokens = 0.8 * pool_to_tokens(pixel, temporal=4, spatial=16)  # [3, 2, 3]
+    expected = torch.cat([torch.full((1, 2, 3), 0.8), tokens]).reshape(1, 1, -1, 1)
+    assert scale.shape == (layers_n, 1, 4 * 2 * 3, 1)
+    torch.testing.assert_close(scale, expected.expand(layers_n, -1, -1, -1))
+    assert bool((tokens == 0).any()) and bool((tokens > 0).any())
+    plain = generate_wan_vace(pipe, layers, reference=ref, **args)
+    assert calls[1]["conditioning_scale"] == 0.8
+    assert float((masked - plain).abs().max()) > 1e-4
+
+
 def test_rendiff_run_with_the_setup_writes_video_and_provenance(tiny, tmp_path):
     out = tmp_path / "run"
     assert main(["run", "falling_objects", "-o", str(out), "--model", str(tiny), "--frames", "9",
@@ -378,6 +423,8 @@ def test_setup_overrides_and_the_record_say_what_was_used(tiny, layers):
 
 @pytest.mark.parametrize("extra, words", [
     ("keep: [nobody]\n", "keep: no entity named 'nobody'"),
+    ("weight_masks: {depth: 'instance:spher'}\n",
+     "weight_masks.depth: no entity named 'spher' (did you mean 'sphere_4'?)"),
     ("reference: missing.png\n", "missing.png: not a readable image"),
 ])
 def test_setup_inputs_are_checked_before_any_work(tiny, tmp_path, capsys, extra, words):
