@@ -511,7 +511,7 @@ def generate_cosmos_transfer(
     nets: Mapping[str, Any],
     layers: Layers,
     *,
-    weights: Mapping[str, float] | None = None,
+    weights: Mapping[str, float | Tensor] | None = None,
     weight_masks: Mapping[str, WeightMask | str] | None = None,
     edge_thresholds: tuple[int, int] = EDGE_PRESETS["medium"],
     prompt: str = "",
@@ -528,22 +528,23 @@ def generate_cosmos_transfer(
     inspect: dict | None = None,
 ) -> Tensor:
     """Generates a clip with the pipeline and ControlNets of :func:`load_cosmos_transfer`
-    (module docstring). ``weights``: per control (default 1 each), 0 leaves a control out;
+    (module docstring). ``weights``: per control (default 1 each), a number in [0, 1] or a
+    per-pixel, per-frame map [T, H, W] of the clip's shape; 0 leaves a control out.
     ``weight_masks``: per control, where its weight applies. ``inspect``, when given, receives
     what the model was given (control videos, per-token weights, chunk bounds) for tests.
 
     Returns [T, H, W, 3] float32 frames in [0, 1] on the CPU, T, H, W those of ``layers``."""
     from .loading import ModelError
 
-    weights = {k: float(v) for k, v in (weights or {}).items()}
     masks = {k: WeightMask(where=m) if isinstance(m, str) else m
              for k, m in (weight_masks or {}).items()}
-    unknown = sorted((set(weights) | set(masks)) - set(nets))
+    unknown = sorted((set(weights or {}) | set(masks)) - set(nets))
     if unknown:
         raise ModelError(f"weights: no ControlNet loaded for {unknown[0]!r}; loaded: "
                          f"{sorted(nets)}")
     T = layers.frames
     W, H = layers.size
+    weights = {k: _checked_weight(k, v, (T, H, W)) for k, v in (weights or {}).items()}
     ft = int(pipe.vae_scale_factor_temporal)
     sp = int(pipe.vae_scale_factor_spatial)
     m = sp * int(pipe.transformer.config.patch_size[1])
@@ -564,11 +565,20 @@ def generate_cosmos_transfer(
     total = starts[-1] + L  # frames generated, padded past T
 
     # control videos and weights (at the clip's size, then scaled and padded like the clip)
-    active = {k: net for k, net in nets.items() if weights.get(k, 1.0) > 0.0}
+    active = {k: net for k, net in nets.items()
+              if (bool((weights[k] > 0).any()) if isinstance(weights.get(k), Tensor)
+                  else weights.get(k, 1.0) > 0.0)}
     try:
         videos = {k: cosmos_control(k, layers, size=(Hs, Ws), edge_thresholds=edge_thresholds)
                   for k in active}
-        pixel_w = {k: region_mask(layers, masks[k].where) for k in active if k in masks}
+        pixel_w = {}  # per-pixel weight maps, for the controls that have one
+        for k in active:
+            w = weights.get(k)
+            if k in masks:
+                region = region_mask(layers, masks[k].where)
+                pixel_w[k] = masks[k].outside + (1.0 - masks[k].outside) * region
+            if isinstance(w, Tensor):
+                pixel_w[k] = w * pixel_w.get(k, 1.0)
     except ValueError as e:
         raise ModelError(str(e)) from None
     blank = [k for k, v in videos.items() if not v.any()]
@@ -583,8 +593,7 @@ def generate_cosmos_transfer(
             active.pop(k)
             pixel_w.pop(k, None)
     videos = {k: pad_clip(v, total, Hp, Wp) for k, v in videos.items()}
-    pixel_w = {k: masks[k].outside + (1.0 - masks[k].outside) *
-               _fit(v[..., None], total, Hs, Ws, Hp, Wp, "nearest")[..., 0]
+    pixel_w = {k: _fit(v[..., None], total, Hs, Ws, Hp, Wp, "nearest")[..., 0]
                for k, v in pixel_w.items()}
     if inspect is not None:
         inspect.update(controls=videos, chunks=[(s, s + L) for s in starts], size=(Hp, Wp),
@@ -615,6 +624,7 @@ def generate_cosmos_transfer(
             tok_w = {}
             for k in active:
                 w = weights.get(k, 1.0)
+                w = 1.0 if isinstance(w, Tensor) else w  # a map's values are in pixel_w
                 if k in pixel_w:
                     w = w * pool_to_tokens(pixel_w[k][s:s + L], temporal=ft, spatial=m)
                 tok_w[k] = w
@@ -673,6 +683,25 @@ def generate_cosmos_transfer(
     if not isinstance(pipe.safety_checker, GuardrailOff):
         video = torch.from_numpy(np.asarray(checked, dtype=np.float32) / 255.0)
     return video
+
+
+def _checked_weight(name: str, w: float | Tensor, shape: tuple[int, int, int]) -> float | Tensor:
+    """A control's weight: a number in [0, 1], or a [T, H, W] map of the clip's shape with
+    values in [0, 1]; a one-line ModelError otherwise."""
+    from .loading import ModelError
+
+    if not isinstance(w, Tensor):
+        w = float(w)
+        if not 0.0 <= w <= 1.0:
+            raise ModelError(f"weights.{name}: {w} is outside [0, 1]")
+        return w
+    if tuple(w.shape) != shape:
+        raise ModelError(f"weights.{name}: a weight map must be [T, H, W] = {list(shape)} (the "
+                         f"clip's frames and size), got {list(w.shape)}")
+    w = w.detach().float().cpu()
+    if not bool(torch.isfinite(w).all()) or float(w.min()) < 0 or float(w.max()) > 1:
+        raise ModelError(f"weights.{name}: a weight map's values must be finite and in [0, 1]")
+    return w
 
 
 def _velocity(pipe: Any, nets: Mapping[str, Any], ctrl_lat: Mapping[str, Tensor],

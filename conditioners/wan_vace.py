@@ -339,7 +339,7 @@ def generate_wan_vace(
     seed: int = 0,
     guidance_scale: float = 5.0,
     conditioning_scale: float = 1.0,
-    weight_mask: WeightMask | str | None = None,
+    weight_mask: WeightMask | str | Tensor | None = None,
     flow_shift: float | None = None,
     max_sequence_length: int = 512,
     area: int | None = None,
@@ -360,8 +360,9 @@ def generate_wan_vace(
 
     ``weight_mask``: where the control's strength (``conditioning_scale``) applies -- a region of
     the scene (:class:`~rendiff.conditioners.token_weights.WeightMask`), the strength times its
-    ``outside`` elsewhere -- averaged over each token's pixels and frames and given to the model
-    as a per-token scale.
+    ``outside`` elsewhere -- or a per-pixel, per-frame map [T, H, W] in [0, 1] of the clip's
+    shape, averaged over each token's pixels and frames and given to the model as a per-token
+    scale (times ``conditioning_scale``).
 
     Returns [T, H, W, 3] float32 frames in [0, 1] on the CPU, T, H, W those of ``layers``."""
     from .loading import ModelError
@@ -378,7 +379,17 @@ def generate_wan_vace(
         video = vace_control(control, layers[layer])
         mask = vace_mask(layers, list(keep))
         weights = None
-        if weight_mask is not None:
+        if isinstance(weight_mask, Tensor):
+            if tuple(weight_mask.shape) != (T, H, W):
+                raise ValueError(f"weight_mask: a weight map must be [T, H, W] = {[T, H, W]} "
+                                 f"(the clip's frames and size), got {list(weight_mask.shape)}")
+            wmap = weight_mask.detach().float().cpu()
+            if not bool(torch.isfinite(wmap).all()) or float(wmap.min()) < 0 \
+                    or float(wmap.max()) > 1:
+                raise ValueError("weight_mask: a weight map's values must be finite and in "
+                                 "[0, 1]")
+            weights = wmap * float(conditioning_scale)
+        elif weight_mask is not None:
             wm = WeightMask(where=weight_mask) if isinstance(weight_mask, str) else weight_mask
             weights = weight_map(layers, wm, float(conditioning_scale))
     except ValueError as e:

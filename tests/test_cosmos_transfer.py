@@ -278,6 +278,28 @@ def test_a_mask_weight_reaches_only_its_tokens(loaded, layers, monkeypatch):
             assert bool((b[0, ~zero].abs().sum(-1) > 0).all())
 
 
+def test_a_weight_map_from_python_equals_the_same_mask_from_the_setup(loaded, layers):
+    """weights={depth: Tensor[T, H, W]}: a per-pixel, per-frame weight; 0.8 inside an entity's
+    region is the same run as weight 0.8 with weight_masks instance:<entity>. A map of another
+    shape, or values outside [0, 1], is one line."""
+    nets = {"depth": loaded[1]["depth"]}
+    name = list(layers.entity_names)[3]
+    a_insp: dict = {}
+    b_insp: dict = {}
+    a = _run(loaded, layers, nets=nets, weights={"depth": 0.8},
+             weight_masks={"depth": f"instance:{name}"}, inspect=a_insp)
+    b = _run(loaded, layers, nets=nets,
+             weights={"depth": 0.8 * region_mask(layers, f"instance:{name}")}, inspect=b_insp)
+    torch.testing.assert_close(a_insp["token_weights"][0]["depth"],
+                               b_insp["token_weights"][0]["depth"])
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)  # float rounding of the same product
+    with pytest.raises(ModelError, match=r"weights.depth: a weight map must be \[T, H, W\] = "
+                                         r"\[6, 24, 40\]"):
+        _run(loaded, layers, nets=nets, weights={"depth": torch.ones(6, 40, 24)})
+    with pytest.raises(ModelError, match="values must be finite and in"):
+        _run(loaded, layers, nets=nets, weights={"depth": torch.full((6, 24, 40), 2.0)})
+
+
 def test_a_long_clip_runs_in_chunks_each_continuing_the_last(loaded, monkeypatch):
     """20 frames with chunk_frames 9 and chunk_context 1: chunks 0-8, 8-16, 16-24 (the last
     padded); a later chunk's conditioning video starts with the frame the chunk before

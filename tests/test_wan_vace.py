@@ -285,6 +285,12 @@ def test_a_weight_mask_becomes_vaces_per_token_scale(pipe, layers, monkeypatch, 
     plain = generate_wan_vace(pipe, layers, reference=ref, **args)
     assert calls[1]["conditioning_scale"] == 0.8
     assert float((masked - plain).abs().max()) > 1e-4
+    # the same map given from Python: the same scale; a map of another shape is one line
+    generate_wan_vace(pipe, layers, weight_mask=region_mask(layers, f"instance:{name}"),
+                      reference=ref, **args)
+    torch.testing.assert_close(calls[2]["conditioning_scale"], scale)
+    with pytest.raises(ModelError, match=r"weight_mask: a weight map must be \[T, H, W\]"):
+        generate_wan_vace(pipe, layers, weight_mask=torch.ones(6, 40, 24), **args)
 
 
 def test_rendiff_run_with_the_setup_writes_video_and_provenance(tiny, tmp_path):
