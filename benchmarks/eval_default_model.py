@@ -8,6 +8,9 @@ training) the model generates the clip from its control maps and the clip's firs
 the appearance reference; frames after the first are scored. Rows compared in the same run:
 
 - ``model, all maps``: the model as shipped;
+- ``model + unchanged pixels kept``: the same frames with the pixels whose every map is unchanged
+  since the reference frame taken from it (what ``rendiff.generate`` returns by default,
+  :func:`rendiff.conditioners.pipeline.keep_static_pixels`);
 - ``model, no maps``: the same weights with every map dropped (what the maps add);
 - ``model, geometry maps only``: albedo and shading withheld, the geometry maps kept, so the
   appearance can only come from the reference frame (the setting of Champ and MIMO);
@@ -37,9 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rendiff import defaults
 from rendiff.api import DEFAULT_MODEL_DIR, _load_pipeline
 from rendiff.conditioners.metrics import score_clip
 from rendiff.conditioners.models import vae_decode_video, vae_encode_video
+from rendiff.conditioners.pipeline import keep_static_pixels, temporal_windows
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -95,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         pipe = _load_pipeline(args.model)
         vae = pipe.vae
         maps = list(pipe.map_names)
-        rows = {"model, all maps": [], "model, no maps": [], "model, geometry maps only": [],
-                "repeat reference": [], "VAE round trip": []}
+        rows = {"model, all maps": [], "model + unchanged pixels kept": [], "model, no maps": [],
+                "model, geometry maps only": [], "repeat reference": [], "VAE round trip": []}
     seconds = []
     for path in _clips(args.data, args.clips):
         target, flow, valid, albedo, controls = _load_clip(path, maps)
@@ -107,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
                        output_type="np", progress=False).frames
             seconds.append(time.perf_counter() - t0)
             rows["model, all maps"].append(score_clip(out, target, flow, valid, albedo))
+            windows = temporal_windows(target.shape[0], defaults.WINDOW, defaults.OVERLAP)
+            kept, _ = keep_static_pixels(torch.from_numpy(out), controls,
+                                         torch.from_numpy(target[:1]).expand_as(
+                                             torch.from_numpy(target)), windows[:1])
+            rows["model + unchanged pixels kept"].append(
+                score_clip(kept.numpy(), target, flow, valid, albedo))
             bare = pipe({}, reference_image=ref, num_inference_steps=args.steps, seed=0,
                         output_type="np", progress=False, num_frames=target.shape[0]).frames
             rows["model, no maps"].append(score_clip(bare, target, flow, valid, albedo))

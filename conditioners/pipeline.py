@@ -50,6 +50,7 @@ __all__ = [
     "blend_weights",
     "build_pipeline",
     "default_scheduler_config",
+    "keep_static_pixels",
     "temporal_windows",
 ]
 
@@ -219,6 +220,39 @@ def temporal_windows(num_frames: int, window: int, overlap: int) -> list[tuple[i
     if starts[-1] + window < num_frames:
         starts.append(num_frames - window)
     return [(s, s + window) for s in starts]
+
+
+#: Two control images differ at a pixel when a channel differs by more than this (1.5 levels of
+#: 8 bits: the maps are exact, so only real changes exceed it).
+STATIC_TOLERANCE = 1.5 / 255
+
+
+def keep_static_pixels(
+    frames: Tensor,  # [T, H, W, 3] generated
+    controls: Mapping[str, Tensor],  # name -> [T, H, W, 3] control images
+    references: Tensor,  # [T, H, W, 3] the engine's frames
+    windows: list[tuple[int, int]],
+    tolerance: float = STATIC_TOLERANCE,
+) -> tuple[Tensor, Tensor]:
+    """Pixels the simulator says did not change keep the engine's own frame.
+
+    Frame t belongs to the last window that starts at or before it, whose reference is the
+    engine's frame s at that start. Where every control map at t equals the one at s (within
+    ``tolerance``), and so does every pixel next to it (a one-pixel margin keeps the seam off
+    moving edges), nothing in view changed since s -- geometry, materials, lighting and shadows
+    are all in the maps -- and the frame takes the engine's frame s there. Returns the frames and
+    the [T, H, W] bool mask of pixels kept."""
+    T = frames.shape[0]
+    starts = [s for s, _ in windows]
+    owner = [max(s for s in starts if s <= t) for t in range(T)]
+    changed = torch.zeros(frames.shape[:3], dtype=torch.bool, device=frames.device)
+    for c in controls.values():
+        c = c.to(frames.device, torch.float32)
+        changed |= (c - c[owner]).abs().amax(-1) > tolerance
+    changed = F.max_pool2d(changed[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0
+    kept = ~changed
+    out = torch.where(kept[..., None], references[owner].to(frames.device, frames.dtype), frames)
+    return out, kept
 
 
 def blend_weights(num_frames: int, windows: list[tuple[int, int]]) -> Tensor:  # [N, T]
@@ -472,6 +506,7 @@ class RendiffVideoPipeline(DiffusionPipeline):
         num_frames: int | None = None,
         chunk_size: int = 8,
         latents: Tensor | None = None,
+        keep_static: bool = False,
     ) -> RendiffVideoPipelineOutput:
         """Generate a video.
 
@@ -495,6 +530,9 @@ class RendiffVideoPipeline(DiffusionPipeline):
             num_frames: clip length when no control maps are given.
             chunk_size: frames per chunk in guidance encoding and VAE coding.
             latents: initial noise ``[1, C, T, h, w]`` (unscaled); drawn from the generator if None.
+            keep_static: where the control maps show that nothing changed since a window's
+                reference frame, keep that frame's pixels (:func:`keep_static_pixels`); needs the
+                engine's frames as ``reference_image`` ``[T, H, W, 3]`` and control maps.
 
         Returns:
             ``RendiffVideoPipelineOutput`` with ``frames``.
@@ -512,10 +550,15 @@ class RendiffVideoPipeline(DiffusionPipeline):
             guidance_scale,
             num_inference_steps,
         )
+        if keep_static and (not controls or reference_image is None
+                            or len(tuple(reference_image.shape)) != 4):
+            raise ValueError("keep_static needs control maps and the engine's frames as "
+                             "reference_image [T, H, W, 3]")
         device = self._execution_device
         dtype = self.unet.dtype
         if generator is None:
             generator = torch.Generator(device="cpu").manual_seed(0 if seed is None else seed)
+        all_references = reference_image
 
         # 2. Pad frames to a size the VAE and UNet take (cropped back after decoding)
         m = self.size_multiple
@@ -580,6 +623,10 @@ class RendiffVideoPipeline(DiffusionPipeline):
             return RendiffVideoPipelineOutput(frames=latents)
         video_out = vae_decode_video(self.vae, latents, chunk_size=chunk_size)
         frames = (video_out[0, :, :, :h, :w].permute(1, 2, 3, 0).float() / 2 + 0.5).clamp(0, 1)
+        if keep_static:
+            maps = {k: _to_tensor(v, frames.device, torch.float32) for k, v in controls.items()}
+            refs = _to_tensor(all_references, frames.device, torch.float32)
+            frames, _ = keep_static_pixels(frames, maps, refs, windows)
         self.maybe_free_model_hooks()
         return RendiffVideoPipelineOutput(
             frames=frames.cpu().numpy() if output_type == "np" else frames

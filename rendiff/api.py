@@ -283,6 +283,7 @@ def generate(
     keyframes: int | list[int] | None = None,
     record: dict | None = None,
     options: GenerationOptions | None = None,
+    keep_static: bool = True,
 ) -> torch.Tensor:
     """Generates a video conditioned on the rendered layers.
 
@@ -309,6 +310,10 @@ def generate(
         options: a scene's ``generation`` options (:class:`rendiff.GenerationOptions`: model,
             maps, weights, reference, steps, scheduler, window, overlap), the defaults of every
             argument above left None; ``rendiff run`` passes the scene's, with its seed.
+        keep_static: rendiff models, with the engine's frames as the reference (the default):
+            pixels whose every control map is unchanged since the window's reference frame keep
+            that frame (:func:`rendiff.conditioners.pipeline.keep_static_pixels`); False leaves
+            every pixel to the model.
     Returns:
         [T, H, W, 3] float32 frames in [0, 1].
     """
@@ -364,9 +369,11 @@ def generate(
             "scheduler": type(pipe.scheduler).__name__, "window": settings["window"],
             "overlap": settings["overlap"],
             "reference": "the engine's frame at each window's start" if ref is None else (
-                str(ref) if isinstance(ref, str | Path) else "image array")})
+                str(ref) if isinstance(ref, str | Path) else "image array"),
+            "keep_static": bool(keep_static and ref is None and controls)})
     out = pipe(controls, reference_image=_reference_image(ref, layers), output_type="pt",
-               progress=progress, **settings)
+               progress=progress, keep_static=bool(keep_static and ref is None and controls),
+               **settings)
     return out.frames.float().cpu()
 
 

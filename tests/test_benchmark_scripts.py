@@ -69,7 +69,8 @@ def test_eval_default_model_writes_its_table(heldout, model_dir, tmp_path):
     rep = result["summary"]["repeat reference"]
     # the engine's frame 0 repeated: this synthetic clip's objects move, so it is not exact
     assert 0 < rep["l1"] < 1 and np.isfinite(rep["psnr"])
-    assert set(result["summary"]) == {"model, all maps", "model, no maps",
+    assert set(result["summary"]) == {"model, all maps", "model + unchanged pixels kept",
+                                      "model, no maps",
                                       "model, geometry maps only", "repeat reference",
                                       "VAE round trip"}
     for row in result["summary"].values():

@@ -29,7 +29,8 @@ def _generate() -> np.ndarray:
     scene = rendiff.builtin_scene("falling_objects")
     scene.frames, scene.size = 5, (64, 48)
     layers = rendiff.render(rendiff.simulate(scene, progress=False), progress=False)
-    video = rendiff.generate(layers, steps=3, seed=0, progress=False)
+    # the model alone: no pixel kept from the engine's frames
+    video = rendiff.generate(layers, steps=3, seed=0, progress=False, keep_static=False)
     return video.numpy()
 
 
@@ -47,6 +48,30 @@ def test_shipped_model_generates_its_stored_frames():
     stored = np.array(json.loads(STORED.read_text())["thumbnail"], dtype=np.float32)
     # 2e-3: threads or machines move it by ~1e-5; weights scaled by 1.01 move it by 6e-3
     np.testing.assert_allclose(_thumbnail(frames), stored, atol=2e-3)
+
+
+def test_by_default_unchanged_pixels_keep_the_engines_frame():
+    """rendiff.generate's default with the engine's frames as reference: frame 0 is the engine's
+    frame 0 (nothing changed since itself); later frames keep it where no map changed, and the
+    model paints the rest (the falling bodies); keep_static=False leaves every pixel to it."""
+    import rendiff
+    from rendiff.engine.layers import Layer
+
+    torch.set_num_threads(1)
+    scene = rendiff.builtin_scene("falling_objects")
+    scene.frames, scene.size = 5, (64, 48)
+    layers = rendiff.render(rendiff.simulate(scene, progress=False), progress=False)
+    record: dict = {}
+    kept = rendiff.generate(layers, steps=2, seed=0, progress=False, record=record).numpy()
+    alone = rendiff.generate(layers, steps=2, seed=0, progress=False, keep_static=False).numpy()
+    rgb = layers[Layer.RGB].numpy()
+    assert record["keep_static"] is True
+    np.testing.assert_allclose(kept[0], rgb[0], atol=1e-6)
+    same = np.isclose(kept[1:], rgb[:1], atol=1e-6).all(-1)
+    assert 0.3 < same.mean() < 1.0  # the background kept, the moving bodies generated
+    model = np.isclose(kept[1:], alone[1:], atol=1e-6).all(-1)
+    assert (same | model).all()
+    assert not np.allclose(alone[0], rgb[0], atol=1e-3)
 
 
 if __name__ == "__main__" and "--write" in sys.argv:

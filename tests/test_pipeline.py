@@ -313,3 +313,39 @@ def test_one_reference_per_frame_gives_each_window_its_first_frame(monkeypatch):
     one_window = pipe(controls, refs, window=16, **RUN).frames
     frame0 = pipe(controls, refs[0], window=16, **RUN).frames
     np.testing.assert_allclose(one_window, frame0, atol=1e-6)
+
+
+def test_keep_static_keeps_exactly_the_pixels_no_map_changed_at():
+    """A square moves in one map between frames 0 and 2: every pixel of frames 1-5 whose maps
+    equal frame 0's, and whose neighbours' do, is frame 0 of the engine; the changed square and
+    a one-pixel margin are the model's. With two windows, frames from the second window's start
+    on compare against (and keep) the engine's frame there."""
+    from rendiff.conditioners.pipeline import keep_static_pixels
+
+    T, H, W = 6, 12, 12
+    gen = torch.rand(T, H, W, 3)
+    refs = torch.rand(T, H, W, 3)
+    depth = torch.zeros(T, H, W, 3)
+    depth[2:, 4:6, 4:6] = 0.5  # changes at frame 2, stays changed
+    normal = torch.zeros(T, H, W, 3)
+    normal[1:, 0, 0] = 1 / 255  # below the tolerance: not a change
+    out, kept = keep_static_pixels(gen, {"depth": depth, "normal": normal}, refs, [(0, T)])
+    moved = torch.zeros(T, H, W, dtype=torch.bool)
+    moved[2:, 3:7, 3:7] = True  # the square and its margin
+    assert torch.equal(kept, ~moved)
+    assert torch.equal(out[kept], refs[0].expand(T, H, W, 3)[kept])
+    assert torch.equal(out[moved], gen[moved])
+    out2, kept2 = keep_static_pixels(gen, {"depth": depth}, refs, [(0, 3), (2, 6)])
+    assert bool(kept2[2:].all())  # frames 2-5 compare with frame 2: nothing changed since
+    assert torch.equal(out2[3], refs[2]) and torch.equal(out2[1], refs[0])
+
+
+def test_keep_static_needs_the_engines_frames():
+    pipe = _pipe()
+    controls, ref = _clip()
+    with pytest.raises(ValueError, match="keep_static needs control maps and the engine's"):
+        pipe(controls, ref, keep_static=True, **RUN)
+    frames = np.random.default_rng(1).random((6, 16, 16, 3)).astype(np.float32)
+    still = {m: np.repeat(c[:1], 6, 0) for m, c in controls.items()}  # nothing changes
+    out = pipe(still, frames, keep_static=True, **RUN).frames
+    np.testing.assert_allclose(out, np.repeat(frames[:1], 6, 0), atol=1e-6)
