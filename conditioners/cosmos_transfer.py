@@ -606,10 +606,15 @@ def generate_cosmos_transfer(
         warnings.simplefilter("ignore", FutureWarning)
         if not pipe.safety_checker.check_text_safety(prompt):
             raise ModelError("NVIDIA's guardrail refused the prompt (NVIDIA Open Model License)")
-        neg = {} if negative_prompt is None else {"negative_prompt": negative_prompt}
-        pos_emb, neg_emb = pipe.encode_prompt(prompt=prompt, do_classifier_free_guidance=do_cfg,
-                                              device=dev, max_sequence_length=max_sequence_length,
-                                              **neg)
+        if negative_prompt is None:  # the pipeline's own default (its __call__'s, not "")
+            from diffusers.pipelines.cosmos.pipeline_cosmos2_5_transfer import (
+                DEFAULT_NEGATIVE_PROMPT,
+            )
+
+            negative_prompt = DEFAULT_NEGATIVE_PROMPT
+        pos_emb, neg_emb = pipe.encode_prompt(prompt=prompt, negative_prompt=negative_prompt,
+                                              do_classifier_free_guidance=do_cfg, device=dev,
+                                              max_sequence_length=max_sequence_length)
     text = _with_image_context(pipe, pos_emb, tdtype)
     text_neg = _with_image_context(pipe, neg_emb, tdtype) if do_cfg else None
     generator = torch.Generator("cpu").manual_seed(int(seed))

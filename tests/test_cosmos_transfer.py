@@ -326,6 +326,26 @@ def test_a_long_clip_runs_in_chunks_each_continuing_the_last(loaded, monkeypatch
         torch.testing.assert_close(ctrl[0].permute(1, 2, 3, 0), expected * 2 - 1)
 
 
+def test_guidance_uses_the_pipelines_own_negative_prompt_by_default(loaded, layers,
+                                                                    monkeypatch):
+    from diffusers.pipelines.cosmos.pipeline_cosmos2_5_transfer import DEFAULT_NEGATIVE_PROMPT
+
+    pipe = loaded[0]
+    seen: list[dict] = []
+    real = pipe.encode_prompt
+
+    def spy(**kw):
+        seen.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(pipe, "encode_prompt", spy)
+    _run(loaded, layers, nets={}, guidance_scale=3.0, steps=1)
+    _run(loaded, layers, nets={}, guidance_scale=3.0, steps=1, negative_prompt="blurry")
+    assert seen[0]["negative_prompt"] == DEFAULT_NEGATIVE_PROMPT
+    assert seen[1]["negative_prompt"] == "blurry"
+    assert seen[0]["do_classifier_free_guidance"] is True
+
+
 def test_a_chunk_longer_than_the_position_encoding_is_one_line(loaded, layers):
     with pytest.raises(ModelError, match="position encoding takes at most"):
         _run(loaded, layers, chunk_frames=1025)
