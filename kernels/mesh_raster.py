@@ -76,11 +76,13 @@ class _Setup:
     screen:  [T, 9] float32 (u0, v0, u1, v1, u2, v2, 1/z0, 1/z1, 1/z2) in pixels and 1/metres
     face:    [T] int64 original face index of each sub-triangle, ascending
     weights: [T, 3, 3] float32 row k = sub-vertex k as weights over the original face's vertices
+    clipped: whether any face was cut by the near plane (else every ``weights`` is the identity)
     """
 
     screen: Tensor
     face: Tensor
     weights: Tensor
+    clipped: bool = True
 
 
 def _clip_near(tri: Tensor, face: Tensor, near: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -139,11 +141,12 @@ def _setup(
         normal = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         front = (normal * tri[:, 0]).sum(-1) < 0  # normal points back towards the camera centre
         tri, face = tri[front], face[front]
+    clipped = bool((tri[..., 2] < near).any())
     tri, weights, face = _clip_near(tri, face, near)
     inv_z = 1.0 / tri[..., 2]  # [T, 3]
     uv = (tri * inv_z[..., None]) @ K[:2].T  # [T, 3, 2]
     screen = torch.cat([uv.reshape(-1, 6), inv_z], 1).to(torch.float32).contiguous()
-    return _Setup(screen, face, weights.to(torch.float32))
+    return _Setup(screen, face, weights.to(torch.float32), clipped)
 
 
 def _pixel_bounds(screen: Tensor, height: int, width: int) -> tuple[Tensor, ...]:
@@ -209,18 +212,19 @@ def _edge_weights(s: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor, Te
 
 
 def _zbuffer_pairs(keys: Tensor, screen: Tensor, tri: Tensor, i: Tensor, j: Tensor) -> None:
-    """Test (triangle, pixel) pairs for coverage; fold the covered ones into keys [H, W]."""
+    """Test (triangle, pixel) pairs for coverage; fold the covered ones into keys [H, W].
+
+    The candidates come from each triangle's span on the row, so most are covered: every pair
+    is folded, an uncovered one with the empty key, rather than compacting the covered ones
+    first (six gathers for a few percent fewer pairs)."""
     s = screen[tri]
     w0, w1, w2, area = _edge_weights(s, j.to(torch.float32) + 0.5, i.to(torch.float32) + 0.5)
     pos = (w0 >= 0) & (w1 >= 0) & (w2 >= 0) & (area > 0)
     neg = (w0 <= 0) & (w1 <= 0) & (w2 <= 0) & (area < 0)
-    hit = pos | neg
-    s, area = s[hit], area[hit]
-    l0, l1, l2 = w0[hit] / area, w1[hit] / area, w2[hit] / area
-    depth = 1.0 / (l0 * s[:, 6] + l1 * s[:, 7] + l2 * s[:, 8])
-    key = (depth.view(torch.int32).to(torch.int64) << 32) | tri[hit]
-    pixel = i[hit] * keys.shape[1] + j[hit]
-    keys.view(-1).scatter_reduce_(0, pixel, key, reduce="amin")
+    depth = 1.0 / (w0 / area * s[:, 6] + w1 / area * s[:, 7] + w2 / area * s[:, 8])
+    key = (depth.view(torch.int32).to(torch.int64) << 32) | tri
+    key = torch.where(pos | neg, key, _EMPTY_KEY)
+    keys.view(-1).scatter_reduce_(0, i * keys.shape[1] + j, key, reduce="amin")
 
 
 def _zbuffer_depth_pairs(zbuf: Tensor, screen: Tensor, tri: Tensor, i: Tensor, j: Tensor) -> None:
@@ -229,9 +233,9 @@ def _zbuffer_depth_pairs(zbuf: Tensor, screen: Tensor, tri: Tensor, i: Tensor, j
     w0, w1, w2, area = _edge_weights(s, j.to(torch.float32) + 0.5, i.to(torch.float32) + 0.5)
     hit = (((w0 >= 0) & (w1 >= 0) & (w2 >= 0) & (area > 0))
            | ((w0 <= 0) & (w1 <= 0) & (w2 <= 0) & (area < 0)))
-    s, area = s[hit], area[hit]
-    depth = 1.0 / (w0[hit] / area * s[:, 6] + w1[hit] / area * s[:, 7] + w2[hit] / area * s[:, 8])
-    zbuf.view(-1).scatter_reduce_(0, i[hit] * zbuf.shape[1] + j[hit], depth, reduce="amin")
+    depth = 1.0 / (w0 / area * s[:, 6] + w1 / area * s[:, 7] + w2 / area * s[:, 8])
+    depth = torch.where(hit, depth, torch.inf)
+    zbuf.view(-1).scatter_reduce_(0, i * zbuf.shape[1] + j, depth, reduce="amin")
 
 
 def _rasterize_reference(
@@ -395,7 +399,9 @@ def _resolve(setup: _Setup, depth: Tensor, index: Tensor) -> MeshFragments:
     b = torch.stack([w0, w1, w2], 1) * s[:, 6:9]  # perspective correction: screen weights / z
     b = b / b.sum(1, keepdim=True)
     bary = torch.zeros(height * width, 3, dtype=torch.float32, device=depth.device)
-    bary[pix] = torch.bmm(b[:, None], setup.weights[t])[:, 0]
+    # sub-triangles of clipped faces map their barycentrics back to the face's vertices; with
+    # no face clipped every map is the identity, and b is already the answer
+    bary[pix] = torch.bmm(b[:, None], setup.weights[t])[:, 0] if setup.clipped else b
     face_id = torch.full_like(index, -1)
     face_id[pix] = setup.face[t]
     return MeshFragments(depth, face_id.view(height, width), bary.view(height, width, 3))
