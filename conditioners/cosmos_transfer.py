@@ -69,7 +69,8 @@ from .token_weights import (
 )
 
 __all__ = ["COSMOS_CONTROLS", "EDGE_PRESETS", "CosmosTransferSpec", "blur_control",
-           "canny_edges", "check_cosmos_folders", "check_cosmos_inputs", "cosmos_control",
+           "canny_edges", "check_cosmos_folders", "check_cosmos_inputs", "control_videos",
+           "cosmos_control",
            "cosmos_depth", "generate_cosmos_transfer", "generate_from_cosmos_spec",
            "load_cosmos_transfer"]
 
@@ -772,6 +773,15 @@ def check_cosmos_inputs(spec: CosmosTransferSpec, names: Sequence[str],
             check_region(m, list(entities), f"weight_masks.{k}")
         except ValueError as e:
             raise ModelError(str(e)) from None
+
+
+def control_videos(layers: Layers, spec: CosmosTransferSpec,
+                   maps: Sequence[str] | None = None) -> dict[str, Tensor]:
+    """The control videos a run of ``spec`` gives the model (``maps``: some of its controls),
+    at the clip's size, in Cosmos' encodings: for ``maps/model_<name>.mp4``."""
+    names = list(maps) if maps else list(spec.controls)
+    return {k: cosmos_control(k, layers, edge_thresholds=spec.thresholds()) for k in names
+            if k in COSMOS_CONTROLS and _SOURCE[k] in layers}
 
 
 def generate_from_cosmos_spec(layers: Layers, spec: CosmosTransferSpec, *, seed: int = 0,

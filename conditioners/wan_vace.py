@@ -64,7 +64,7 @@ from .framing import generation_size, pad_clip, resize_clip
 from .token_weights import WeightMask, check_region, parse_region, pool_to_tokens, weight_map
 
 __all__ = ["VACE_CONTROLS", "WanVACESpec", "check_wan_inputs", "check_wan_vace_folder",
-           "control_for", "flow_to_middlebury",
+           "control_for", "control_videos", "flow_to_middlebury",
            "generate_from_wan_spec", "generate_wan_vace", "letterbox", "load_wan_vace",
            "middlebury_wheel", "vace_control", "vace_mask"]
 
@@ -556,6 +556,20 @@ def generate_from_wan_spec(layers: Layers, spec: WanVACESpec, *, seed: int = 0,
                        "dtype": str(pipe.transformer.dtype).replace("torch.", "")})
         record["reference"] = None if ref is None else str(record["reference"])
     return video
+
+
+def control_videos(layers: Layers, spec: WanVACESpec,
+                   maps: Sequence[str] | None = None) -> dict[str, Tensor]:
+    """The control video and mask a run of ``spec`` gives VACE, at the clip's size (before any
+    scaling and padding): for ``maps/model_<name>.mp4``."""
+    control = control_for(spec, maps)
+    if _LAYER[control] not in layers:
+        return {}
+    video = vace_control(control, layers[_LAYER[control]])
+    mask = vace_mask(layers, list(spec.keep))
+    if spec.keep and Layer.RGB in layers:
+        video = torch.where(mask[..., None] > 0.5, video, layers[Layer.RGB].clamp(0, 1))
+    return {control: video, "mask": mask[..., None].expand(*mask.shape, 3)}
 
 
 def control_for(spec: WanVACESpec, maps: Sequence[str] | None) -> str:

@@ -26,7 +26,7 @@ from rendiff.io.outputs import save
 from rendiff.scenes.spec import GenerationOptions
 
 __all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_STEPS", "ModelError", "check_model", "condition",
-           "generate", "save"]
+           "generate", "model_inputs", "save"]
 
 #: The shipped default model (a diffusers pipeline folder), trained by tools/train_default_model.py.
 DEFAULT_MODEL_DIR = shipped_path("models", "default")
@@ -375,6 +375,24 @@ def generate(
                progress=progress, keep_static=bool(keep_static and ref is None and controls),
                **settings)
     return out.frames.float().cpu()
+
+
+def model_inputs(layers: Layers, model: str | Path | BaseModel | None = None, *,
+                 maps: list[str] | None = None,
+                 options: GenerationOptions | None = None) -> dict[str, torch.Tensor]:
+    """The control videos a pretrained setup (Cosmos-Transfer2.5, Wan VACE) is given for
+    ``layers``, in its own encodings at the clip's size, keyed by name (Wan: its control and
+    ``mask``); empty for rendiff models and AnimateDiff, which take the ``maps/`` videos as
+    they are. ``rendiff run`` writes them as ``maps/model_<name>.mp4``."""
+    spec = _pretrained_spec(model, options)
+    if spec is None or spec.kind == "animatediff":
+        return {}
+    maps = maps or (options.maps if options is not None and options.maps else None)
+    if spec.kind == "cosmos_transfer":
+        from rendiff.conditioners.cosmos_transfer import control_videos
+    else:
+        from rendiff.conditioners.wan_vace import control_videos
+    return control_videos(layers, spec, maps)
 
 
 def _setup_provenance(source, spec) -> dict:

@@ -355,9 +355,13 @@ def _run(args: argparse.Namespace, generate: bool) -> int:
                                      record=provenance,
                                      options=scene.generation if scene is not None else None,
                                      seed=scene.seed if scene is not None else args.seed)
+            from rendiff.api import model_inputs
+
+            inputs = model_inputs(layers.to("cpu"), args.model, maps=maps,
+                                  options=scene.generation if scene is not None else None)
     with _stage("save", timings):
         written = rendiff.save(args.out, layers, video, scene=scene, trajectory=traj,
-                               timings=dict(timings),
+                               timings=dict(timings), model_inputs=inputs if generate else None,
                                extra={"threads": {"policy": policy,
                                                   "torch_threads": torch.get_num_threads()},
                                       **({"generation": provenance} if generate else {})})

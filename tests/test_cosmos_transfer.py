@@ -361,6 +361,10 @@ def test_rendiff_run_with_the_setup_writes_video_and_provenance(tiny, tmp_path):
     import imageio.v3 as iio
 
     assert iio.imread(out / "generated.mp4").shape[:3] == (9, 64, 64)
+    for name in ("depth", "seg", "edge", "vis"):  # what the model was given, in its encodings
+        assert iio.imread(out / "maps" / f"model_{name}.mp4").shape[:3] == (9, 64, 64)
+    edges = iio.imread(out / "maps" / "model_edge.mp4")
+    assert edges.max() > 200 and np.median(edges) < 30  # white edges on black
     gen = json.loads((out / "metadata.json").read_text())["generation"]
     setup = tiny / "rendiff_pretrained.yaml"
     assert gen["kind"] == "cosmos_transfer" and gen["setup_file"] == str(setup.resolve())

@@ -301,6 +301,9 @@ def test_rendiff_run_with_the_setup_writes_video_and_provenance(tiny, tmp_path):
 
     frames = iio.imread(out / "generated.mp4")
     assert frames.shape[:3] == (9, 64, 64)
+    assert iio.imread(out / "maps" / "model_depth.mp4").shape[:3] == (9, 64, 64)
+    mask = iio.imread(out / "maps" / "model_mask.mp4")
+    assert mask.min() > 240  # nothing kept: all white (generate)
     meta = json.loads((out / "metadata.json").read_text())
     gen = meta["generation"]
     setup = tiny / "rendiff_pretrained.yaml"

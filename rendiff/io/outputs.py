@@ -115,6 +115,7 @@ def save(
     timings: dict[str, float] | None = None,
     extra: dict | None = None,
     sheet_layers: list[Layer] | None = None,
+    model_inputs: dict[str, torch.Tensor | np.ndarray] | None = None,
 ) -> dict[str, Path]:
     """Writes every output of a run into ``out_dir`` and returns the paths written.
 
@@ -123,6 +124,8 @@ def save(
     simulated 3D state the layers were rendered from: :mod:`rendiff.io.trajectory`; only when
     given), ``layers.npz`` (raw float layers,
     cameras, keypoints), ``maps/<layer>.mp4`` (each control layer in its control encoding),
+    ``maps/model_<name>.mp4`` (``model_inputs``: the control videos a pretrained model was
+    given, in its own encodings, [T, H, W, 3] in [0, 1]; only when given),
     ``render.mp4`` (the engine's lit RGB), ``generated.mp4`` (when ``generated`` [T, H, W, 3] is
     given), ``contact_sheet.png`` and, last, ``metadata.json``. Outputs of an earlier run in the
     same folder that this one does not write (``generated.mp4`` after a render-only run, a pose
@@ -171,6 +174,9 @@ def save(
                                                          frames, fps)
             maps[layer.value] = frames[picked]
             del frames
+    for name, frames in (model_inputs or {}).items():
+        written[f"maps/model_{name}"] = write_video(out / "maps" / f"model_{name}.mp4",
+                                                     torch.as_tensor(frames), fps)
     if Layer.RGB in layers:
         written["render"] = write_video(out / "render.mp4", layers[Layer.RGB], fps)
     if generated is not None:
