@@ -315,23 +315,10 @@ def check_cosmos_folders(spec: CosmosTransferSpec) -> None:
     with transformer/, vae/, text_encoder/, tokenizer/, scheduler/), every ControlNet folder (a
     CosmosControlNetModel config and safetensors weights), and that the guardrail can load
     unless the setup turns it off. One-line ModelError otherwise."""
-    from .loading import ModelError, folder_kind
+    from .loading import ModelError, check_pipeline_folder, check_safetensors, folder_kind
 
-    base = spec.model
-    if not base.is_dir():
-        raise ModelError(f"{base}: Cosmos-Transfer2.5 base folder not found")
-    kind = folder_kind(base)
-    if kind != "Cosmos2_5_TransferPipeline":
-        what = f"holds a {kind}" if kind else "has no model_index.json"
-        raise ModelError(f"{base}: {what}; expected a Cosmos2_5_TransferPipeline folder in "
-                         "diffusers format (model_index.json, transformer/, vae/, text_encoder/, "
-                         "tokenizer/, scheduler/)")
-    for part in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
-        if not (base / part).is_dir():
-            raise ModelError(f"{base}: {part}/ not found (the base folder has transformer/, "
-                             "vae/, text_encoder/, tokenizer/, scheduler/)")
-    for part in ("transformer", "vae", "text_encoder"):
-        _safetensors(base / part)
+    check_pipeline_folder(spec.model, "Cosmos2_5_TransferPipeline",
+                          "Cosmos-Transfer2.5 base folder")
     for name, folder in spec.controls.items():
         if not folder.is_dir():
             raise ModelError(f"{folder}: the {name} ControlNet folder not found")
@@ -340,17 +327,9 @@ def check_cosmos_folders(spec: CosmosTransferSpec) -> None:
             what = f"holds a {kind}" if kind else "has no config.json"
             raise ModelError(f"{folder}: {what}; controls.{name} must be a "
                              "CosmosControlNetModel folder")
-        _safetensors(folder)
+        check_safetensors(folder)
     if spec.guardrail:
         _guardrail_class()
-
-
-def _safetensors(folder: Path) -> None:
-    from .loading import ModelError
-
-    if not any(folder.glob("*.safetensors")):
-        raise ModelError(f"{folder}: no *.safetensors weights (pickled .bin weights are not "
-                         "loaded: they can run code)")
 
 
 def _guardrail_class() -> Any:

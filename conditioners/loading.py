@@ -14,8 +14,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["ModelError", "absolute_path", "did_you_mean", "first_line", "folder_kind", "quiet",
-           "read_json", "resolve_dtype"]
+__all__ = ["ModelError", "absolute_path", "check_pipeline_folder", "check_safetensors",
+           "did_you_mean", "first_line", "folder_kind", "quiet", "read_json", "resolve_dtype"]
+
+#: The parts of a diffusers video pipeline folder (Wan VACE, Cosmos-Transfer2.5), and those of
+#: them that hold weights.
+PIPELINE_PARTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+WEIGHTED_PARTS = ("transformer", "vae", "text_encoder")
 
 
 class ModelError(ValueError):
@@ -35,6 +40,34 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``word``, else ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_safetensors(folder: Path) -> None:
+    """``folder`` holds ``*.safetensors`` weights; a pickled ``.bin`` is never loaded."""
+    if not any(folder.glob("*.safetensors")):
+        raise ModelError(f"{folder}: no *.safetensors weights (pickled .bin weights are not "
+                         "loaded: they can run code)")
+
+
+def check_pipeline_folder(folder: Path, expected: str, label: str) -> Path:
+    """Checks, without loading, that ``folder`` holds a diffusers pipeline of class
+    ``expected`` with the :data:`PIPELINE_PARTS` and safetensors weights; ``label`` names it in
+    errors ("Wan VACE model folder"). Returns it; a one-line ModelError otherwise."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: {label} not found")
+    kind = folder_kind(folder)
+    parts = ", ".join(f"{p}/" for p in PIPELINE_PARTS)
+    if kind != expected:
+        what = f"holds a {kind}" if kind else "has no model_index.json"
+        raise ModelError(f"{folder}: {what}; expected a {expected} folder in diffusers format "
+                         f"(model_index.json, {parts})")
+    for part in PIPELINE_PARTS:
+        if not (folder / part).is_dir():
+            raise ModelError(f"{folder}: {part}/ not found (a {expected} folder has {parts})")
+    for part in WEIGHTED_PARTS:
+        check_safetensors(folder / part)
+    return folder
 
 
 def read_json(path: Path) -> dict[str, Any]:

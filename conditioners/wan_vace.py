@@ -296,26 +296,9 @@ def load_wan_vace(folder: str | Path, *, device: str | torch.device = "cpu",
 def check_wan_vace_folder(folder: str | Path) -> Path:
     """Checks, without loading, that ``folder`` holds a WanVACEPipeline in diffusers format with
     weights in safetensors; returns it. One-line ModelError otherwise."""
-    from .loading import ModelError, folder_kind
+    from .loading import check_pipeline_folder
 
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise ModelError(f"{folder}: Wan VACE model folder not found")
-    kind = folder_kind(folder)
-    if kind != "WanVACEPipeline":
-        what = f"holds a {kind}" if kind else "has no model_index.json"
-        raise ModelError(f"{folder}: {what}; expected a WanVACEPipeline folder in diffusers "
-                         "format (model_index.json, transformer/, vae/, text_encoder/, "
-                         "tokenizer/, scheduler/)")
-    for part in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
-        if not (folder / part).is_dir():
-            raise ModelError(f"{folder}: {part}/ not found (a WanVACEPipeline folder has "
-                             "transformer/, vae/, text_encoder/, tokenizer/, scheduler/)")
-    for part in ("transformer", "vae", "text_encoder"):
-        if not any((folder / part).glob("*.safetensors")):
-            raise ModelError(f"{folder / part}: no *.safetensors weights (pickled .bin weights "
-                             "are not loaded: they can run code)")
-    return folder
+    return check_pipeline_folder(Path(folder), "WanVACEPipeline", "Wan VACE model folder")
 
 
 def _pil_frames(frames: Tensor) -> list:

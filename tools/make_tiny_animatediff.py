@@ -27,11 +27,9 @@ output is the same for the same seed and library versions; it takes about a seco
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -202,20 +200,9 @@ def write_tiny_animatediff(out: str | Path, seed: int = 0, overwrite: bool = Fal
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python tools/make_tiny_animatediff.py OUT [--seed N] [--overwrite]``."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", type=Path, help="folder to create")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    args = ap.parse_args(argv)
-    t = time.perf_counter()
-    try:
-        write_tiny_animatediff(args.out, args.seed, args.overwrite)
-    except FileExistsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
-    print(f"wrote {args.out} ({size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f} s")
-    return 0
+    from rendiff.io.atomic import folder_tool_main
+
+    return folder_tool_main(__doc__.split("\n\n")[0], write_tiny_animatediff, argv)
 
 
 if __name__ == "__main__":

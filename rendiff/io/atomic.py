@@ -11,7 +11,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "build_folder", "remove_leftovers", "write_bytes", "write_text"]
+__all__ = ["atomic_path", "build_folder", "folder_tool_main", "remove_leftovers", "write_bytes",
+           "write_text"]
 
 
 @contextlib.contextmanager
@@ -81,3 +82,28 @@ def build_folder(out: str | Path, fill: Callable[[Path], object], overwrite: boo
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def folder_tool_main(description: str, write: Callable[[Path, int, bool], object],
+                     argv: list[str] | None = None) -> int:
+    """The command line of a tool that writes one folder (``tools/make_tiny_*.py``):
+    ``OUT [--seed N] [--overwrite]``; ``write(out, seed, overwrite)`` builds it. Prints the
+    folder's size and the time taken; an existing folder without ``--overwrite`` is exit 2."""
+    import argparse
+    import sys
+    import time
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("out", type=Path, help="folder to create")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    args = ap.parse_args(argv)
+    t = time.perf_counter()
+    try:
+        write(args.out, args.seed, args.overwrite)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(f"wrote {args.out} ({size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f} s")
+    return 0
