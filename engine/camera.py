@@ -51,12 +51,11 @@ class CameraFrames:
 
     def project(self, points: Tensor) -> tuple[Tensor, Tensor]:
         """Projects world points [T, N, 3] to pixels [T, N, 2] and camera z [T, N]."""
-        R = self.viewmats[:, None, :3, :3]
-        t = self.viewmats[:, None, :3, 3]
-        pc = (R @ points[..., None])[..., 0] + t
+        # one [N, 3] x [3, 3] product per frame (not N broadcast 3 x 3 products)
+        pc = points @ self.viewmats[:, :3, :3].transpose(1, 2) + self.viewmats[:, None, :3, 3]
         z = pc[..., 2]
-        uv = (self.K[:, None, :2, :2] @ (pc[..., :2] / z[..., None].clamp_min(1e-6))[..., None])
-        uv = uv[..., 0] + self.K[:, None, :2, 2]
+        xy = pc[..., :2] / z[..., None].clamp_min(1e-6)
+        uv = xy @ self.K[:, :2, :2].transpose(1, 2) + self.K[:, None, :2, 2]
         return uv, z
 
     def as_dict(self) -> dict:
