@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=12)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="guidance on the reference image (default: the model's own)")
     ap.add_argument("--vae", type=Path, default=None,
                     help="score this VAE folder alone (the VAE round trip and repeat-reference "
                          "rows), e.g. a training run's RUN/vae while its UNet is not trained yet")
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if pipe is not None:
             t0 = time.perf_counter()
             out = pipe(controls, reference_image=ref, num_inference_steps=args.steps, seed=0,
-                       output_type="np", progress=False).frames
+                       output_type="np", progress=False, guidance_scale=args.guidance).frames
             seconds.append(time.perf_counter() - t0)
             rows["model, all maps"].append(score_clip(out, target, flow, valid, albedo))
             windows = temporal_windows(target.shape[0], defaults.WINDOW, defaults.OVERLAP)
@@ -119,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             rows["model + unchanged pixels kept"].append(
                 score_clip(kept.numpy(), target, flow, valid, albedo))
             bare = pipe({}, reference_image=ref, num_inference_steps=args.steps, seed=0,
-                        output_type="np", progress=False, num_frames=target.shape[0]).frames
+                        output_type="np", progress=False, num_frames=target.shape[0],
+                        guidance_scale=args.guidance).frames
             rows["model, no maps"].append(score_clip(bare, target, flow, valid, albedo))
             geometry = {m: c for m, c in controls.items() if m not in APPEARANCE_MAPS}
             geo = pipe(geometry, reference_image=ref, num_inference_steps=args.steps, seed=0,
-                       output_type="np", progress=False, num_frames=target.shape[0]).frames
+                       output_type="np", progress=False, num_frames=target.shape[0],
+                       guidance_scale=args.guidance).frames
             rows["model, geometry maps only"].append(score_clip(geo, target, flow, valid, albedo))
         rep = np.repeat(target[:1], target.shape[0], axis=0)
         rows["repeat reference"].append(score_clip(rep, target, flow, valid, albedo))
@@ -146,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{m['colour_kept']:.2f} |")
     result = {
         "model": str(args.vae or args.model), "maps": maps, "steps": args.steps,
+        "guidance": args.guidance if args.guidance is not None or pipe is None
+        else float(getattr(pipe.config, "default_guidance_scale", 1.0)),
         "clips": [p.name for p in _clips(args.data, args.clips)],
         "frames_per_clip": int(target.shape[0]), "size": list(target.shape[1:3]),
         "seconds_per_clip": float(np.mean(seconds)) if seconds else None, "summary": summary,

@@ -309,8 +309,12 @@ class RendiffVideoPipeline(DiffusionPipeline):
         scheduler: SchedulerMixin,
         guidance_encoder: GuidanceEncoder | None = None,
         latent_encoder: LatentControlEncoder | None = None,
+        default_guidance_scale: float = 1.0,
     ):
         super().__init__()
+        if not 1.0 <= float(default_guidance_scale) <= 20.0:
+            raise ValueError(f"default_guidance_scale must be in [1, 20], got "
+                             f"{default_guidance_scale}")
         expected = latent_encoder.out_channels if latent_encoder is not None else 0
         if unet.config.control_channels != expected:
             raise ValueError(
@@ -342,6 +346,9 @@ class RendiffVideoPipeline(DiffusionPipeline):
             guidance_encoder=guidance_encoder,
             latent_encoder=latent_encoder,
         )
+        # the guidance a model was evaluated with (model_index.json), what __call__ uses unless
+        # told otherwise
+        self.register_to_config(default_guidance_scale=float(default_guidance_scale))
 
     @property
     def map_names(self) -> tuple[str, ...]:
@@ -502,7 +509,7 @@ class RendiffVideoPipeline(DiffusionPipeline):
         overlap: int = defaults.OVERLAP,
         output_type: str = "np",
         progress: bool = True,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         num_frames: int | None = None,
         chunk_size: int = 8,
         latents: Tensor | None = None,
@@ -526,7 +533,8 @@ class RendiffVideoPipeline(DiffusionPipeline):
             output_type: "np", "pt" (``[T, H, W, 3]`` in [0, 1]) or "latent" (``[1, C, T, h, w]``).
             progress: show a progress bar.
             guidance_scale: classifier-free guidance on the reference image (1 = off; > 1 costs a
-                second UNet pass per step).
+                second UNet pass per step); None: the model's ``default_guidance_scale`` (its
+                folder's model_index.json; 1 unless it was exported with another).
             num_frames: clip length when no control maps are given.
             chunk_size: frames per chunk in guidance encoding and VAE coding.
             latents: initial noise ``[1, C, T, h, w]`` (unscaled); drawn from the generator if None.
@@ -538,6 +546,8 @@ class RendiffVideoPipeline(DiffusionPipeline):
             ``RendiffVideoPipelineOutput`` with ``frames``.
         """
         controls = dict(controls or {})
+        if guidance_scale is None:
+            guidance_scale = float(getattr(self.config, "default_guidance_scale", 1.0))
         # 1. Check inputs
         t, h, w = self.check_inputs(
             controls,

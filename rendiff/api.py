@@ -367,6 +367,7 @@ def generate(
             "weights": {m: float(weights.get(m, 1.0)) for m in use},
             "steps": settings["num_inference_steps"], "seed": settings["seed"],
             "scheduler": type(pipe.scheduler).__name__, "window": settings["window"],
+            "guidance_scale": float(getattr(pipe.config, "default_guidance_scale", 1.0)),
             "overlap": settings["overlap"],
             "reference": "the engine's frame at each window's start" if ref is None else (
                 str(ref) if isinstance(ref, str | Path) else "image array"),

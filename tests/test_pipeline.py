@@ -349,3 +349,24 @@ def test_keep_static_needs_the_engines_frames():
     still = {m: np.repeat(c[:1], 6, 0) for m, c in controls.items()}  # nothing changes
     out = pipe(still, frames, keep_static=True, **RUN).frames
     np.testing.assert_allclose(out, np.repeat(frames[:1], 6, 0), atol=1e-6)
+
+
+def test_a_models_default_guidance_travels_with_its_folder(tmp_path):
+    """default_guidance_scale is saved in model_index.json and used when a call names none; a
+    folder without it samples without guidance."""
+    pipe = _pipe()
+    controls, ref = _clip()
+    plain = pipe(controls, ref, **RUN).frames
+    guided = pipe(controls, ref, guidance_scale=1.5, **RUN).frames
+    assert not np.allclose(plain, guided)
+    pipe.register_to_config(default_guidance_scale=1.5)
+    pipe.save_pretrained(tmp_path / "m")
+    loaded = RendiffVideoPipeline.from_pretrained(tmp_path / "m")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.default_guidance_scale == 1.5
+    np.testing.assert_allclose(loaded(controls, ref, **RUN).frames, guided, atol=1e-5)
+    np.testing.assert_allclose(loaded(controls, ref, guidance_scale=1.0, **RUN).frames, plain,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="default_guidance_scale must be in"):
+        RendiffVideoPipeline(vae=pipe.vae, unet=pipe.unet, scheduler=pipe.scheduler,
+                             guidance_encoder=pipe.guidance_encoder, default_guidance_scale=0.5)

@@ -1,6 +1,7 @@
 """Exports a trained pipeline as the shipped default model (float16 weights, loaded as float32).
 
     python tools/export_default_model.py runs/default/pipeline [--to rendiff/data/models/default]
+        [--guidance 1.5]
 
 Commit new default weights only when benchmarks/eval_default_model.py shows they beat the ones
 they replace; the evaluation figures go into the folder's README.md (docs/default-model.md).
@@ -23,11 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("pipeline", type=Path, help="a pipeline folder written by training")
     ap.add_argument("--to", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="the model's default guidance on the reference image (model_index.json; "
+                         "the one it was evaluated with); default: keep the pipeline's")
     args = ap.parse_args(argv)
     from diffusers.utils import logging as dlogging
 
     dlogging.set_verbosity_error()
     pipe = _load_pipeline(args.pipeline).to(torch.float16)
+    if args.guidance is not None:
+        if not 1.0 <= args.guidance <= 20.0:
+            print(f"error: --guidance {args.guidance} is outside [1, 20]", file=sys.stderr)
+            return 2
+        pipe.register_to_config(default_guidance_scale=float(args.guidance))
     args.to.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=args.to.parent))
     try:
