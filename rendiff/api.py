@@ -55,6 +55,10 @@ def _reference_image(reference, layers: Layers) -> torch.Tensor:
     return torch.as_tensor(reference, dtype=torch.float32)
 
 
+#: Settings a rendiff model folder's model_index.json may hold beside its components.
+_PIPELINE_SETTINGS = ("default_guidance_scale",)
+
+
 def _check_model_folder(path: Path) -> list[str]:
     """A clear error for a missing folder or one holding another kind of model (its index and
     the modules it names); returns its component names."""
@@ -73,7 +77,12 @@ def _check_model_folder(path: Path) -> list[str]:
                          "model or one trained by tools/train_default_model.py is needed here")
     # diffusers imports the module each component names: only these libraries may be named
     components = {name: entry for name, entry in config.items()
-                  if not name.startswith("_") and entry not in ([None, None], None)}
+                  if not name.startswith("_") and entry not in ([None, None], None)
+                  and name not in _PIPELINE_SETTINGS}
+    for name in _PIPELINE_SETTINGS:
+        value = config.get(name, 1.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 20:
+            raise ModelError(f"{index}: {name} is {value!r}; expected a number in [1, 20]")
     for name, entry in components.items():
         library = entry[0] if isinstance(entry, list) and len(entry) == 2 else None
         if not (isinstance(library, str) and (library in ("diffusers", "transformers")

@@ -175,6 +175,18 @@ def test_model_folder_naming_another_module_is_refused(tmp_path, capsys):
     assert "component 'unet' names ['os', 'system']" in err
 
 
+def test_a_bad_default_guidance_in_a_model_folder_is_one_line(tmp_path, capsys):
+    folder = _copy_default_model(tmp_path)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["default_guidance_scale"] = "strong"
+    (folder / "model_index.json").write_text(json.dumps(index))
+    assert main(["run", "falling_objects", "-o", str(tmp_path / "out"), "--model", str(folder),
+                 *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "default_guidance_scale is 'strong'; expected a number in [1, 20]" in err
+
+
 def test_model_weights_as_pickle_are_not_loaded(tmp_path, capsys):
     """A component whose weights are a pickled .bin (torch.load could run code) is refused with
     one line; safetensors only."""
