@@ -310,7 +310,8 @@ def generate(
             comes from ``options``, else the default (seed 0).
         device: where the model runs ("cpu" or "cuda").
         prompt, negative_prompt, guidance_scale: text conditioning of a pretrained AnimateDiff
-            setup (default: its setup file's).
+            setup (default: its setup file's); ``guidance_scale`` for a rendiff model is its
+            guidance on the reference image (default: the folder's ``default_guidance_scale``).
         keyframes: SparseCtrl setups: the keyframe indices, or k for every k-th frame (default:
             the setup file's, else the first frame).
         record: a dict that receives what made the video (model kind and folders, the setup
@@ -338,8 +339,7 @@ def generate(
             progress=progress, prompt=prompt, negative_prompt=negative_prompt,
             guidance_scale=guidance_scale, keyframes=keyframes, record=record)
     extra = [n for n, v in (("prompt", prompt), ("negative_prompt", negative_prompt),
-                            ("guidance_scale", guidance_scale), ("keyframes", keyframes))
-             if v is not None]
+                            ("keyframes", keyframes)) if v is not None]
     if extra:
         raise ModelError(f"{', '.join(extra)}: only pretrained AnimateDiff setups take these "
                          "(model=<folder with rendiff_pretrained.yaml>)")
@@ -369,14 +369,20 @@ def generate(
         control_weights=weights or None,
         window=window or (gen.window if gen is not None else defaults.WINDOW),
         overlap=overlap if overlap is not None else (
-            gen.overlap if gen is not None else defaults.OVERLAP))
+            gen.overlap if gen is not None else defaults.OVERLAP),
+        guidance_scale=float(guidance_scale if guidance_scale is not None
+                             else getattr(pipe.config, "default_guidance_scale", 1.0)))
+    if settings["guidance_scale"] < 1 or (settings["guidance_scale"] > 1
+                                          and not pipe.unet.config.reference_channels):
+        raise ModelError(f"guidance_scale: {settings['guidance_scale']} (guidance on the "
+                         "reference image: 1 = off, above 1 needs a model that takes one)")
     if record is not None:
         record.update({
             "kind": "rendiff", "model": str(path.resolve()), "maps": list(use),
             "weights": {m: float(weights.get(m, 1.0)) for m in use},
             "steps": settings["num_inference_steps"], "seed": settings["seed"],
             "scheduler": type(pipe.scheduler).__name__, "window": settings["window"],
-            "guidance_scale": float(getattr(pipe.config, "default_guidance_scale", 1.0)),
+            "guidance_scale": settings["guidance_scale"],
             "overlap": settings["overlap"],
             "reference": "the engine's frame at each window's start" if ref is None else (
                 str(ref) if isinstance(ref, str | Path) else "image array"),

@@ -168,7 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--prompt", help="text prompt (pretrained AnimateDiff setups)")
     r.add_argument("--negative-prompt", help="negative prompt (pretrained AnimateDiff setups)")
     r.add_argument("--guidance-scale", type=float,
-                   help="classifier-free guidance scale (pretrained AnimateDiff setups)")
+                   help="classifier-free guidance scale (pretrained setups: on the prompt; "
+                        "rendiff models: on the reference image, default the model's own)")
     r.add_argument("--keyframes", type=_keyframes,
                    help="SparseCtrl keyframes: indices like 0,8,-1, or every:K")
     r.add_argument("--steps", type=_count("--steps", 1, 1000), help="sampling steps")

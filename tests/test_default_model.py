@@ -74,6 +74,31 @@ def test_by_default_unchanged_pixels_keep_the_engines_frame():
     assert not np.allclose(alone[0], rgb[0], atol=1e-3)
 
 
+def test_guidance_defaults_to_the_folders_and_can_be_overridden():
+    """The shipped folder's default_guidance_scale (1.5) is what generate uses and records;
+    guidance_scale=1 turns it off (a different video); below 1 is one line."""
+    import pytest
+
+    import rendiff
+    from rendiff.api import DEFAULT_MODEL_DIR, ModelError
+
+    torch.set_num_threads(1)
+    index = json.loads((DEFAULT_MODEL_DIR / "model_index.json").read_text())
+    scene = rendiff.builtin_scene("falling_objects")
+    scene.frames, scene.size = 3, (32, 32)
+    layers = rendiff.render(rendiff.simulate(scene, progress=False), progress=False)
+    rec: dict = {}
+    default = rendiff.generate(layers, steps=1, progress=False, keep_static=False, record=rec)
+    same = rendiff.generate(layers, steps=1, progress=False, keep_static=False,
+                            guidance_scale=index["default_guidance_scale"])
+    off = rendiff.generate(layers, steps=1, progress=False, keep_static=False, guidance_scale=1)
+    assert rec["guidance_scale"] == index["default_guidance_scale"] == 1.5
+    torch.testing.assert_close(default, same)
+    assert not torch.allclose(default, off)
+    with pytest.raises(ModelError, match="guidance_scale: 0.5"):
+        rendiff.generate(layers, steps=1, progress=False, guidance_scale=0.5)
+
+
 if __name__ == "__main__" and "--write" in sys.argv:
     torch.set_num_threads(1)
     thumb = _thumbnail(_generate())
