@@ -58,14 +58,15 @@ from torch import Tensor
 
 from rendiff.engine.layers import Layer, Layers
 
-from .framing import generation_size, pad_clip, resize_clip
+from .framing import generation_size, pad_clip, padded_frames, resize_clip
 from .token_weights import (
     WeightMask,
     check_region,
+    checked_weight_map,
     combine_weights,
     parse_region,
     pool_to_tokens,
-    region_mask,
+    weight_map,
 )
 
 __all__ = ["COSMOS_CONTROLS", "EDGE_PRESETS", "CosmosTransferSpec", "blur_control",
@@ -465,7 +466,7 @@ def _to_model_video(frames: Tensor) -> Tensor:
     return (frames.permute(3, 0, 1, 2)[None].float() * 2.0 - 1.0).contiguous()
 
 
-def _encode(pipe: Any, video: Tensor, generator: torch.Generator) -> Tensor:
+def _encode(pipe: Any, video: Tensor) -> Tensor:
     """[1, 3, T, H, W] in [-1, 1] -> normalised latents [1, C, T', H', W'] (the VAE's mode)."""
     vae = pipe.vae
     dev = pipe._execution_device
@@ -530,7 +531,7 @@ def generate_cosmos_transfer(
     m = sp * int(pipe.transformer.config.patch_size[1])
     Hs, Ws, Hp, Wp = generation_size(H, W, m, area)  # scaled towards area, then padded
     # frames: one chunk of 4k + 1 >= T frames, or chunks of chunk_frames
-    single = (T - 1 + ft - 1) // ft * ft + 1
+    single = padded_frames(T, ft)
     L = single if single <= chunk_frames else chunk_frames
     rope_frames = pipe.transformer.config.max_size[0] // pipe.transformer.config.patch_size[0]
     if (chunk_frames - 1) // ft + 1 > rope_frames:
@@ -555,8 +556,7 @@ def generate_cosmos_transfer(
         for k in active:
             w = weights.get(k)
             if k in masks:
-                region = region_mask(layers, masks[k].where)
-                pixel_w[k] = masks[k].outside + (1.0 - masks[k].outside) * region
+                pixel_w[k] = weight_map(layers, masks[k])
             if isinstance(w, Tensor):
                 pixel_w[k] = w * pixel_w.get(k, 1.0)
     except ValueError as e:
@@ -603,7 +603,7 @@ def generate_cosmos_transfer(
     bar = _progress(progress, len(starts) * steps)
     try:
         for ci, s in enumerate(starts):
-            ctrl_lat = {k: _encode(pipe, _to_model_video(v[s:s + L]), generator).to(dev, tdtype)
+            ctrl_lat = {k: _encode(pipe, _to_model_video(v[s:s + L])).to(dev, tdtype)
                         for k, v in videos.items()}
             Tl = (L - 1) // ft + 1
             tok_w = {}
@@ -626,7 +626,7 @@ def generate_cosmos_transfer(
             if ctx:
                 prev = -torch.ones(1, 3, L, Hp, Wp)  # -1: black in the model's video range
                 prev[:, :, :ctx] = _to_model_video(frames[s:s + ctx])
-                cond_lat = _encode(pipe, prev, generator).to(dev)
+                cond_lat = _encode(pipe, prev).to(dev)
                 indicator[:, :, :n_cond_latent] = 1.0
             cond_mask = (indicator * torch.ones_like(latents[:, :1])).to(tdtype)
             cond_t = indicator * conditional_frame_timestep
@@ -672,20 +672,15 @@ def generate_cosmos_transfer(
 
 def _checked_weight(name: str, w: float | Tensor, shape: tuple[int, int, int]) -> float | Tensor:
     """A control's weight: a number in [0, 1], or a [T, H, W] map of the clip's shape with
-    values in [0, 1]; a one-line ModelError otherwise."""
+    values in [0, 1] (:func:`~rendiff.conditioners.token_weights.checked_weight_map`); a
+    one-line ModelError otherwise."""
     from .loading import ModelError
 
-    if not isinstance(w, Tensor):
-        w = float(w)
-        if not 0.0 <= w <= 1.0:
-            raise ModelError(f"weights.{name}: {w} is outside [0, 1]")
-        return w
-    if tuple(w.shape) != shape:
-        raise ModelError(f"weights.{name}: a weight map must be [T, H, W] = {list(shape)} (the "
-                         f"clip's frames and size), got {list(w.shape)}")
-    w = w.detach().float().cpu()
-    if not bool(torch.isfinite(w).all()) or float(w.min()) < 0 or float(w.max()) > 1:
-        raise ModelError(f"weights.{name}: a weight map's values must be finite and in [0, 1]")
+    if isinstance(w, Tensor):
+        return checked_weight_map(w, shape, f"weights.{name}")
+    w = float(w)
+    if not 0.0 <= w <= 1.0:
+        raise ModelError(f"weights.{name}: {w} is outside [0, 1]")
     return w
 
 
@@ -748,10 +743,7 @@ def check_cosmos_inputs(spec: CosmosTransferSpec, names: Sequence[str],
     if entities is None:
         return
     for k, m in spec.weight_masks.items():
-        try:
-            check_region(m, list(entities), f"weight_masks.{k}")
-        except ValueError as e:
-            raise ModelError(str(e)) from None
+        check_region(m, list(entities), f"weight_masks.{k}")
 
 
 def control_videos(layers: Layers, spec: CosmosTransferSpec,

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["generation_size", "pad_clip", "resize_clip"]
+__all__ = ["generation_size", "pad_clip", "padded_frames", "resize_clip"]
 
 
 def generation_size(height: int, width: int, multiple: int,
@@ -24,6 +24,12 @@ def generation_size(height: int, width: int, multiple: int,
         Hs = max(multiple, round(height * scale / multiple) * multiple)
         Ws = max(multiple, round(width * scale / multiple) * multiple)
     return Hs, Ws, math.ceil(Hs / multiple) * multiple, math.ceil(Ws / multiple) * multiple
+
+
+def padded_frames(frames: int, temporal: int) -> int:
+    """The fewest frames of the form ``temporal * k + 1`` (a causal video VAE packs the first
+    frame alone, then ``temporal`` at a time) that hold ``frames``."""
+    return (frames - 1 + temporal - 1) // temporal * temporal + 1
 
 
 def pad_clip(x: Tensor, frames: int, height: int, width: int) -> Tensor:

@@ -14,8 +14,8 @@ from torch import Tensor
 
 from rendiff.engine.layers import Layer, Layers
 
-__all__ = ["WeightMask", "check_region", "combine_weights", "parse_region", "pool_to_tokens",
-           "region_mask", "weight_map"]
+__all__ = ["WeightMask", "check_region", "checked_weight_map", "combine_weights", "parse_region",
+           "pool_to_tokens", "region_mask", "weight_map"]
 
 
 class WeightMask(BaseModel):
@@ -105,12 +105,27 @@ def weight_map(layers: Layers, mask: WeightMask, weight: float = 1.0) -> Tensor:
 
 
 def check_region(mask: WeightMask, entities: list[str], label: str) -> None:
-    """A region's entity names exist in the scene (``entities``); ValueError naming ``label``
-    (the setup field) with a did-you-mean otherwise."""
-    from .loading import did_you_mean
+    """A region's entity names exist in the scene (``entities``); a one-line ModelError naming
+    ``label`` (the setup field) with a did-you-mean otherwise."""
+    from .loading import ModelError, did_you_mean
 
     _, names = parse_region(mask.where, label)
     for n in names:
         if n not in entities:
-            raise ValueError(f"{label}: no entity named {n!r}{did_you_mean(n, entities)}; the "
+            raise ModelError(f"{label}: no entity named {n!r}{did_you_mean(n, entities)}; the "
                              f"scene has {entities}")
+
+
+def checked_weight_map(w: Tensor, shape: tuple[int, int, int], label: str) -> Tensor:
+    """A per-pixel, per-frame weight map given from Python: [T, H, W] = ``shape`` (the clip's),
+    finite values in [0, 1]; returned as float32 on the CPU, a one-line ModelError naming
+    ``label`` otherwise."""
+    from .loading import ModelError
+
+    if tuple(w.shape) != shape:
+        raise ModelError(f"{label}: a weight map must be [T, H, W] = {list(shape)} (the "
+                         f"clip's frames and size), got {list(w.shape)}")
+    w = w.detach().float().cpu()
+    if not bool(torch.isfinite(w).all()) or float(w.min()) < 0 or float(w.max()) > 1:
+        raise ModelError(f"{label}: a weight map's values must be finite and in [0, 1]")
+    return w

@@ -60,8 +60,15 @@ from torch import Tensor
 
 from rendiff.engine.layers import Layer, Layers
 
-from .framing import generation_size, pad_clip, resize_clip
-from .token_weights import WeightMask, check_region, parse_region, pool_to_tokens, weight_map
+from .framing import generation_size, pad_clip, padded_frames, resize_clip
+from .token_weights import (
+    WeightMask,
+    check_region,
+    checked_weight_map,
+    parse_region,
+    pool_to_tokens,
+    weight_map,
+)
 
 __all__ = ["VACE_CONTROLS", "WanVACESpec", "check_wan_inputs", "check_wan_vace_folder",
            "control_for", "control_videos", "flow_to_middlebury",
@@ -125,16 +132,10 @@ class WanVACESpec(BaseModel):
 
     def check_run(self, maps: Sequence[str] | None, entities: Sequence[str] | None) -> None:
         """What a run with ``maps`` on a scene of ``entities`` needs (:func:`check_wan_inputs`)."""
-        from .loading import ModelError
-
         control = control_for(self, maps)
         check_wan_inputs(None, control, self.keep, self.reference, entities)
         if entities is not None and control in self.weight_masks:
-            try:
-                check_region(self.weight_masks[control], list(entities),
-                             f"weight_masks.{control}")
-            except ValueError as e:
-                raise ModelError(str(e)) from None
+            check_region(self.weight_masks[control], list(entities), f"weight_masks.{control}")
 
     def resolved(self, root: Path) -> WanVACESpec:
         """A copy with every path absolute, relative ones taken against ``root``."""
@@ -359,28 +360,16 @@ def generate_wan_vace(
     T = layers.frames
     W, H = layers.size
     try:
-        video = vace_control(control, layers[layer])
-        mask = vace_mask(layers, list(keep))
+        video, mask = _vace_inputs(layers, control, keep)
         weights = None
         if isinstance(weight_mask, Tensor):
-            if tuple(weight_mask.shape) != (T, H, W):
-                raise ValueError(f"weight_mask: a weight map must be [T, H, W] = {[T, H, W]} "
-                                 f"(the clip's frames and size), got {list(weight_mask.shape)}")
-            wmap = weight_mask.detach().float().cpu()
-            if not bool(torch.isfinite(wmap).all()) or float(wmap.min()) < 0 \
-                    or float(wmap.max()) > 1:
-                raise ValueError("weight_mask: a weight map's values must be finite and in "
-                                 "[0, 1]")
-            weights = wmap * float(conditioning_scale)
+            weights = checked_weight_map(weight_mask, (T, H, W), "weight_mask") * float(
+                conditioning_scale)
         elif weight_mask is not None:
             wm = WeightMask(where=weight_mask) if isinstance(weight_mask, str) else weight_mask
             weights = weight_map(layers, wm, float(conditioning_scale))
     except ValueError as e:
         raise ModelError(str(e)) from None
-    if keep:
-        if Layer.RGB not in layers:
-            raise ModelError("keep: needs the rgb layer, which was not rendered")
-        video = torch.where(mask[..., None] > 0.5, video, layers[Layer.RGB].clamp(0, 1))
     if flow_shift is not None:
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config,
                                                           flow_shift=float(flow_shift))
@@ -423,7 +412,7 @@ def _generate_pass(pipe: Any, video: Tensor, mask: Tensor, weights: Tensor | Non
     T, H, W = video.shape[:3]
     ft = int(pipe.vae_scale_factor_temporal)
     m = int(pipe.vae_scale_factor_spatial) * int(pipe.transformer.config.patch_size[1])
-    Tp = (T - 1 + ft - 1) // ft * ft + 1
+    Tp = padded_frames(T, ft)
     Hs, Ws, Hp, Wp = generation_size(H, W, m, area)  # scaled towards area, then padded
     mask = mask[..., None].expand(-1, -1, -1, 3)
     if (Hs, Ws) != (H, W):
@@ -548,11 +537,20 @@ def control_videos(layers: Layers, spec: WanVACESpec,
     control = control_for(spec, maps)
     if _LAYER[control] not in layers:
         return {}
-    video = vace_control(control, layers[_LAYER[control]])
-    mask = vace_mask(layers, list(spec.keep))
-    if spec.keep and Layer.RGB in layers:
-        video = torch.where(mask[..., None] > 0.5, video, layers[Layer.RGB].clamp(0, 1))
+    video, mask = _vace_inputs(layers, control, spec.keep)
     return {control: video, "mask": mask[..., None].expand(*mask.shape, 3)}
+
+
+def _vace_inputs(layers: Layers, control: str, keep: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """The control video [T, H, W, 3] and mask [T, H, W] (1 = generate) VACE is given: the
+    ``keep`` entities' pixels black in the mask and carrying the engine's RGB in the video."""
+    video = vace_control(control, layers[_LAYER[control]])
+    mask = vace_mask(layers, list(keep))
+    if keep:
+        if Layer.RGB not in layers:
+            raise ValueError("keep: needs the rgb layer, which was not rendered")
+        video = torch.where(mask[..., None] > 0.5, video, layers[Layer.RGB].clamp(0, 1))
+    return video, mask
 
 
 def control_for(spec: WanVACESpec, maps: Sequence[str] | None) -> str:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _tools import load_tool
 
 import rendiff
 from rendiff.cli import main
@@ -37,11 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "make_tiny_cosmos_transfer", ROOT / "tools" / "make_tiny_cosmos_transfer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("make_tiny_cosmos_transfer")
 
 
 @pytest.fixture(scope="module")
@@ -215,9 +212,9 @@ def _encode_spy(monkeypatch, pipe) -> list[torch.Tensor]:
     seen: list[torch.Tensor] = []
     real = ct._encode
 
-    def spy(p, video, generator):
+    def spy(p, video):
         seen.append(video.clone())
-        return real(p, video, generator)
+        return real(p, video)
 
     monkeypatch.setattr(ct, "_encode", spy)
     return seen

@@ -5,13 +5,13 @@ zero-initialised projections made non-zero so every part changes the output)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from _tools import load_tool
 
 import rendiff
 from rendiff.conditioners.pretrained import (
@@ -33,11 +33,7 @@ PROMPT = "a robot arm"
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "make_tiny_animatediff", ROOT / "tools" / "make_tiny_animatediff.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("make_tiny_animatediff")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ image, frame counts and sizes the model cannot take, provenance, and bad setups.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import shutil
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tools import load_tool
 
 import rendiff
 from rendiff.cli import main
@@ -31,11 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("make_tiny_wan_vace",
-                                                  ROOT / "tools" / "make_tiny_wan_vace.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("make_tiny_wan_vace")
 
 
 @pytest.fixture(scope="module")
