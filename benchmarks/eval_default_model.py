@@ -16,7 +16,11 @@ the appearance reference; frames after the first are scored. Rows compared in th
   appearance can only come from the reference frame (the setting of Champ and MIMO);
 - ``repeat reference``: the reference frame repeated (the trivial alternative);
 - ``VAE round trip``: the engine's frames encoded and decoded by the model's own VAE, no
-  diffusion: the ceiling of any UNet on top of that VAE (what the VAE alone loses).
+  diffusion: the ceiling of any UNet on top of that VAE (what the VAE alone loses);
+- for a model with a refiner (``MapRefiner``, the pixel-space correction after the decoder):
+  ``model, all maps, no refiner`` (the decoder's frames: what the refiner adds) and
+  ``VAE round trip + refiner`` (the round trip corrected from every map: the ceiling of the
+  model's latent space read back with the maps).
 
 Metrics (``rendiff.conditioners.metrics``): L1, PSNR and SSIM against the engine's own RGB render,
 PSNR over only the pixels that changed since the reference frame (where copying the reference
@@ -104,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         maps = list(pipe.map_names)
         rows = {"model, all maps": [], "model + unchanged pixels kept": [], "model, no maps": [],
                 "model, geometry maps only": [], "repeat reference": [], "VAE round trip": []}
+        if pipe.refiner is not None:
+            rows["model, all maps, no refiner"] = []
+            rows["VAE round trip + refiner"] = []
     seconds = []
     for path in _clips(args.data, args.clips):
         target, flow, valid, albedo, controls = _load_clip(path, maps)
@@ -129,12 +136,27 @@ def main(argv: list[str] | None = None) -> int:
                        output_type="np", progress=False, num_frames=target.shape[0],
                        guidance_scale=args.guidance).frames
             rows["model, geometry maps only"].append(score_clip(geo, target, flow, valid, albedo))
+            if pipe.refiner is not None:
+                raw = pipe(controls, reference_image=ref, num_inference_steps=args.steps, seed=0,
+                           output_type="np", progress=False, guidance_scale=args.guidance,
+                           refine=False).frames
+                rows["model, all maps, no refiner"].append(
+                    score_clip(raw, target, flow, valid, albedo))
         rep = np.repeat(target[:1], target.shape[0], axis=0)
         rows["repeat reference"].append(score_clip(rep, target, flow, valid, albedo))
         with torch.no_grad():
             x = torch.from_numpy(target).permute(3, 0, 1, 2)[None] * 2 - 1
             x = x.to(vae.dtype)
-            rt = vae_decode_video(vae, vae_encode_video(vae, x))[0]
+            decoded = vae_decode_video(vae, vae_encode_video(vae, x))
+            rt = decoded[0]
+            if pipe is not None and pipe.refiner is not None:
+                names = pipe.refiner.map_names
+                video = {m: controls[m].permute(3, 0, 1, 2)[None] for m in names}
+                ones = torch.ones(1, len(names), *decoded.shape[2:])
+                refined = pipe.refiner.refine_video(decoded, video, ones)[0]
+                refined = ((refined.float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).numpy()
+                rows["VAE round trip + refiner"].append(
+                    score_clip(refined, target, flow, valid, albedo))
         rt = ((rt.float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).numpy()
         rows["VAE round trip"].append(score_clip(rt, target, flow, valid, albedo))
         first = next(iter(rows))

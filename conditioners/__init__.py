@@ -27,6 +27,7 @@ _LAZY = {
     "score_clip": "metrics", "WanVACESpec": "wan_vace", "load_wan_vace": "wan_vace",
     "generate_wan_vace": "wan_vace", "CosmosTransferSpec": "cosmos_transfer",
     "load_cosmos_transfer": "cosmos_transfer", "generate_cosmos_transfer": "cosmos_transfer",
+    "MapRefiner": "refiner",
 }
 
 __all__ = ["CONTROL_LAYERS", "control_image", "control_images", *_LAZY]

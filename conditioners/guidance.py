@@ -48,6 +48,7 @@ def resolve_control_weights(
     height: int,
     width: int,
     device: torch.device | str = "cpu",
+    normalise: bool = True,
 ) -> Tensor:  # [M, T, H, W] float32
     """Per-map weights for the maps ``names`` (in that order), normalised where they sum above 1.
 
@@ -57,6 +58,8 @@ def resolve_control_weights(
         weights: optional per-map weight (scalar or ``[T, H, W]``); a present map without an
             entry gets 1.
         num_frames, height, width: the clip's size (per-pixel weights must match it).
+        normalise: False returns each map's own weight, without the normalisation (what the
+            refiner reads: how far to trust each map, whatever the others' weights).
 
     Returns:
         ``[M, T, H, W]`` weights in [0, 1] whose sum over maps is at most 1 at every pixel.
@@ -83,6 +86,8 @@ def resolve_control_weights(
         if not torch.isfinite(w).all() or w.min() < 0 or w.max() > 1:
             raise ValueError(f"control weight for {name!r} must lie in [0, 1]")
         out[i] = w.to(device)
+    if not normalise:
+        return out
     total = out.sum(0, keepdim=True)
     return torch.where(total > 1, out / total.clamp_min(1e-12), out)
 

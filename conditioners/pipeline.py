@@ -41,6 +41,7 @@ from rendiff.conditioners.models import (
     vae_decode_video,
     vae_downsample_factor,
 )
+from rendiff.conditioners.refiner import MapRefiner
 
 __all__ = [
     "INJECTIONS",
@@ -295,12 +296,14 @@ def _to_tensor(x: np.ndarray | Tensor, device: torch.device, dtype: torch.dtype)
 class RendiffVideoPipeline(DiffusionPipeline):
     """Generates a video from control maps and an optional reference image.
 
-    Components: ``vae``, ``unet``, ``scheduler``, and the optional ``guidance_encoder`` and
-    ``latent_encoder`` (at least one of them for a model that takes maps).
+    Components: ``vae``, ``unet``, ``scheduler``, the optional ``guidance_encoder`` and
+    ``latent_encoder`` (at least one of them for a model that takes maps), and the optional
+    ``refiner`` (:class:`~rendiff.conditioners.refiner.MapRefiner`: the decoded frames corrected
+    at full resolution from the maps).
     """
 
-    model_cpu_offload_seq = "guidance_encoder->latent_encoder->unet->vae"
-    _optional_components = ["guidance_encoder", "latent_encoder"]
+    model_cpu_offload_seq = "guidance_encoder->latent_encoder->unet->vae->refiner"
+    _optional_components = ["guidance_encoder", "latent_encoder", "refiner"]
 
     def __init__(
         self,
@@ -310,6 +313,7 @@ class RendiffVideoPipeline(DiffusionPipeline):
         guidance_encoder: GuidanceEncoder | None = None,
         latent_encoder: LatentControlEncoder | None = None,
         default_guidance_scale: float = 1.0,
+        refiner: MapRefiner | None = None,
     ):
         super().__init__()
         if not 1.0 <= float(default_guidance_scale) <= 20.0:
@@ -345,7 +349,13 @@ class RendiffVideoPipeline(DiffusionPipeline):
             scheduler=scheduler,
             guidance_encoder=guidance_encoder,
             latent_encoder=latent_encoder,
+            refiner=refiner,
         )
+        if refiner is not None:
+            stray = [m for m in refiner.map_names if m not in self.map_names]
+            if stray:
+                raise ValueError(f"the refiner reads maps {stray} the model does not take "
+                                 f"({list(self.map_names) or 'no maps'})")
         # the guidance a model was evaluated with (model_index.json), what __call__ uses unless
         # told otherwise
         self.register_to_config(default_guidance_scale=float(default_guidance_scale))
@@ -514,6 +524,7 @@ class RendiffVideoPipeline(DiffusionPipeline):
         chunk_size: int = 8,
         latents: Tensor | None = None,
         keep_static: bool = False,
+        refine: bool = True,
     ) -> RendiffVideoPipelineOutput:
         """Generate a video.
 
@@ -541,6 +552,8 @@ class RendiffVideoPipeline(DiffusionPipeline):
             keep_static: where the control maps show that nothing changed since a window's
                 reference frame, keep that frame's pixels (:func:`keep_static_pixels`); needs the
                 engine's frames as ``reference_image`` ``[T, H, W, 3]`` and control maps.
+            refine: pass the decoded frames through the model's ``refiner`` (when it has one);
+                False gives the VAE decoder's frames (the refiner's ablation).
 
         Returns:
             ``RendiffVideoPipelineOutput`` with ``frames``.
@@ -632,6 +645,13 @@ class RendiffVideoPipeline(DiffusionPipeline):
             self.maybe_free_model_hooks()
             return RendiffVideoPipelineOutput(frames=latents)
         video_out = vae_decode_video(self.vae, latents, chunk_size=chunk_size)
+        if refine and self.refiner is not None:
+            # each map's own weight (not normalised against the others): how far to trust it
+            own = resolve_control_weights(self.map_names, list(controls), control_weights, t, h,
+                                          w, normalise=False)
+            idx = [self.map_names.index(n) for n in self.refiner.map_names]
+            own = pad(own[idx][None].to(device, dtype))
+            video_out = self.refiner.refine_video(video_out, video, own, chunk_size)
         frames = (video_out[0, :, :, :h, :w].permute(1, 2, 3, 0).float() / 2 + 0.5).clamp(0, 1)
         if keep_static:
             maps = {k: _to_tensor(v, frames.device, torch.float32) for k, v in controls.items()}

@@ -386,7 +386,9 @@ def generate(
             "overlap": settings["overlap"],
             "reference": "the engine's frame at each window's start" if ref is None else (
                 str(ref) if isinstance(ref, str | Path) else "image array"),
-            "keep_static": bool(keep_static and ref is None and controls)})
+            "keep_static": bool(keep_static and ref is None and controls),
+            "refiner": (list(pipe.refiner.map_names) if getattr(pipe, "refiner", None) is not None
+                        else None)})
     out = pipe(controls, reference_image=_reference_image(ref, layers), output_type="pt",
                progress=progress, keep_static=bool(keep_static and ref is None and controls),
                **settings)

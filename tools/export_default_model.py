@@ -1,7 +1,7 @@
 """Exports a trained pipeline as the shipped default model (float16 weights, loaded as float32).
 
     python tools/export_default_model.py runs/default/pipeline [--to rendiff/data/models/default]
-        [--guidance 1.5]
+        [--guidance 1.5] [--refiner runs/refine/refiner]
 
 Commit new default weights only when benchmarks/eval_default_model.py shows they beat the ones
 they replace; the evaluation figures go into the folder's README.md (docs/default-model.md).
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guidance", type=float, default=None,
                     help="the model's default guidance on the reference image (model_index.json; "
                          "the one it was evaluated with); default: keep the pipeline's")
+    ap.add_argument("--refiner", type=Path, default=None,
+                    help="a MapRefiner folder (tools/train_refiner.py) to add as the pipeline's "
+                         "refiner, replacing any it has")
     args = ap.parse_args(argv)
     from diffusers.utils import logging as dlogging
 
@@ -37,6 +40,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --guidance {args.guidance} is outside [1, 20]", file=sys.stderr)
             return 2
         pipe.register_to_config(default_guidance_scale=float(args.guidance))
+    if args.refiner is not None:
+        from rendiff.conditioners.pipeline import RendiffVideoPipeline
+        from rendiff.conditioners.refiner import MapRefiner
+
+        refiner = MapRefiner.from_pretrained(args.refiner, low_cpu_mem_usage=False)
+        settings = {"default_guidance_scale": pipe.config.default_guidance_scale}
+        try:
+            pipe = RendiffVideoPipeline(**{**pipe.components, "refiner": refiner}, **settings)
+        except ValueError as e:
+            print(f"error: --refiner {args.refiner}: {e}", file=sys.stderr)
+            return 2
+        pipe = pipe.to(torch.float16)
     args.to.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=args.to.parent))
     try:
