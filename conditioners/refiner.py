@@ -12,8 +12,9 @@ dropped map reads as "not given" rather than as black) and adds a correction to 
 Two resolution levels (full and half), diffusers ``ResnetBlock2D`` blocks, a skip connection at
 full resolution, and beside them a per-pixel linear path from the inputs (the blocks' GroupNorms
 normalise over a whole frame, which would hide a colour shared by a large area); both outputs
-start at zero, so an untrained refiner returns the frame unchanged. It is the last stage of :class:`~rendiff.conditioners.pipeline.
-RendiffVideoPipeline` (after the VAE decoder, before cropping) and is trained on the pipeline's
+start at zero, so an untrained refiner returns the frame unchanged. It is the last stage of
+:class:`~rendiff.conditioners.pipeline.RendiffVideoPipeline` (after the VAE decoder, before
+cropping) and is trained on the pipeline's
 own generated frames (``tools/train_refiner.py``), so it corrects the errors the diffusion makes,
 not only the VAE's. Maps it was not trained with are ignored; those it was trained with but that
 are not given count as dropped (weight 0), as in the UNet's encoders.
@@ -169,14 +170,11 @@ class MapRefiner(ModelMixin, ConfigMixin):
         chunk_size: int = 8,
     ) -> Tensor:  # [1, 3, T, H, W]
         """:meth:`forward` over a clip, ``chunk_size`` frames at a time."""
+        def flat(x: Tensor, s: int) -> Tensor:  # frames s.. of a chunk, as a batch
+            return x[0, :, s : s + chunk_size].transpose(0, 1)
+
         out = []
-        t = frames.shape[2]
-        for s in range(0, t, chunk_size):
-            e = min(t, s + chunk_size)
-
-            def flat(x: Tensor) -> Tensor:
-                return x[0, :, s:e].transpose(0, 1)
-
-            maps = {k: flat(v) for k, v in video.items() if k in self.map_names}
-            out.append(self(flat(frames), maps, flat(weights)))
+        for s in range(0, frames.shape[2], chunk_size):
+            maps = {k: flat(v, s) for k, v in video.items() if k in self.map_names}
+            out.append(self(flat(frames, s), maps, flat(weights, s)))
         return torch.cat(out).transpose(0, 1)[None]

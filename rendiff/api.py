@@ -293,6 +293,7 @@ def generate(
     record: dict | None = None,
     options: GenerationOptions | None = None,
     keep_static: bool = True,
+    refine: bool = True,
 ) -> torch.Tensor:
     """Generates a video conditioned on the rendered layers.
 
@@ -324,6 +325,9 @@ def generate(
             pixels whose every control map is unchanged since the window's reference frame keep
             that frame (:func:`rendiff.conditioners.pipeline.keep_static_pixels`); False leaves
             every pixel to the model.
+        refine: rendiff models with a refiner (the shipped default): correct the decoded frames
+            from the maps (:class:`rendiff.conditioners.refiner.MapRefiner`); False gives the
+            VAE decoder's frames.
     Returns:
         [T, H, W, 3] float32 frames in [0, 1].
     """
@@ -387,11 +391,11 @@ def generate(
             "reference": "the engine's frame at each window's start" if ref is None else (
                 str(ref) if isinstance(ref, str | Path) else "image array"),
             "keep_static": bool(keep_static and ref is None and controls),
-            "refiner": (list(pipe.refiner.map_names) if getattr(pipe, "refiner", None) is not None
-                        else None)})
+            "refiner": (list(pipe.refiner.map_names)
+                        if refine and getattr(pipe, "refiner", None) is not None else None)})
     out = pipe(controls, reference_image=_reference_image(ref, layers), output_type="pt",
                progress=progress, keep_static=bool(keep_static and ref is None and controls),
-               **settings)
+               refine=refine, **settings)
     return out.frames.float().cpu()
 
 

@@ -5,7 +5,7 @@ frames (so an accidental change of the weights, or of how they are loaded, is ca
 After shipping new weights, or changing a control map the model reads, on purpose, refresh the
 stored thumbnail (session 6 did, for the silhouette-normal fix: 5 of 720 values moved by 4e-3;
 session 7 for the built-in falling_objects, whose bodies no longer start inside each other,
-and again for the 16-channel model it shipped):
+and again for the 16-channel model it shipped; session 9 for the refiner):
     python tests/test_default_model.py --write
 """
 
@@ -97,6 +97,32 @@ def test_guidance_defaults_to_the_folders_and_can_be_overridden():
     assert not torch.allclose(default, off)
     with pytest.raises(ModelError, match="guidance_scale: 0.5"):
         rendiff.generate(layers, steps=1, progress=False, guidance_scale=0.5)
+
+
+def test_the_shipped_refiner_runs_by_default_and_refine_false_is_the_decoder_alone():
+    """The shipped folder's refiner (session 9) reads every map the model takes and needs albedo
+    and shading; generate records it; refine=False gives another video (the decoder's frames),
+    and so does withholding albedo, where the refiner leaves the frame as it is."""
+    import rendiff
+    from rendiff.conditioners.pipeline import RendiffVideoPipeline
+
+    torch.set_num_threads(1)
+    scene = rendiff.builtin_scene("falling_objects")
+    scene.frames, scene.size = 3, (32, 32)
+    layers = rendiff.render(rendiff.simulate(scene, progress=False), progress=False)
+    rec: dict = {}
+    on = rendiff.generate(layers, steps=2, progress=False, keep_static=False, record=rec)
+    off = rendiff.generate(layers, steps=2, progress=False, keep_static=False, refine=False)
+    assert rec["refiner"] == rec["maps"]
+    assert (on - off).abs().max() > 0.05
+    pipe = RendiffVideoPipeline.from_pretrained(
+        rendiff.api.DEFAULT_MODEL_DIR, low_cpu_mem_usage=False)
+    assert pipe.refiner.config.required_maps == ["albedo", "shading"]
+    geometry = [m for m in rec["maps"] if m not in ("albedo", "shading")]
+    a = rendiff.generate(layers, steps=2, progress=False, keep_static=False, maps=geometry)
+    b = rendiff.generate(layers, steps=2, progress=False, keep_static=False, maps=geometry,
+                         refine=False)
+    torch.testing.assert_close(a, b)
 
 
 if __name__ == "__main__" and "--write" in sys.argv:

@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rendiff.api import _load_pipeline
 from rendiff.conditioners.refiner import MapRefiner
