@@ -40,12 +40,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
-from eval_default_model import _clips, _load_clip  # noqa: E402
+from eval_default_model import _load_clip  # noqa: E402
 
 from rendiff.api import DEFAULT_MODEL_DIR, _load_pipeline  # noqa: E402
 from rendiff.conditioners.metrics import score_clip  # noqa: E402
 from rendiff.conditioners.pipeline import PRESETS  # noqa: E402
-from rendiff.conditioners.train import TrainConfig, count_parameters, load_trained, train  # noqa: E402
+from rendiff.conditioners.train import (  # noqa: E402
+    TrainConfig,
+    clips_by_family,
+    count_parameters,
+    load_trained,
+    train,
+)
 from rendiff.io.atomic import write_text  # noqa: E402
 
 __all__ = ["ABLATION_PRESET", "RunSpec", "main", "plan_runs"]
@@ -273,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     args.runs.mkdir(parents=True, exist_ok=True)
-    clips = _clips(args.heldout, args.clips)
+    clips = clips_by_family(args.heldout, args.clips)
     result: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
     result["protocol"] = {
         "heldout_clips": [p.name for p in clips], "reference": "first engine frame",

@@ -49,21 +49,9 @@ from rendiff.api import DEFAULT_MODEL_DIR, _load_pipeline
 from rendiff.conditioners.metrics import score_clip
 from rendiff.conditioners.models import vae_decode_video, vae_encode_video
 from rendiff.conditioners.pipeline import keep_static_pixels, temporal_windows
+from rendiff.conditioners.train import clips_by_family
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def _clips(folder: Path, n: int) -> list[Path]:
-    files = sorted(folder.glob("*.npz"))
-    by_kind: dict[str, list[Path]] = {}
-    for f in files:
-        by_kind.setdefault(f.name.rsplit("_", 1)[0], []).append(f)
-    picked: list[Path] = []
-    while len(picked) < min(n, len(files)):
-        for group in by_kind.values():
-            if group and len(picked) < n:
-                picked.append(group.pop(0))
-    return picked
 
 
 #: The maps that carry appearance rather than geometry (withheld in the geometry-only row).
@@ -112,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             rows["model, all maps, no refiner"] = []
             rows["VAE round trip + refiner"] = []
     seconds = []
-    for path in _clips(args.data, args.clips):
+    for path in clips_by_family(args.data, args.clips):
         target, flow, valid, albedo, controls = _load_clip(path, maps)
         ref = torch.from_numpy(target[0])
         if pipe is not None:
@@ -174,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(args.vae or args.model), "maps": maps, "steps": args.steps,
         "guidance": args.guidance if args.guidance is not None or pipe is None
         else float(getattr(pipe.config, "default_guidance_scale", 1.0)),
-        "clips": [p.name for p in _clips(args.data, args.clips)],
+        "clips": [p.name for p in clips_by_family(args.data, args.clips)],
         "frames_per_clip": int(target.shape[0]), "size": list(target.shape[1:3]),
         "seconds_per_clip": float(np.mean(seconds)) if seconds else None, "summary": summary,
         "machine": {"platform": platform.platform(), "cpu_count": __import__("os").cpu_count(),

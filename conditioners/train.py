@@ -55,6 +55,7 @@ from rendiff.conditioners.pipeline import (
 
 __all__ = [
     "NpzClipDataset",
+    "clips_by_family",
     "DatasetClips",
     "open_clips",
     "TrainConfig",
@@ -222,6 +223,23 @@ def open_clips(
 
     cls = DatasetClips if is_dataset(folder) else NpzClipDataset
     return cls(folder, maps, max_cached)
+
+
+def clips_by_family(folder: str | os.PathLike, n: int | None = None) -> list[Path]:
+    """Up to ``n`` ``.npz`` clips of a folder (all if None), taken in turn from each scene family
+    (the file name before its last ``_``), each family's in name order: the same clips, in the
+    same order, for every script that samples a folder."""
+    by_kind: dict[str, list[Path]] = {}
+    for f in sorted(Path(folder).glob("*.npz")):
+        by_kind.setdefault(f.name.rsplit("_", 1)[0], []).append(f)
+    total = sum(map(len, by_kind.values()))
+    n = total if n is None else min(n, total)
+    picked: list[Path] = []
+    while len(picked) < n:
+        for group in by_kind.values():
+            if group and len(picked) < n:
+                picked.append(group.pop(0))
+    return picked
 
 
 def synthetic_clip(

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -40,42 +39,18 @@ import torch
 
 from rendiff.api import _load_pipeline
 from rendiff.conditioners.refiner import MapRefiner
+from rendiff.conditioners.train import clips_by_family
+from rendiff.io.atomic import atomic_path
 
 #: maps that carry appearance rather than geometry (withheld in the geometry-only setting)
 APPEARANCE = ("albedo", "shading")
-
-
-def _clips(folder: Path, n: int | None) -> list[Path]:
-    """Up to ``n`` clips, taken in turn from each scene family (file name before the number)."""
-    by_kind: dict[str, list[Path]] = {}
-    for f in sorted(folder.glob("*.npz")):
-        by_kind.setdefault(f.name.rsplit("_", 1)[0], []).append(f)
-    picked: list[Path] = []
-    total = sum(map(len, by_kind.values()))
-    n = total if n is None else min(n, total)
-    while len(picked) < n:
-        for group in by_kind.values():
-            if group and len(picked) < n:
-                picked.append(group.pop(0))
-    return picked
-
-
-def _save_npz(path: Path, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def make_pairs(args) -> int:
     pipe = _load_pipeline(args.model)
     maps = list(pipe.map_names)
     args.out.mkdir(parents=True, exist_ok=True)
-    clips = _clips(args.data, args.clips)
+    clips = clips_by_family(args.data, args.clips)
     t0 = time.perf_counter()
     done = 0
     for k, path in enumerate(clips):
@@ -95,7 +70,8 @@ def make_pairs(args) -> int:
             out["generated_geometry"] = pipe(geo, reference_image=ref,
                                              num_inference_steps=args.steps, seed=seed,
                                              progress=False, refine=False).frames
-        _save_npz(dest, **{k: (v * 255).round().astype(np.uint8) for k, v in out.items()})
+        with atomic_path(dest) as tmp:
+            np.savez(tmp, **{k: (v * 255).round().astype(np.uint8) for k, v in out.items()})
         done += 1
         rate = (time.perf_counter() - t0) / done
         print(f"{k + 1}/{len(clips)} {path.name} ({rate:.1f} s/clip)", flush=True)
@@ -162,13 +138,6 @@ class _Pairs:
         return x, y, {m: tensor(v) for m, v in maps.items()}, wt, moved
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".pt", dir=path.parent)
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train(args) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -208,8 +177,9 @@ def train(args) -> int:
     t0, last_ckpt, losses = time.perf_counter(), time.perf_counter(), []
 
     def checkpoint():
-        _save_checkpoint(ckpt, {"refiner": refiner.state_dict(), "optimizer": opt.state_dict(),
-                                "step": step, "rng": rng})
+        with atomic_path(ckpt) as tmp:
+            torch.save({"refiner": refiner.state_dict(), "optimizer": opt.state_dict(),
+                        "step": step, "rng": rng}, tmp)
         tmp = Path(tempfile.mkdtemp(prefix=".refiner.", dir=args.output))
         refiner.save_pretrained(tmp)
         final = args.output / "refiner"
