@@ -29,3 +29,14 @@ def smpl_direct():
     from rendiff.engine.body import STANDIN_PATH
 
     return smplx.SMPL(model_path=str(STANDIN_PATH))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests, then as before: tiny convolutions run fastest
+    on one thread, and the suite runs two processes on two cores (``pytestmark =
+    pytest.mark.usefixtures("one_torch_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

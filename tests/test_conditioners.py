@@ -39,13 +39,7 @@ from rendiff.conditioners.train import (
 TINY_UNET = dict(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions run fastest on one thread, and tests run two processes on two cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _unet(temporal: str = "conv", seed: int = 0, **kw) -> SpatioTemporalUNet:

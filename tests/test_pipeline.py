@@ -27,13 +27,7 @@ SCHEDULERS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions run fastest on one thread, and tests run two processes on two cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _perturb(module: torch.nn.Module, name: str, seed: int = 1, scale: float = 0.1) -> None:

@@ -17,12 +17,7 @@ MAPS = ("depth", "normal")
 RUN = dict(num_inference_steps=2, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _perturbed(refiner: MapRefiner, seed: int = 1, scale: float = 0.1) -> MapRefiner:
