@@ -49,13 +49,12 @@ from rendiff.api import DEFAULT_MODEL_DIR, _load_pipeline
 from rendiff.conditioners.metrics import score_clip
 from rendiff.conditioners.models import vae_decode_video, vae_encode_video
 from rendiff.conditioners.pipeline import keep_static_pixels, temporal_windows
+from rendiff.conditioners.refiner import APPEARANCE_MAPS
 from rendiff.conditioners.train import clips_by_family
 
 RESULTS = Path(__file__).parent / "results"
 
 
-#: The maps that carry appearance rather than geometry (withheld in the geometry-only row).
-APPEARANCE_MAPS = ("albedo", "shading")
 def _load_clip(path: Path, maps) -> tuple[np.ndarray, ...]:
     """A held-out clip's engine RGB, flow, validity and albedo as float arrays (colours in [0, 1])
     and its control images for ``maps`` as tensors: what every scoring script reads."""
@@ -100,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             rows["model, all maps, no refiner"] = []
             rows["VAE round trip + refiner"] = []
     seconds = []
-    for path in clips_by_family(args.data, args.clips):
+    clips = clips_by_family(args.data, args.clips)
+    for path in clips:
         target, flow, valid, albedo, controls = _load_clip(path, maps)
         ref = torch.from_numpy(target[0])
         if pipe is not None:
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(args.vae or args.model), "maps": maps, "steps": args.steps,
         "guidance": args.guidance if args.guidance is not None or pipe is None
         else float(getattr(pipe.config, "default_guidance_scale", 1.0)),
-        "clips": [p.name for p in clips_by_family(args.data, args.clips)],
+        "clips": [p.name for p in clips],
         "frames_per_clip": int(target.shape[0]), "size": list(target.shape[1:3]),
         "seconds_per_clip": float(np.mean(seconds)) if seconds else None, "summary": summary,
         "machine": {"platform": platform.platform(), "cpu_count": __import__("os").cpu_count(),

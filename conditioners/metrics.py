@@ -19,11 +19,13 @@ import torch.nn.functional as F
 from kornia.metrics import ssim as _kornia_ssim
 from torch import Tensor
 
-__all__ = ["COLOURED", "evaluate_video", "l1", "psnr", "score_clip", "ssim", "warp_backward",
-           "warping_error"]
+__all__ = ["CHANGED", "COLOURED", "evaluate_video", "l1", "psnr", "score_clip", "ssim",
+           "warp_backward", "warping_error"]
 
 #: An albedo pixel counts as coloured when its channels differ by more than this.
 COLOURED = 0.12
+#: A pixel "moved" (changed since the reference frame) when a channel differs by more than this.
+CHANGED = 0.05
 
 Array = np.ndarray | Tensor
 
@@ -144,7 +146,7 @@ def score_clip(frames: np.ndarray, target: np.ndarray, flow: np.ndarray, valid: 
     engine's coloured pixels (albedo chroma > :data:`COLOURED`), divided by the engine's own
     there (1 = as colourful as the engine; grey objects give about 0)."""
     m = evaluate_video(frames[1:], target[1:], flow[1:], valid[1:])
-    changed = np.abs(target[1:] - target[:1]).max(-1) > 0.05
+    changed = np.abs(target[1:] - target[:1]).max(-1) > CHANGED
     err = ((frames[1:] - target[1:]) ** 2).mean(-1)[changed]
     m["psnr_changed"] = (float(10 * np.log10(1.0 / max(err.mean(), 1e-10))) if err.size
                          else float("nan"))

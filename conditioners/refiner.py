@@ -32,7 +32,11 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.resnet import ResnetBlock2D
 from torch import Tensor
 
-__all__ = ["MapRefiner"]
+__all__ = ["APPEARANCE_MAPS", "MapRefiner"]
+
+#: The maps that carry appearance rather than geometry: the lambertian input's two factors, the
+#: shipped refiner's required maps, what the evaluation's geometry-only row withholds.
+APPEARANCE_MAPS = ("albedo", "shading")
 
 
 class MapRefiner(ModelMixin, ConfigMixin):
@@ -61,7 +65,7 @@ class MapRefiner(ModelMixin, ConfigMixin):
         stray = [m for m in required_maps if m not in map_names]
         if stray:
             raise ValueError(f"required_maps {stray} are not among the map_names {list(map_names)}")
-        if lambertian and not {"albedo", "shading"} <= set(map_names):
+        if lambertian and not set(APPEARANCE_MAPS) <= set(map_names):
             raise ValueError("lambertian needs the albedo and shading maps among map_names")
         c0, c1 = block_out_channels
         g = norm_num_groups
@@ -88,6 +92,38 @@ class MapRefiner(ModelMixin, ConfigMixin):
     def map_names(self) -> tuple[str, ...]:
         return tuple(self.config.map_names)
 
+    def _resolve(
+        self,
+        frames: Tensor,  # [N, 3, H, W]
+        maps: Mapping[str, Tensor],
+        weights: Tensor | None,  # [N, M, H, W]; None: 1 where given
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Each map's image [N, 3, H, W] (zeros where not given) and weight [N, 1, H, W] (0
+        where not given)."""
+        n, _, h, w = frames.shape
+        images, wts = {}, {}
+        for i, name in enumerate(self.map_names):
+            image = maps.get(name)
+            if image is None:
+                images[name] = frames.new_zeros((n, 3, h, w))
+                wts[name] = frames.new_zeros((n, 1, h, w))
+                continue
+            images[name] = image.to(frames.dtype)
+            wts[name] = (weights[:, i : i + 1].to(frames.dtype) if weights is not None
+                         else frames.new_ones((n, 1, h, w)))
+        return images, wts
+
+    def _stack(self, frames: Tensor, images: dict[str, Tensor],
+               wts: dict[str, Tensor]) -> Tensor:  # [N, 3 + 4M (+ 4), H, W]
+        parts = [frames]
+        for name in self.map_names:
+            parts += [(images[name] * 2 - 1) * wts[name], wts[name]]
+        if self.config.lambertian:
+            a, s = APPEARANCE_MAPS
+            both = wts[a] * wts[s]
+            parts += [(images[a] * images[s] * 2 - 1) * both, both]
+        return torch.cat(parts, dim=1)
+
     def inputs(
         self,
         frames: Tensor,  # [N, 3, H, W] in [-1, 1]
@@ -97,25 +133,7 @@ class MapRefiner(ModelMixin, ConfigMixin):
         """The network's input: the frame, then each map (scaled to [-1, 1]) times its weight
         and the weight; with ``lambertian``, last albedo times shading (a diffuse surface's
         colour, scaled to [-1, 1]) times both weights, and that weight."""
-        n, _, h, w = frames.shape
-        images, wts = {}, {}
-        for i, name in enumerate(self.map_names):
-            if weights is not None:
-                wt = weights[:, i : i + 1].to(frames.dtype)
-            else:
-                wt = frames.new_full((n, 1, h, w), 1.0 if name in maps else 0.0)
-            image = maps.get(name)
-            if image is None:
-                image = frames.new_zeros((n, 3, h, w))
-                wt = torch.zeros_like(wt)
-            images[name], wts[name] = image.to(frames.dtype), wt
-        parts = [frames]
-        for name in self.map_names:
-            parts += [(images[name] * 2 - 1) * wts[name], wts[name]]
-        if self.config.lambertian:
-            both = wts["albedo"] * wts["shading"]
-            parts += [(images["albedo"] * images["shading"] * 2 - 1) * both, both]
-        return torch.cat(parts, dim=1)
+        return self._stack(frames, *self._resolve(frames, maps, weights))
 
     def forward(
         self,
@@ -129,12 +147,13 @@ class MapRefiner(ModelMixin, ConfigMixin):
         h, w = frames.shape[-2:]
         if h % 2 or w % 2:
             raise ValueError(f"the refiner needs an even frame size, got {h}x{w}")
+        images, wts = self._resolve(frames, maps, weights)
         gate = None
-        if self.config.required_maps:
-            gate = self.gate(frames, maps, weights)
-            if not gate.any():
-                return frames
-        inputs = self.inputs(frames, maps, weights)
+        for name in self.config.required_maps:
+            gate = wts[name] if gate is None else torch.minimum(gate, wts[name])
+        if gate is not None and not gate.any():
+            return frames
+        inputs = self._stack(frames, images, wts)
         x = self.conv_in(inputs)
         skip = self.block_in(x, None)
         x = self.down(skip)
@@ -144,23 +163,6 @@ class MapRefiner(ModelMixin, ConfigMixin):
         x = self.block_out(torch.cat([x, skip], dim=1), None)
         correction = self.conv_out(F.silu(x)) + self.direct(inputs)
         return frames + (correction if gate is None else gate * correction)
-
-    def gate(
-        self,
-        frames: Tensor,  # [N, 3, H, W]
-        maps: Mapping[str, Tensor],
-        weights: Tensor | None = None,  # [N, M, H, W]
-    ) -> Tensor:  # [N, 1, H, W]
-        """The smallest weight of the required maps at each pixel (0 where one is absent)."""
-        n, _, h, w = frames.shape
-        gate = frames.new_ones((n, 1, h, w))
-        for name in self.config.required_maps:
-            if name not in maps:
-                return torch.zeros_like(gate)
-            if weights is not None:
-                i = self.map_names.index(name)
-                gate = torch.minimum(gate, weights[:, i : i + 1].to(frames.dtype))
-        return gate
 
     def refine_video(
         self,

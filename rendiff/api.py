@@ -392,7 +392,7 @@ def generate(
                 str(ref) if isinstance(ref, str | Path) else "image array"),
             "keep_static": bool(keep_static and ref is None and controls),
             "refiner": (list(pipe.refiner.map_names)
-                        if refine and getattr(pipe, "refiner", None) is not None else None)})
+                        if refine and pipe.refiner is not None else None)})
     out = pipe(controls, reference_image=_reference_image(ref, layers), output_type="pt",
                progress=progress, keep_static=bool(keep_static and ref is None and controls),
                refine=refine, **settings)

@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,12 +37,10 @@ import numpy as np
 import torch
 
 from rendiff.api import _load_pipeline
-from rendiff.conditioners.refiner import MapRefiner
+from rendiff.conditioners.metrics import CHANGED
+from rendiff.conditioners.refiner import APPEARANCE_MAPS, MapRefiner
 from rendiff.conditioners.train import clips_by_family
-from rendiff.io.atomic import atomic_path
-
-#: maps that carry appearance rather than geometry (withheld in the geometry-only setting)
-APPEARANCE = ("albedo", "shading")
+from rendiff.io.atomic import atomic_path, build_folder
 
 
 def make_pairs(args) -> int:
@@ -66,7 +63,7 @@ def make_pairs(args) -> int:
         out["generated"] = pipe(controls, reference_image=ref, num_inference_steps=args.steps,
                                 seed=seed, progress=False, refine=False).frames
         if args.geometry_every and k % args.geometry_every == 0:
-            geo = {m: c for m, c in controls.items() if m not in APPEARANCE}
+            geo = {m: c for m, c in controls.items() if m not in APPEARANCE_MAPS}
             out["generated_geometry"] = pipe(geo, reference_image=ref,
                                              num_inference_steps=args.steps, seed=seed,
                                              progress=False, refine=False).frames
@@ -119,10 +116,10 @@ class _Pairs:
             targets.append(item["rgb"][t])
             # the evaluation's "where the scene moved": more than 0.05 from the reference frame
             diff = np.abs(item["rgb"][t].astype(np.int16) - item["rgb"][0]).max(-1)
-            changed.append(diff > 0.05 * 255)
+            changed.append(diff > CHANGED * 255)
             w = []
             for m in self.maps:
-                given = mode == "all" or (mode == "geometry" and m not in APPEARANCE)
+                given = mode == "all" or (mode == "geometry" and m not in APPEARANCE_MAPS)
                 maps[m].append(item[m][t])
                 w.append(1.0 if given else 0.0)
             weights.append(w)
@@ -145,7 +142,7 @@ def train(args) -> int:
     ckpt = args.output / "checkpoint.pt"
     maps = list(args.maps)
     required = tuple(args.requires if args.requires is not None
-                     else (APPEARANCE if args.lambertian else ()))
+                     else (APPEARANCE_MAPS if args.lambertian else ()))
     refiner = MapRefiner(map_names=tuple(maps), block_out_channels=tuple(args.widths),
                          lambertian=args.lambertian, required_maps=required)
     opt = torch.optim.AdamW(refiner.parameters(), lr=args.lr, weight_decay=0.0)
@@ -180,14 +177,7 @@ def train(args) -> int:
         with atomic_path(ckpt) as tmp:
             torch.save({"refiner": refiner.state_dict(), "optimizer": opt.state_dict(),
                         "step": step, "rng": rng}, tmp)
-        tmp = Path(tempfile.mkdtemp(prefix=".refiner.", dir=args.output))
-        refiner.save_pretrained(tmp)
-        final = args.output / "refiner"
-        if final.exists():
-            import shutil
-
-            shutil.rmtree(final)
-        tmp.rename(final)
+        build_folder(args.output / "refiner", refiner.save_pretrained, overwrite=True)
 
     while step < args.steps:
         lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
