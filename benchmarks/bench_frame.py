@@ -13,6 +13,9 @@ For each mesh scene and size (512x512, 1280x720), in one run:
   and the hit triangle's normal in camera space (what a ray-casting renderer of moving meshes pays
   every frame).
 
+The torch references (``RENDIFF_CPU_KERNELS=torch``) are timed beside the default compiled CPU
+kernels for both rendiff columns.
+
 The process is pinned to one core (``os.sched_setaffinity``, so Open3D's worker threads share it)
 and torch runs one thread. Ratios are per frame, medians over the frames. Prints a table, writes
 ``benchmarks/results/frame_cpu.json`` with the machine and its load average.
@@ -71,6 +74,15 @@ def _open3d(verts, faces, view, K, w, h):
     return depth, n
 
 
+def _with_cpu_kernels(kind: str, fn):
+    """``fn`` run with ``RENDIFF_CPU_KERNELS=kind`` (``warp``: compiled, ``torch``: references)."""
+    os.environ["RENDIFF_CPU_KERNELS"] = kind
+    try:
+        return fn()
+    finally:
+        os.environ.pop("RENDIFF_CPU_KERNELS")
+
+
 def _seconds(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -88,40 +100,55 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     print(f"{'scene':16s} {'size':>9s} {'all layers':>11s} {'mesh d+n':>9s} {'open3d':>8s} "
-          f"{'all/o3d':>8s} {'d+n/o3d':>8s}  (ms per frame, median)")
+          f"{'all/o3d':>8s} {'d+n/o3d':>8s} {'torch refs: all/o3d':>20s} {'d+n/o3d':>8s}"
+          "  (ms per frame, median)")
     for name in args.scenes:
         for w, h in SIZES:
             scene = rendiff.builtin_scene(name).model_copy(
                 update={"frames": args.frames, "size": (w, h)})
             traj = rendiff.simulate(scene, progress=False)
-            rendiff.render(traj, progress=False)  # warm-up
-            t_all = _seconds(partial(rendiff.render, traj, progress=False)) / traj.frames
-            ours, o3d_t, hits = [], [], []
+            render = partial(rendiff.render, traj, progress=False)
+            t_all, t_all_ref = [], []
+            for kind, out in (("warp", t_all), ("torch", t_all_ref)):
+                _with_cpu_kernels(kind, render)  # warm-up
+                out.append(_with_cpu_kernels(kind, partial(_seconds, render)) / traj.frames)
+            ours, ours_ref, o3d_t, hits = [], [], [], []
             for k in range(traj.frames):
                 verts, faces = _frame_mesh(traj, k)
                 view, K = traj.cameras.viewmats[k], traj.cameras.K[k]
                 args_k = (verts, faces, view, K, w, h)
-                ours.append(_seconds(partial(_ours, *args_k)))
+                ours.append(_with_cpu_kernels("warp", partial(_seconds, partial(_ours, *args_k))))
+                ours_ref.append(_with_cpu_kernels("torch",
+                                                  partial(_seconds, partial(_ours, *args_k))))
                 o3d_t.append(_seconds(partial(_open3d, *args_k)))
                 d_ours, _ = _ours(*args_k)
                 d_o3d, _ = _open3d(*args_k)
                 hits.append(float((torch.isfinite(d_ours).numpy() == np.isfinite(d_o3d)).mean()))
             row = {"scene": name, "size": [w, h], "frames": traj.frames,
                    "triangles": int(_frame_mesh(traj, 0)[1].shape[0]),
-                   "all_layers_s": t_all, "mesh_depth_normal_s": statistics.median(ours),
+                   "all_layers_s": t_all[0], "mesh_depth_normal_s": statistics.median(ours),
+                   "all_layers_torch_references_s": t_all_ref[0],
+                   "mesh_depth_normal_torch_references_s": statistics.median(ours_ref),
                    "open3d_s": statistics.median(o3d_t), "hit_mask_agreement": min(hits)}
-            row["all_layers_over_open3d"] = row["all_layers_s"] / row["open3d_s"]
-            row["depth_normal_over_open3d"] = row["mesh_depth_normal_s"] / row["open3d_s"]
+            o3d_s = row["open3d_s"]
+            row["all_layers_over_open3d"] = row["all_layers_s"] / o3d_s
+            row["depth_normal_over_open3d"] = row["mesh_depth_normal_s"] / o3d_s
+            row["torch_references_all_layers_over_open3d"] = t_all_ref[0] / o3d_s
+            row["torch_references_depth_normal_over_open3d"] = (
+                row["mesh_depth_normal_torch_references_s"] / o3d_s)
             rows.append(row)
-            print(f"{name:16s} {w:>4d}x{h:<4d} {t_all * 1e3:11.0f} "
-                  f"{row['mesh_depth_normal_s'] * 1e3:9.0f} {row['open3d_s'] * 1e3:8.0f} "
-                  f"{row['all_layers_over_open3d']:7.1f}x {row['depth_normal_over_open3d']:7.2f}x")
+            print(f"{name:16s} {w:>4d}x{h:<4d} {t_all[0] * 1e3:11.0f} "
+                  f"{row['mesh_depth_normal_s'] * 1e3:9.0f} {o3d_s * 1e3:8.0f} "
+                  f"{row['all_layers_over_open3d']:7.1f}x {row['depth_normal_over_open3d']:7.2f}x "
+                  f"{row['torch_references_all_layers_over_open3d']:19.1f}x "
+                  f"{row['torch_references_depth_normal_over_open3d']:7.2f}x")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "frame_cpu.json"
     out.write_text(json.dumps({
         "benchmark": "all layers of a frame vs Open3D ray casting, one core",
         "timing": "all layers: one render of the clip after a warm-up, per frame; depth+normal "
-                  "and Open3D: median over the frames", "results": rows,
+                  "and Open3D: median over the frames; compiled CPU kernels unless the key names "
+                  "the torch references", "results": rows,
         "machine": machine_info(open3d=o3d.__version__)}, indent=2) + "\n")
     print(f"wrote {out}")
 

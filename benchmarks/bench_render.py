@@ -2,15 +2,17 @@
 
     python benchmarks/bench_render.py [--frames 16] [--size 128]
 
-Named alternatives in the same run: the same render without shadow maps (what shadows cost), and
-with 2 torch threads instead of 1. The shadow share is 1 - (frames/s with shadows) / (frames/s
-without). Prints a table, writes benchmarks/results/render_cpu_SIZE.json.
+Named alternatives in the same run: the torch references instead of the compiled CPU kernels
+(``RENDIFF_CPU_KERNELS=torch``), each with and without shadow maps (what shadows cost), and the
+compiled kernels with 2 torch threads instead of 1. The shadow share is 1 - (frames/s with
+shadows) / (frames/s without). Prints a table, writes benchmarks/results/render_cpu_SIZE.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -22,7 +24,8 @@ import rendiff
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _fps(traj, shadows: bool, threads: int, repeats: int) -> float:
+def _fps(traj, shadows: bool, threads: int, repeats: int, cpu: str = "warp") -> float:
+    os.environ["RENDIFF_CPU_KERNELS"] = cpu
     torch.set_num_threads(threads)
     best = float("inf")
     for _ in range(repeats):
@@ -39,8 +42,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     rows = []
-    print(f"{'scene':20s} {'1 thread':>10s} {'no shadows':>11s} {'2 threads':>10s} "
-          f"{'shadow share':>13s}  (frames/s, {args.size}x{args.size})")
+    print(f"{'scene':20s} {'1 thread':>9s} {'no shadows':>11s} {'share':>6s} {'2 threads':>10s} "
+          f"{'torch refs':>11s} {'no shadows':>11s} {'share':>6s}  "
+          f"(frames/s, {args.size}x{args.size})")
     for name in rendiff.list_builtin_scenes():
         scene = rendiff.builtin_scene(name).model_copy(
             update={"frames": args.frames, "size": (args.size, args.size)})
@@ -48,11 +52,18 @@ def main() -> None:
         row = {"scene": name, "frames": args.frames, "size": args.size,
                "fps_1_thread": _fps(traj, True, 1, args.repeats),
                "fps_1_thread_no_shadows": _fps(traj, False, 1, args.repeats),
-               "fps_2_threads": _fps(traj, True, 2, args.repeats)}
+               "fps_2_threads": _fps(traj, True, 2, args.repeats),
+               "fps_torch_references": _fps(traj, True, 1, args.repeats, "torch"),
+               "fps_torch_references_no_shadows": _fps(traj, False, 1, args.repeats, "torch")}
         row["shadow_share"] = 1 - row["fps_1_thread"] / row["fps_1_thread_no_shadows"]
+        row["shadow_share_torch_references"] = (
+            1 - row["fps_torch_references"] / row["fps_torch_references_no_shadows"])
         rows.append(row)
-        print(f"{name:20s} {row['fps_1_thread']:10.1f} {row['fps_1_thread_no_shadows']:11.1f} "
-              f"{row['fps_2_threads']:10.1f} {row['shadow_share']:12.0%}")
+        print(f"{name:20s} {row['fps_1_thread']:9.1f} {row['fps_1_thread_no_shadows']:11.1f} "
+              f"{row['shadow_share']:6.0%} {row['fps_2_threads']:10.1f} "
+              f"{row['fps_torch_references']:11.1f} {row['fps_torch_references_no_shadows']:11.1f}"
+              f" {row['shadow_share_torch_references']:6.0%}")
+    os.environ.pop("RENDIFF_CPU_KERNELS")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"render_cpu_{args.size}.json"
     out.write_text(json.dumps({"benchmark": "rendiff.render, all layers", "results": rows,

@@ -69,9 +69,6 @@ What Newton 1.8 does, found by reading its source and measuring on CPU (it decid
 from __future__ import annotations
 
 import math
-import os
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +76,7 @@ from pathlib import Path
 import warp as wp
 
 from rendiff import defaults
+from rendiff.kernels.warp_cpu import init_warp
 
 # No start-up banner or per-module "load on device" lines on stdout; warnings and errors remain.
 wp.config.quiet = True
@@ -975,34 +973,6 @@ def simulate_rigid(
         contacts=recorder.events if recorder is not None else [],
         robots=arms.result() if arms is not None else [],
     )
-
-
-#: What Warp's native library prints on stderr at start-up on every machine without an NVIDIA
-#: driver: a notice, not an error, and the only line it prints there.
-_NO_DRIVER_NOTICE = "Could not find or load the NVIDIA CUDA driver"
-
-
-def init_warp(quiet: bool = False) -> None:
-    """Starts Warp now instead of at its first use. ``quiet``: drop the native library's "Could
-    not find or load the NVIDIA CUDA driver" notice (printed on every CPU-only machine), so a
-    ``--quiet`` run prints nothing but errors; anything else it prints still reaches stderr."""
-    if not quiet:
-        wp.init()
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            wp.init()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        caught.seek(0)
-        text = caught.read().decode(errors="replace")
-    for line in text.splitlines():
-        if line.strip() and _NO_DRIVER_NOTICE not in line:
-            print(line, file=sys.stderr)
 
 
 def warmup(solver: str | None = None) -> None:

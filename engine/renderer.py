@@ -184,10 +184,10 @@ def _to_camera_normals(n_world: Tensor, viewmat: Tensor, points_cam: Tensor, ver
     """Interpolated world normals [H, W, 3] to unit camera-space normals facing the camera
     (:func:`rendiff.kernels.mesh_raster.orient_normals`: negated on a face seen from behind,
     bent back at a silhouette)."""
-    from rendiff.kernels.mesh_raster import orient_normals, pixel_face_normals
+    from rendiff.kernels.mesh_raster import oriented_normals
 
     R = viewmat[:3, :3]
-    return orient_normals(n_world @ R.T, points_cam, pixel_face_normals(verts, faces, R, face_id))
+    return oriented_normals(n_world @ R.T, points_cam, verts, faces, R, face_id)
 
 
 def render(
@@ -229,14 +229,13 @@ def render(
     wanted = [Layer(x) for x in (layers if layers is not None else list(Layer))]
     bg = torch.tensor(traj.background, dtype=torch.float32, device=dev)
     f32, i32 = dict(device=dev), dict(dtype=torch.int32, device=dev)
-    out = {
-        Layer.RGB: torch.zeros(T, H, W, 3, **f32), Layer.ALBEDO: torch.zeros(T, H, W, 3, **f32),
-        Layer.DEPTH: torch.full((T, H, W), math.inf, **f32),
-        Layer.NORMAL: torch.zeros(T, H, W, 3, **f32), Layer.ALPHA: torch.zeros(T, H, W, **f32),
-        Layer.INSTANCE: torch.zeros(T, H, W, **i32), Layer.SEMANTIC: torch.zeros(T, H, W, **i32),
-        Layer.SHADING: torch.zeros(T, H, W, **f32), Layer.FLOW: torch.zeros(T, H, W, 2, **f32),
-        Layer.FLOW_BACKWARD: torch.zeros(T, H, W, 2, **f32),
-    }
+    # every frame writes every one of these whole (the pose layer is drawn after the loop)
+    out = {layer: torch.empty(T, H, W, *shape, dtype=dtype, device=dev) for layer, shape, dtype in (
+        (Layer.RGB, (3,), torch.float32), (Layer.ALBEDO, (3,), torch.float32),
+        (Layer.DEPTH, (), torch.float32), (Layer.NORMAL, (3,), torch.float32),
+        (Layer.ALPHA, (), torch.float32), (Layer.INSTANCE, (), torch.int32),
+        (Layer.SEMANTIC, (), torch.int32), (Layer.SHADING, (), torch.float32),
+        (Layer.FLOW, (2,), torch.float32), (Layer.FLOW_BACKWARD, (2,), torch.float32))}
     shadow_fn = None
     if shadows and any(li.shadows for frame in traj.lights for li in frame):
         from .shadows import scene_shadow_visibility
@@ -247,19 +246,19 @@ def render(
     bar = tqdm(range(T), desc="render", unit="frame", disable=not progress, leave=False)
     for k in bar:
         viewmat, K = cams.viewmats[k], cams.K[k]
-        depth = torch.full((H, W), math.inf, **f32)
-        normal = torch.zeros(H, W, 3, **f32)
-        albedo = torch.zeros(H, W, 3, **f32)
-        spec = torch.zeros(H, W, **f32)
-        rough = torch.full((H, W), 0.5, **f32)
-        inst = torch.zeros(H, W, **i32)
-        sem = torch.zeros(H, W, **i32)
-        flow = torch.zeros(H, W, 2, **f32)
-        flow_b = torch.zeros(H, W, 2, **f32)
-        alpha = torch.zeros(H, W, **f32)
-
         frame = _frame_meshes(traj, k)
-        if frame is not None:
+        if frame is None:  # what an empty pixel holds
+            depth = torch.full((H, W), math.inf, **f32)
+            normal = torch.zeros(H, W, 3, **f32)
+            albedo = torch.zeros(H, W, 3, **f32)
+            spec = torch.zeros(H, W, **f32)
+            rough = torch.full((H, W), 0.5, **f32)
+            inst = torch.zeros(H, W, **i32)
+            sem = torch.zeros(H, W, **i32)
+            flow = torch.zeros(H, W, 2, **f32)
+            flow_b = torch.zeros(H, W, 2, **f32)
+            alpha = torch.zeros(H, W, **f32)
+        else:
             verts, faces, vnorm, attrs, v_next, v_prev = frame
             frags = rasterize_triangles(verts, faces, viewmat, K, W, H, near=cams.near)
             hit = frags.face_id >= 0
@@ -269,18 +268,18 @@ def render(
             # Discrete ids come from the face corner with the largest barycentric weight.
             corner = frags.bary.argmax(-1, keepdim=True)
             vid = torch.gather(faces[frags.face_id.clamp_min(0)], -1, corner)[..., 0]
-            depth = torch.where(hit, frags.depth, depth)
+            # The fragments and interpolated channels already hold an empty pixel's depth
+            # (+inf), normal, albedo and specular (0); roughness and the ids are set there.
+            depth = frags.depth
             pts = _backproject(depth, K)
-            normal = torch.where(hit[..., None],
-                                 _to_camera_normals(chans[..., 5:8], viewmat, pts, verts, faces,
-                                                    frags.face_id), normal)
-            albedo = torch.where(hit[..., None], chans[..., 0:3], albedo)
+            normal = _to_camera_normals(chans[..., 5:8], viewmat, pts, verts, faces, frags.face_id)
+            albedo = chans[..., 0:3]
             if textures is not None:
                 albedo = textures.apply(albedo, frags, hit, verts, faces, viewmat, K)
-            spec = torch.where(hit, chans[..., 3], spec)
-            rough = torch.where(hit, chans[..., 4], rough)
-            inst = torch.where(hit, attrs[vid, 5].round().int(), inst)
-            sem = torch.where(hit, attrs[vid, 6].round().int(), sem)
+            spec = chans[..., 3]
+            rough = torch.where(hit, chans[..., 4], 0.5)
+            inst = torch.where(hit, attrs[vid, 5].round().int(), 0)
+            sem = torch.where(hit, attrs[vid, 6].round().int(), 0)
             flow = mesh_fwd
             flow_b = mesh_bwd
             alpha = hit.float()

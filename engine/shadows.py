@@ -44,6 +44,13 @@ __all__ = ["gaussian_depth_fn", "scene_shadow_visibility"]
 
 _ORTHO_DISTANCE = 1000.0  # pinhole distance for orthographic views, in units of the extent
 _EXTENT_SIGMAS = 3.0  # a Gaussian reaches this many standard deviations from its mean
+#: Texels of a directional light's map per camera pixel across the casters' footprint, when
+#: Gaussian clouds are among the casters (a splat's shadow is soft over its own size; the map's
+#: texel-splat pairs are most of a Gaussian scene's shadow cost). Maps of meshes alone are not
+#: sized down: a mesh's depth pass costs little, and keeps its edges sharpest at full size.
+TEXELS_PER_PIXEL = 1.0
+#: The smallest directional map, in texels.
+MIN_MAP = 128
 
 
 def gaussian_depth_fn(
@@ -56,16 +63,18 @@ def gaussian_depth_fn(
     """A ``depth_fn`` (see :mod:`rendiff.kernels.shadow`) for Gaussian clouds: the expected
     depth where the accumulated alpha exceeds 0.5 seen from the light, +inf elsewhere;
     orthographic views through the far-pinhole substitution of the module docstring."""
-    from rendiff.kernels.gaussian_raster import GaussianRender, rasterize_gaussians
+    from rendiff.kernels.gaussian_raster import rasterize_gaussian_depth
 
     device = means.device
     # Composited like a colour: the expected largest standard deviation at each texel.
     sigma = scales.to(device=device, dtype=torch.float32).amax(-1, keepdim=True)
 
-    def occupied(r: GaussianRender, depth: Tensor) -> Tensor:
-        """Depth pushed back by the texel's expected largest standard deviation, where solid."""
-        push = r.color[..., 0] / r.alpha.clamp_min(1e-6)
-        return torch.where(r.alpha > defaults.ALPHA_SOLID, depth + push, math.inf)
+    def occupied(pass_: tuple[Tensor, Tensor, Tensor], shift: float = 0.0) -> Tensor:
+        """Depth (less ``shift``) pushed back by the texel's expected largest standard
+        deviation, where solid."""
+        spread, depth, alpha = pass_
+        push = spread[..., 0] / alpha.clamp_min(1e-6)
+        return torch.where(alpha > defaults.ALPHA_SOLID, depth - shift + push, math.inf)
 
     def depth_fn(
         viewmat: Tensor,
@@ -78,9 +87,8 @@ def gaussian_depth_fn(
         if means.shape[0] == 0:
             return torch.full((height, width), math.inf, device=device)
         if ortho is None:
-            r = rasterize_gaussians(means, quats, scales, opacities, sigma, view, K, width,
-                                    height, near=near)
-            return occupied(r, r.depth)
+            return occupied(rasterize_gaussian_depth(means, quats, scales, opacities, sigma, view,
+                                                     K, width, height, near=near))
         sx, sy, cx, cy = ortho
         cam = means.to(torch.float32) @ view[:3, :3].T + view[:3, 3]
         reach = _EXTENT_SIGMAS * float(scales.max())
@@ -96,10 +104,10 @@ def gaussian_depth_fn(
         # and the warped means rotated back to world axes, so they land where they were put.
         rotation = torch.eye(4, device=device)
         rotation[:3, :3] = view[:3, :3]
-        r = rasterize_gaussians(warped @ view[:3, :3], quats, scales, opacities, sigma,
-                                rotation, K_far, width, height,
-                                near=dist - extent, far=dist + 2 * extent)
-        return occupied(r, r.depth - dist)
+        return occupied(rasterize_gaussian_depth(warped @ view[:3, :3], quats, scales,
+                                                 opacities, sigma, rotation, K_far, width,
+                                                 height, near=dist - extent,
+                                                 far=dist + 2 * extent), dist)
 
     return depth_fn
 
@@ -193,6 +201,24 @@ def _scene_depth_fn(traj: Trajectory, k: int, casters: list[int]) -> DepthFn | N
     return fns[0] if len(fns) == 1 else _min_depth_fn(fns)
 
 
+def footprint_res(bounds: tuple[Tensor, Tensor], viewmat: Tensor, K: Tensor, cap: int,
+                  texels_per_pixel: float = TEXELS_PER_PIXEL) -> int:
+    """Texels across a directional light's map of the casters in ``bounds`` (world box): the
+    map covers their bounding sphere (:func:`rendiff.kernels.shadow.ortho_view`), sampled
+    ``texels_per_pixel`` times as finely as the camera sees that sphere's diameter at its centre,
+    between :data:`MIN_MAP` and ``cap``. Casters that fill the view get about ``texels_per_pixel``
+    times the image's size; small or distant ones a smaller map with the same texels per pixel;
+    a camera inside the sphere gets ``cap``."""
+    lo, hi = bounds
+    radius = float((hi - lo).norm()) / 2.0
+    eye = -viewmat[:3, :3].T @ viewmat[:3, 3]
+    dist = float(((lo + hi) / 2 - eye).norm())
+    if dist <= radius:
+        return cap
+    across = 2.0 * radius * float(torch.maximum(K[0, 0], K[1, 1])) / dist  # pixels
+    return int(min(cap, max(MIN_MAP, math.ceil(texels_per_pixel * across))))
+
+
 def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: Tensor,
                             res: int | None = None) -> Tensor:
     """Per-light visibility [L, H, W] (1 lit, 0 shadowed) for frame k, in the order of the lights
@@ -200,11 +226,13 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
     skipped). Lights with ``shadows: false`` get all ones. Meshes and Gaussian clouds cast
     shadows, except a flat mesh (a ground plane, a wall) that every visible point lies in front
     of, seen from the light: it can shadow nothing, so it is left out of that light's map, which
-    then covers only what can cast. The shadow map is ``res`` texels square (default twice the
-    image's larger side, 256 to 2048)."""
+    then covers only what can cast. A directional light's map covers the casters and is sampled
+    about twice as finely as the camera sees them (:func:`footprint_res`), at most ``res``
+    texels square (default twice the image's larger side, 256 to 2048); spot and point lights
+    get ``res // 2`` per view."""
     if res is None:
         res = min(2048, max(256, 2 * max(traj.cameras.width, traj.cameras.height)))
-    view = traj.cameras.viewmats[k]
+    view, K = traj.cameras.viewmats[k], traj.cameras.K[k]
     R, t = view[:3, :3], view[:3, 3]
     pts_world = (points_cam - t) @ R  # R^T (p - t), row-wise
     H, W = mask.shape
@@ -213,6 +241,7 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
     receivers = pts_world[mask]
     if receivers.shape[0] == 0:
         return out
+    clouds = any(g.means.shape[1] for g in traj.gaussians)
     flats = {i: f for i, m in enumerate(traj.meshes)
              if (f := _flat(m.vertices[k], m.faces)) is not None}
     cache: dict[tuple[int, ...], tuple[DepthFn | None, tuple[Tensor, Tensor] | None]] = {}
@@ -228,8 +257,11 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
         if depth_fn is None:
             continue
         if light.type == "directional":
+            # Gaussian casters: a map sized to their footprint (mesh casters cost little: theirs
+            # keeps the full size, for the sharpest edges)
+            size = footprint_res(bounds, view, K, res) if clouds else res
             out[i] = shadow_visibility(pts_world, mask, "directional", None, light.direction,
-                                       depth_fn, res=res, scene_bounds=bounds)
+                                       depth_fn, res=size, scene_bounds=bounds)
         elif light.type == "spot":
             out[i] = shadow_visibility(pts_world, mask, "spot", light.position, light.direction,
                                        depth_fn, res=res // 2,

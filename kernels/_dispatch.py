@@ -4,7 +4,9 @@ Every kernel module has a Triton kernel, a torch reference, and a public wrapper
 ``use_triton(device)`` to choose between them and ``get_kernel(kernel, device)`` to launch:
 
 * CUDA tensors: the compiled Triton kernel.
-* CPU tensors: the torch reference.
+* CPU tensors: the torch reference, or where a kernel has one, its compiled CPU form
+  (``rendiff.kernels.warp_cpu``: Warp kernels run on the CPU) unless the environment variable
+  ``RENDIFF_CPU_KERNELS=torch`` asks for the reference (``use_warp_cpu``).
 * CPU tensors with the environment variable ``RENDIFF_TRITON=interpret``: the same Triton kernel
   run by Triton's interpreter (numpy, slow: tests only). The variable is read at every call, so
   a test can switch it with ``monkeypatch.setenv`` after the kernels were imported.
@@ -44,10 +46,14 @@ import torch
 from triton.runtime.interpreter import InterpretedFunction, _patch_lang
 from triton.runtime.jit import JITFunction
 
-__all__ = ["ENV", "get_kernel", "interpreting", "use_triton"]
+__all__ = ["CPU_ENV", "ENV", "get_kernel", "interpreting", "use_triton", "use_warp_cpu"]
 
 ENV = "RENDIFF_TRITON"
 """Environment variable: ``interpret`` runs the Triton kernels on CPU through the interpreter."""
+
+CPU_ENV = "RENDIFF_CPU_KERNELS"
+"""Environment variable: ``torch`` runs the torch references on CPU tensors where a compiled CPU
+kernel exists (``rendiff.kernels.warp_cpu``); unset or ``warp``, the compiled kernels."""
 
 _INTERPRETED: dict[Callable, InterpretedFunction] = {}
 _LOCK = threading.RLock()
@@ -64,6 +70,18 @@ def use_triton(device: torch.device | str) -> bool:
     """True when tensors on ``device`` take the Triton kernel (compiled on CUDA, interpreted on
     CPU under ``RENDIFF_TRITON=interpret``); False means the torch reference."""
     return torch.device(device).type == "cuda" or interpreting(device)
+
+
+def use_warp_cpu(device: torch.device | str) -> bool:
+    """True when tensors on ``device`` take the compiled CPU kernels of ``rendiff.kernels.warp_cpu``
+    (where a kernel has them): CPU tensors, neither interpreting Triton nor asked for the torch
+    reference with ``RENDIFF_CPU_KERNELS=torch``."""
+    if torch.device(device).type == "cuda" or interpreting(device):
+        return False
+    choice = os.environ.get(CPU_ENV, "").strip().lower()
+    if choice not in ("", "warp", "torch"):
+        raise ValueError(f"{CPU_ENV}={choice!r}: expected 'warp' or 'torch'")
+    return choice != "torch"
 
 
 def _interpreted(fn: Callable) -> InterpretedFunction:

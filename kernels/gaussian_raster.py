@@ -27,9 +27,14 @@ What runs where:
   transmittance and the index of the largest blend weight).
 
 Dispatch in ``rasterize_gaussians`` (``rendiff.kernels._dispatch``, which documents the
-interpreter's limitation once): CUDA tensors use the Triton kernel; CPU tensors use the torch
-reference, or the Triton kernel through Triton's interpreter when ``RENDIFF_TRITON=interpret``
-is set (slow: tests only).
+interpreter's limitation once): CUDA tensors use the Triton kernel; CPU tensors the compiled
+Warp kernels of ``rendiff.kernels.warp_cpu`` (binning and compositing, per pixel over 4x4-pixel
+tile lists; the same lists, blending to rounding), or the torch reference with
+``RENDIFF_CPU_KERNELS=torch``, or the Triton kernel through Triton's interpreter when
+``RENDIFF_TRITON=interpret`` is set (slow: tests only).
+
+``rasterize_gaussian_depth`` is the same pass with colour and depth alone in the payload (shadow
+maps).
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ from torch import Tensor
 
 from ._dispatch import get_kernel
 from ._dispatch import use_triton as _use_triton
+from ._dispatch import use_warp_cpu as _use_warp_cpu
 from .sh import sh_to_color
 
-__all__ = ["GaussianRender", "rasterize_gaussians"]
+__all__ = ["GaussianRender", "rasterize_gaussian_depth", "rasterize_gaussians"]
 
 TILE = 16
 """Tile edge in pixels (gsplat's default tile size)."""
@@ -58,6 +64,10 @@ _EXTENT_MAX = 3.33
 # Gaussians per step of the Triton kernel: with 256 pixels and 8 warps, 16 keeps a 16-channel
 # payload in registers (ptxas, sm_90: 200 registers, no spills); 32 spills.
 _BLOCK = 16
+# Tile edge of the compiled CPU kernel's lists (``warp_cpu.composite`` walks one pixel's list at
+# a time, so smaller tiles mean shorter lists; its binning costs the same at any size). Of 2, 4,
+# 8 and 16, 4 rendered the Gaussian scenes fastest.
+_WARP_TILE = 4
 
 
 @dataclass
@@ -199,8 +209,10 @@ def _project(
     return _Projected(means2d, conics, means_c[:, 2], radii, means_c, rot_c)
 
 
-def _bin_tiles(proj: _Projected, tiles_x: int, tiles_y: int) -> tuple[Tensor, Tensor]:
-    """List, for each tile, the Gaussians whose bounding box touches it, nearest first.
+def _bin_tiles(proj: _Projected, tiles_x: int, tiles_y: int,
+               tile_size: int = TILE) -> tuple[Tensor, Tensor]:
+    """List, for each tile (``tile_size`` pixels square), the Gaussians whose bounding box
+    touches it, nearest first.
 
     Returns:
         offsets: Tensor  # [tiles_x * tiles_y + 1] int64; tile t owns
@@ -210,8 +222,8 @@ def _bin_tiles(proj: _Projected, tiles_x: int, tiles_y: int) -> tuple[Tensor, Te
     device = proj.means2d.device
     n = proj.means2d.shape[0]
     radii = proj.radii.to(proj.means2d.dtype)
-    lo = torch.floor(proj.means2d / TILE - radii / TILE).long()
-    hi = torch.ceil(proj.means2d / TILE + radii / TILE).long()
+    lo = torch.floor(proj.means2d / tile_size - radii / tile_size).long()
+    hi = torch.ceil(proj.means2d / tile_size + radii / tile_size).long()
     limit = torch.tensor([tiles_x, tiles_y], device=device)
     lo = torch.minimum(lo.clamp_min(0), limit)
     hi = torch.minimum(hi.clamp_min(0), limit)
@@ -230,6 +242,18 @@ def _bin_tiles(proj: _Projected, tiles_x: int, tiles_y: int) -> tuple[Tensor, Te
     counts = torch.bincount(tile, minlength=tiles_x * tiles_y)
     offsets = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
     return offsets, gids[order].to(torch.int32)
+
+
+def _blend_params(means2d: Tensor, conics: Tensor, opacities: Tensor) -> tuple[Tensor, float]:
+    """Per Gaussian [N, 6]: mean x, mean y, a / 2, b, c / 2, log(opacity) (one gather per use),
+    and the float just below 1/255: alphas above it (>= 1/255) count."""
+    params = torch.stack(
+        [means2d[:, 0], means2d[:, 1], 0.5 * conics[:, 0], conics[:, 1], 0.5 * conics[:, 2],
+         torch.log(opacities)], dim=-1,
+    )  # fmt: skip
+    floor = torch.nextafter(torch.tensor(_ALPHA_MIN, dtype=means2d.dtype, device="cpu"),
+                            torch.tensor(0.0, dtype=means2d.dtype, device="cpu")).item()
+    return params, floor
 
 
 def _composite_reference(
@@ -268,16 +292,7 @@ def _composite_reference(
     trans = torch.ones(n_tiles, npix, device=device, dtype=dtype)
     best = torch.full((n_tiles, npix), -1, device=device, dtype=torch.long)
 
-    # One gather per block: mean x, mean y, a / 2, b, c / 2, log(opacity).
-    params = torch.stack(
-        [means2d[:, 0], means2d[:, 1], 0.5 * conics[:, 0], conics[:, 1], 0.5 * conics[:, 2],
-         torch.log(opacities)], dim=-1,
-    )  # fmt: skip
-    # threshold() keeps x > floor; the float just below 1/255 makes that alpha >= 1/255.
-    alpha_floor = torch.nextafter(
-        torch.tensor(_ALPHA_MIN, dtype=dtype, device="cpu"),
-        torch.tensor(0.0, dtype=dtype, device="cpu"),
-    ).item()
+    params, alpha_floor = _blend_params(means2d, conics, opacities)
     counts = offsets[1:] - offsets[:-1]
     tiles = torch.argsort(counts, descending=True, stable=True)
     tiles = tiles[: int((counts > 0).sum())]
@@ -562,6 +577,79 @@ def _finish(
     return GaussianRender(color, depth, alpha, normal, best, features, flow)
 
 
+def _splat(proj: _Projected, opacities: Tensor, payload: Tensor, width: int, height: int,
+           track_best: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """Bin the projected Gaussians to tiles and composite ``payload`` [N, D] front to back, on
+    the device's path: acc [H, W, D], transmittance [H, W], best Gaussian [H, W] (-1 everywhere
+    on the compiled CPU path without ``track_best``)."""
+    device = payload.device
+    # The compiled CPU kernel walks one pixel's list at a time: smaller tiles give it shorter
+    # lists (every Gaussian it skips has alpha < 1/255 there, as the bounding boxes hold every
+    # pixel with alpha >= 1/255, so the result is the same).
+    warp_cpu = _use_warp_cpu(device)
+    tile = _WARP_TILE if warp_cpu else TILE
+    tiles_x, tiles_y = math.ceil(width / tile), math.ceil(height / tile)
+    if warp_cpu:
+        from . import warp_cpu as compiled
+
+        offsets, flat_ids = compiled.bin_tiles(proj.means2d, proj.radii, proj.depths, tiles_x,
+                                               tiles_y, tile)
+    else:
+        offsets, flat_ids = _bin_tiles(proj, tiles_x, tiles_y, tile)
+    if flat_ids.shape[0] == 0:
+        return (torch.zeros(height, width, payload.shape[1], device=device),
+                torch.ones(height, width, device=device),
+                torch.full((height, width), -1, device=device, dtype=torch.long))
+    if warp_cpu:
+        params, floor = _blend_params(proj.means2d, proj.conics, opacities)
+        return compiled.composite(params, payload, offsets, flat_ids, width, height, tiles_x,
+                                  tile, floor, track_best)
+    composite = _composite_triton if _use_triton(device) else _composite_reference
+    return composite(proj.means2d, proj.conics, opacities, payload, offsets, flat_ids, width,
+                     height, tiles_x)
+
+
+@torch.no_grad()
+def rasterize_gaussian_depth(
+    means: Tensor,  # [N, 3] world-space centres
+    quats: Tensor,  # [N, 4] rotations (w, x, y, z)
+    scales: Tensor,  # [N, 3] standard deviations
+    opacities: Tensor,  # [N]
+    colors: Tensor,  # [N, C] channels composited with the depth
+    viewmat: Tensor,  # [4, 4] world-to-camera
+    K: Tensor,  # [3, 3]
+    width: int,
+    height: int,
+    *,
+    near: float = 0.01,
+    far: float = 1e4,
+    eps2d: float = 0.3,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The depth pass of :func:`rasterize_gaussians` (shadow maps): the same projection, lists
+    and compositing, with only ``colors`` and the camera z in the payload (no normals, ids,
+    features or flow).
+
+    Returns:
+        color: Tensor  # [H, W, C] composited ``colors`` (no background)
+        depth: Tensor  # [H, W] expected camera z, +inf where alpha < 1e-4 (as rasterize_gaussians)
+        alpha: Tensor  # [H, W] accumulated opacity
+    """
+    f32 = dict(device=means.device, dtype=torch.float32)
+    means, quats, scales = means.to(**f32), quats.to(**f32), scales.to(**f32)
+    opacities, colors = opacities.to(**f32).reshape(-1), colors.to(**f32)
+    n = means.shape[0]
+    if quats.shape != (n, 4) or scales.shape != (n, 3) or colors.shape[:1] != (n,):
+        raise ValueError(f"expected quats [N,4], scales [N,3], colors [N,C] for N={n}")
+    proj = _project(means, quats, scales, opacities, viewmat.to(**f32), K.to(**f32), width,
+                    height, near, far, eps2d)
+    payload = torch.cat([colors.reshape(n, -1), proj.depths[:, None]], 1)
+    acc, trans, _ = _splat(proj, opacities, payload, width, height, track_best=False)
+    alpha = 1.0 - trans
+    depth = torch.where(alpha >= 1e-4, acc[..., -1] / torch.where(alpha > 0, alpha, 1.0),
+                        torch.inf)
+    return acc[..., :-1], depth, alpha
+
+
 @torch.no_grad()
 def rasterize_gaussians(
     means: Tensor,
@@ -655,18 +743,6 @@ def rasterize_gaussians(
 
     proj = _project(means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d)
     payload = _payload(colors, proj, scales, features, means_next, viewmat, K, near, normals)
-    tiles_x, tiles_y = math.ceil(width / TILE), math.ceil(height / TILE)
-    offsets, flat_ids = _bin_tiles(proj, tiles_x, tiles_y)
-
-    if flat_ids.shape[0] == 0:
-        acc = torch.zeros(height, width, payload.shape[1], **f32)
-        trans = torch.ones(height, width, **f32)
-        best = torch.full((height, width), -1, device=device, dtype=torch.long)
-    else:
-        composite = _composite_triton if _use_triton(device) else _composite_reference
-        acc, trans, best = composite(
-            proj.means2d, proj.conics, opacities, payload, offsets, flat_ids,
-            width, height, tiles_x,
-        )  # fmt: skip
+    acc, trans, best = _splat(proj, opacities, payload, width, height)
     n_features = None if features is None else features.shape[1]
     return _finish(acc, trans, best, n_colors, n_features, means_next is not None, background)

@@ -21,8 +21,10 @@ Pipeline:
    them back to the original face.
 
 Dispatch (``rendiff.kernels._dispatch``, which documents the interpreter's limitation once):
-Triton on CUDA tensors, the torch reference on CPU, and Triton through its interpreter on CPU when
-the environment variable `RENDIFF_TRITON=interpret` is set (read at each call).
+Triton on CUDA tensors; on CPU the compiled Warp kernels of ``rendiff.kernels.warp_cpu`` (steps 2
+and 3 and `interpolate`; the z-buffer bit for bit the torch reference's), or the torch reference
+with the environment variable `RENDIFF_CPU_KERNELS=torch`; and Triton through its interpreter on
+CPU when `RENDIFF_TRITON=interpret` is set (both read at each call).
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ from torch import Tensor
 
 from ._dispatch import get_kernel
 from ._dispatch import use_triton as _use_triton
+from ._dispatch import use_warp_cpu as _use_warp_cpu
 
 __all__ = [
     "MeshFragments",
     "interpolate",
     "mesh_normals_camera",
     "orient_normals",
+    "oriented_normals",
     "pixel_face_normals",
     "rasterize_depth",
     "rasterize_triangles",
@@ -442,6 +446,13 @@ def rasterize_triangles(
     setup = _prepared(verts, faces, viewmat, K, near, cull_backfaces)
     if _use_triton(verts.device):
         depth, index = _rasterize_triton(setup.screen, int(height), int(width))
+    elif _use_warp_cpu(verts.device):
+        from . import warp_cpu
+
+        depth, index = warp_cpu.zbuffer(setup.screen, int(height), int(width))
+        face_id, bary = warp_cpu.resolve(setup.screen, setup.weights, setup.face, setup.clipped,
+                                         index)
+        return MeshFragments(depth, face_id, bary)
     else:
         depth, index = _rasterize_reference(setup.screen, int(height), int(width))
     return _resolve(setup, depth, index)
@@ -465,6 +476,10 @@ def rasterize_depth(
     setup = _prepared(verts, faces, viewmat, K, near, False)
     if _use_triton(verts.device):
         return _rasterize_triton(setup.screen, int(height), int(width))[0]
+    if _use_warp_cpu(verts.device):
+        from . import warp_cpu
+
+        return warp_cpu.zbuffer(setup.screen, int(height), int(width), depth_only=True)[0]
     return _rasterize_reference(setup.screen, int(height), int(width), depth_only=True)[0]
 
 
@@ -478,6 +493,10 @@ def interpolate(
     Returns:
         Tensor  # [H, W, C] in attrs' dtype, 0 where empty
     """
+    if attrs.dtype == torch.float32 and _use_warp_cpu(attrs.device):
+        from . import warp_cpu
+
+        return warp_cpu.interpolate(attrs, faces, frags.face_id, frags.bary)
     face_id = frags.face_id.reshape(-1)
     pix = (face_id >= 0).nonzero().squeeze(1)
     corner = faces.long()[face_id[pix]]  # [P, 3]
@@ -534,6 +553,31 @@ def orient_normals(
     return torch.where(nv > 0, bent, n)
 
 
+def oriented_normals(
+    n: Tensor | None,  # [..., 3] camera-space shading normals; None: each pixel's face normal
+    point: Tensor,  # [..., 3] camera-space surface points
+    verts: Tensor,  # [V, 3] world positions
+    faces: Tensor,  # [F, 3] int
+    rotation: Tensor,  # [3, 3] world-to-camera rotation
+    face_id: Tensor,  # [...] int64 face hit per pixel, -1 where empty
+) -> Tensor:
+    """``orient_normals(n, point, pixel_face_normals(verts, faces, rotation, face_id))``, 0 where
+    ``face_id`` is -1 (compiled on CPU tensors: ``rendiff.kernels.warp_cpu.oriented_normals``).
+
+    Returns:
+        Tensor  # [..., 3] float32 unit normals facing the camera
+    """
+    if _use_warp_cpu(point.device):
+        from . import warp_cpu
+
+        tri = (verts.to(torch.float32) @ rotation.T)[faces.long()]
+        face_n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        return warp_cpu.oriented_normals(n, point, face_n, face_id, _BEND_TILT)
+    face_n = pixel_face_normals(verts, faces, rotation, face_id)
+    out = orient_normals(face_n if n is None else n, point, face_n)
+    return out if n is None else torch.where(face_id[..., None] >= 0, out, 0.0)
+
+
 def mesh_normals_camera(
     verts: Tensor,  # [V, 3] world positions
     faces: Tensor,  # [F, 3] int
@@ -555,11 +599,8 @@ def mesh_normals_camera(
     R, t = viewmat[:3, :3], viewmat[:3, 3]
     faces = faces.long()
     cam = verts.to(torch.float32) @ R.T + t
-    face_n = pixel_face_normals(verts, faces, R, frags.face_id)
     if normals is None:
-        point = interpolate(cam, faces, frags)
-        n = face_n
-    else:
-        both = interpolate(torch.cat([normals.to(torch.float32) @ R.T, cam], 1), faces, frags)
-        n, point = both[..., :3], both[..., 3:]
-    return orient_normals(n, point, face_n)
+        return oriented_normals(None, interpolate(cam, faces, frags), verts, faces, R,
+                                frags.face_id)
+    both = interpolate(torch.cat([normals.to(torch.float32) @ R.T, cam], 1), faces, frags)
+    return oriented_normals(both[..., :3], both[..., 3:], verts, faces, R, frags.face_id)

@@ -31,7 +31,9 @@ affine in z and so (for an orthographic view) affine in screen space, which is e
 rasterizer interpolates; the nearest w is the nearest z, and z = C - 2 s / w is recovered per
 pixel without approximation. (Only depth is valid this way; barycentrics are not.)
 
-All of it is torch (gathers and comparisons), so it runs on any device.
+All of it is torch (gathers and comparisons), so it runs on any device; on CPU tensors the PCF
+lookup runs compiled (``rendiff.kernels.warp_cpu.pcf_lookup``, bit for bit the torch one) unless
+``RENDIFF_CPU_KERNELS=torch``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from ._dispatch import use_warp_cpu
 
 __all__ = [
     "DepthFn",
@@ -125,6 +129,10 @@ def _lookup(
     a point on a seam may land a rounding error past the edge), is lit; taps are clamped to the
     map.
     """
+    if use_warp_cpu(depth.device):
+        from . import warp_cpu
+
+        return warp_cpu.pcf_lookup(depth, u, v, z, bias, pcf, clamp)
     h, w = depth.shape
     j, i = torch.floor(u).long(), torch.floor(v).long()
     on_map = z > 0

@@ -185,7 +185,10 @@ def _assert_renders_close(ours: GaussianRender, ref: GaussianRender, atol: float
     "n, width, height, seed",
     [(1, 37, 53, 0), (5, 37, 53, 1), (1000, 37, 53, 2), (1000, 64, 48, 3), (300, 53, 37, 4)],
 )
-def test_matches_gsplat(n: int, width: int, height: int, seed: int) -> None:
+@pytest.mark.parametrize("cpu_path", ["warp", "torch"])
+def test_matches_gsplat(n: int, width: int, height: int, seed: int, cpu_path: str,
+                        monkeypatch) -> None:
+    monkeypatch.setenv("RENDIFF_CPU_KERNELS", cpu_path)  # compiled kernels or torch references
     scene = _random_scene(n, seed)
     viewmat = _look_at([0.3, -3.0, 0.8], [0.0, 0.0, 0.0])
     K = _intrinsics(width, height)
@@ -203,8 +206,10 @@ def test_matches_gsplat(n: int, width: int, height: int, seed: int) -> None:
     _assert_renders_close(ours, ref)
 
 
-def test_dense_scene_terminates_like_gsplat() -> None:
+@pytest.mark.parametrize("cpu_path", ["warp", "torch"])
+def test_dense_scene_terminates_like_gsplat(cpu_path: str, monkeypatch) -> None:
     """Opaque layers drive transmittance below 1e-4, so the early stop decides many pixels."""
+    monkeypatch.setenv("RENDIFF_CPU_KERNELS", cpu_path)
     n = 400
     scene = _random_scene(n, 7)
     scene["opacities"] = 0.7 + 0.3 * scene["opacities"]

@@ -347,7 +347,8 @@ _TRITON_SCRIPT = textwrap.dedent(
 )
 
 
-def test_triton_kernel_through_interpreter_matches_reference(tmp_path):
+def test_triton_kernel_through_interpreter_matches_reference(tmp_path, monkeypatch):
+    monkeypatch.setenv("RENDIFF_CPU_KERNELS", "torch")  # the reference, in this process
     verts, faces, _ = _scene()
     small = sphere(0.8, 1).transformed(torch.eye(3), torch.tensor([0.0, 0.0, 0.5]))
     floor = torch.tensor([[-1.5, 1.0, 0.5], [1.5, 1.0, 0.5], [0.3, 1.0, -1.0]])

@@ -26,7 +26,7 @@ import torch
 
 import rendiff
 from rendiff import Layer
-from rendiff.kernels._dispatch import ENV
+from rendiff.kernels._dispatch import CPU_ENV, ENV
 
 SIZE = (40, 28)  # width, height: neither a multiple of the 16-pixel tiles (partial tiles)
 FRAMES = 2  # flow needs a neighbour: frame 0 has forward flow, frame 1 backward flow
@@ -204,6 +204,7 @@ def test_render_through_triton_interpreter_matches_references(
     counts = _spy_launches(monkeypatch)
 
     monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setenv(CPU_ENV, "torch")  # the torch references, not the compiled CPU kernels
     ref = rendiff.render(traj, progress=False)
     assert not counts, f"reference render launched Triton kernels: {dict(counts)}"
     _check_scene_is_not_trivial(case, ref, traj)

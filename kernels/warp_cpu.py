@@ -1,0 +1,539 @@
+"""The rasterizers' compiled CPU path: Warp kernels run on the CPU.
+
+On CPU tensors the torch references spend their time in element-wise work on every candidate
+(triangle-pixel or Gaussian-pixel pair) and in gathers and mask compaction; compiled loops do
+the same work once per pixel, and stop where a pixel is done. Warp is already a dependency
+(Newton's physics), compiles CPU kernels with its own bundled compiler (no system compiler
+needed) and caches them in ``~/.cache/warp`` (``tools/setup.sh`` runs :func:`warmup` at install
+time; compiling them all takes a few seconds).
+
+Each kernel is a single-threaded loop (Warp's CPU launches are serial; the z-buffer and binning
+kernels are launched as one thread that walks the triangles or Gaussians itself, so their order
+is explicit):
+
+* :func:`zbuffer` - coverage and depth test, **bit for bit** the torch reference's
+  (``mesh_raster._rasterize_reference``): the same pixel bounds, row spans, edge functions and
+  float32 operations in the same order (Warp's code generator writes one operation per
+  statement, so nothing is contracted to FMA), nearest depth kept, exact ties to the lower
+  triangle index;
+* :func:`resolve` - perspective-correct barycentrics of each pixel's winning sub-triangle mapped
+  back to its face (``mesh_raster._resolve``);
+* :func:`interpolate` - per-pixel attributes (``mesh_raster.interpolate``);
+* :func:`oriented_normals` - face normals gathered and shading normals turned to face the camera
+  (``mesh_raster.orient_normals``);
+* :func:`pcf_lookup` - the shadow maps' percentage-closer test, bit for bit (``shadow._lookup``);
+* :func:`bin_tiles` - Gaussians listed per screen tile front to back, exactly
+  ``gaussian_raster._bin_tiles``'s lists, without sorting (tile, Gaussian) pairs;
+* :func:`composite` - front-to-back blending per pixel (``gaussian_raster._composite_reference``,
+  gsplat's rules: alpha below 1/255 skipped, a pixel stops before transmittance <= 1e-4).
+
+Those not marked exact agree with the references to float rounding (tests/test_warp_cpu.py).
+The rasterizers choose this path for CPU tensors unless ``RENDIFF_CPU_KERNELS=torch`` (read at
+every call) asks for the torch references (``_dispatch.use_warp_cpu``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import torch
+import warp as wp
+from torch import Tensor
+
+# No start-up banner or per-module "load on device" lines on stdout; warnings and errors remain.
+wp.config.quiet = True
+wp.config.log_level = wp.LOG_WARNING
+
+__all__ = [
+    "bin_tiles", "composite", "init_warp", "interpolate", "oriented_normals", "pcf_lookup",
+    "resolve", "warmup", "zbuffer",
+]
+
+#: What Warp's native library prints on stderr at start-up on every machine without an NVIDIA
+#: driver: a notice, not an error, and the only line it prints there.
+_NO_DRIVER_NOTICE = "Could not find or load the NVIDIA CUDA driver"
+
+
+def init_warp(quiet: bool = False) -> None:
+    """Starts Warp now instead of at its first use. ``quiet``: drop the native library's "Could
+    not find or load the NVIDIA CUDA driver" notice (printed on every CPU-only machine), so a
+    ``--quiet`` run prints nothing but errors; anything else it prints still reaches stderr."""
+    if not quiet:
+        wp.init()
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            wp.init()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        text = caught.read().decode(errors="replace")
+    for line in text.splitlines():
+        if line.strip() and _NO_DRIVER_NOTICE not in line:
+            print(line, file=sys.stderr)
+
+
+_started = False
+
+
+def _start() -> None:
+    """Warp started (quietly: a render needs no note that CUDA is absent) before a launch."""
+    global _started
+    if not _started:
+        init_warp(quiet=True)
+        _started = True
+
+
+@wp.func
+def _row_span(x0: float, y0: float, x1: float, y1: float, x2: float, y2: float, py: wp.float64,
+              j0: int, j1: int) -> wp.vec2i:
+    """Columns [js, je] worth testing on the row through py (``mesh_raster._row_spans``): the
+    triangle's extent along the row, in float64, widened by a pixel each side, within [j0, j1]."""
+    lo = wp.float64(wp.inf)
+    hi = wp.float64(-wp.inf)
+    xs = wp.vec3d(wp.float64(x0), wp.float64(x1), wp.float64(x2))
+    ys = wp.vec3d(wp.float64(y0), wp.float64(y1), wp.float64(y2))
+    for e in range(3):
+        xa = xs[e]
+        ya = ys[e]
+        xb = xs[(e + 1) % 3]
+        yb = ys[(e + 1) % 3]
+        if wp.min(ya, yb) <= py and py <= wp.max(ya, yb) and ya != yb:
+            xc = xa + (py - ya) / (yb - ya) * (xb - xa)
+            lo = wp.min(lo, xc)
+            hi = wp.max(hi, xc)
+    lo = wp.clamp(lo, wp.float64(-2.0), wp.float64(1.0e9))
+    hi = wp.clamp(hi, wp.float64(-2.0), wp.float64(1.0e9))
+    js = wp.max(int(wp.ceil(lo - wp.float64(0.5))) - 1, j0)
+    je = wp.min(int(wp.floor(hi - wp.float64(0.5))) + 1, j1)
+    return wp.vec2i(js, je)
+
+
+@wp.kernel
+def _zbuffer_kernel(
+    screen: wp.array2d(dtype=wp.float32),  # [T, 9] (u0, v0, u1, v1, u2, v2, 1/z0, 1/z1, 1/z2)
+    height: int,
+    width: int,
+    depth: wp.array(dtype=wp.float32),  # [H * W] in: +inf; out: nearest depth
+    index: wp.array(dtype=wp.int32),  # [H * W] in: -1; out: its sub-triangle (unused if depth_only)
+    depth_only: int,
+):
+    for t in range(screen.shape[0]):
+        x0 = screen[t, 0]
+        y0 = screen[t, 1]
+        x1 = screen[t, 2]
+        y1 = screen[t, 3]
+        x2 = screen[t, 4]
+        y2 = screen[t, 5]
+        z0 = screen[t, 6]
+        z1 = screen[t, 7]
+        z2 = screen[t, 8]
+        finite = True
+        for c in range(9):
+            if not wp.isfinite(screen[t, c]):
+                finite = False
+        if not finite:
+            continue
+        wmax = float(width) + 1.0
+        hmax = float(height) + 1.0
+        j0 = wp.max(int(wp.ceil(wp.clamp(wp.min(wp.min(x0, x1), x2), -1.0, wmax) - 0.5)), 0)
+        j1 = wp.min(int(wp.floor(wp.clamp(wp.max(wp.max(x0, x1), x2), -1.0, wmax) - 0.5)),
+                    width - 1)
+        i0 = wp.max(int(wp.ceil(wp.clamp(wp.min(wp.min(y0, y1), y2), -1.0, hmax) - 0.5)), 0)
+        i1 = wp.min(int(wp.floor(wp.clamp(wp.max(wp.max(y0, y1), y2), -1.0, hmax) - 0.5)),
+                    height - 1)
+        for i in range(i0, i1 + 1):
+            py = float(i) + 0.5
+            span = _row_span(x0, y0, x1, y1, x2, y2, wp.float64(i) + wp.float64(0.5), j0, j1)
+            for j in range(span[0], span[1] + 1):
+                px = float(j) + 0.5
+                w0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+                w1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
+                w2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+                area = w0 + w1 + w2
+                hit = False
+                if w0 >= 0.0 and w1 >= 0.0 and w2 >= 0.0 and area > 0.0:
+                    hit = True
+                if w0 <= 0.0 and w1 <= 0.0 and w2 <= 0.0 and area < 0.0:
+                    hit = True
+                if hit:
+                    d = 1.0 / (w0 / area * z0 + w1 / area * z1 + w2 / area * z2)
+                    p = i * width + j
+                    if d < depth[p]:  # triangles ascend: an exact tie keeps the lower index
+                        depth[p] = d
+                        if depth_only == 0:
+                            index[p] = t
+
+
+@wp.kernel
+def _resolve_kernel(
+    screen: wp.array2d(dtype=wp.float32),  # [T, 9]
+    weights: wp.array3d(dtype=wp.float32),  # [T, 3, 3] sub-vertex weights over the face's
+    sub_face: wp.array(dtype=wp.int64),  # [T] original face of each sub-triangle
+    clipped: int,
+    width: int,
+    index: wp.array(dtype=wp.int32),  # [H * W] sub-triangle per pixel, -1 where empty
+    face_id: wp.array(dtype=wp.int64),  # [H * W] out, -1 where empty
+    bary: wp.array2d(dtype=wp.float32),  # [H * W, 3] out, 0 where empty
+):
+    p = wp.tid()
+    t = index[p]
+    if t < 0:
+        face_id[p] = wp.int64(-1)
+        return
+    px = float(p % width) + 0.5
+    py = float(p // width) + 0.5
+    x0 = screen[t, 0]
+    y0 = screen[t, 1]
+    x1 = screen[t, 2]
+    y1 = screen[t, 3]
+    x2 = screen[t, 4]
+    y2 = screen[t, 5]
+    b0 = ((x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)) * screen[t, 6]
+    b1 = ((x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)) * screen[t, 7]
+    b2 = ((x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)) * screen[t, 8]
+    total = b0 + b1 + b2
+    b0 = b0 / total
+    b1 = b1 / total
+    b2 = b2 / total
+    if clipped != 0:
+        for c in range(3):
+            bary[p, c] = b0 * weights[t, 0, c] + b1 * weights[t, 1, c] + b2 * weights[t, 2, c]
+    else:
+        bary[p, 0] = b0
+        bary[p, 1] = b1
+        bary[p, 2] = b2
+    face_id[p] = sub_face[t]
+
+
+@wp.kernel
+def _interpolate_kernel(
+    attrs: wp.array2d(dtype=wp.float32),  # [V, C]
+    faces: wp.array2d(dtype=wp.int64),  # [F, 3]
+    face_id: wp.array(dtype=wp.int64),  # [P]
+    bary: wp.array2d(dtype=wp.float32),  # [P, 3]
+    out: wp.array2d(dtype=wp.float32),  # [P, C] zeros in, blended where hit
+):
+    p = wp.tid()
+    f = face_id[p]
+    if f < wp.int64(0):
+        return
+    a = faces[f, 0]
+    b = faces[f, 1]
+    c = faces[f, 2]
+    w0 = bary[p, 0]
+    w1 = bary[p, 1]
+    w2 = bary[p, 2]
+    for k in range(attrs.shape[1]):
+        out[p, k] = attrs[a, k] * w0 + attrs[b, k] * w1 + attrs[c, k] * w2
+
+
+@wp.func
+def _unit(x: wp.vec3) -> wp.vec3:
+    """``torch.nn.functional.normalize``: x / max(|x|, 1e-12)."""
+    return x / wp.max(wp.length(x), 1.0e-12)
+
+
+@wp.kernel
+def _orient_kernel(
+    n: wp.array(dtype=wp.vec3),  # [P] shading normals (any length), 0 where empty
+    point: wp.array(dtype=wp.vec3),  # [P] camera-space surface points
+    face_n: wp.array(dtype=wp.vec3),  # [F] camera-space geometric normals of the faces
+    face_id: wp.array(dtype=wp.int64),  # [P] face hit, -1 where empty
+    use_face_n: int,  # 1: the face normal is the shading normal (``n`` unused)
+    tilt: float,
+    out: wp.array(dtype=wp.vec3),  # [P] zeros in
+):
+    p = wp.tid()
+    f = face_id[p]
+    if f < wp.int64(0):
+        return
+    g = face_n[f]
+    m = g
+    if use_face_n == 0:
+        m = n[p]
+    x = point[p]
+    if wp.dot(g, x) > 0.0:
+        m = -m
+    m = _unit(m)
+    v = _unit(x)
+    nv = wp.dot(m, v)
+    if nv > 0.0:
+        m = _unit(m - (nv + tilt) * v)
+    out[p] = m
+
+
+@wp.kernel
+def _pcf_kernel(
+    depth: wp.array2d(dtype=wp.float32),  # [h, w] shadow map, +inf where empty
+    u: wp.array(dtype=wp.float32),  # [M] map coordinates
+    v: wp.array(dtype=wp.float32),
+    z: wp.array(dtype=wp.float32),  # [M] light-camera depth
+    bias: wp.array(dtype=wp.float32),  # [M]
+    pcf: int,
+    clamp: int,
+    out: wp.array(dtype=wp.float32),  # [M] fraction lit
+):
+    m = wp.tid()
+    h = depth.shape[0]
+    w = depth.shape[1]
+    j = int(wp.floor(u[m]))
+    i = int(wp.floor(v[m]))
+    zm = z[m]
+    on_map = zm > 0.0
+    if clamp == 0 and (j < 0 or j >= w or i < 0 or i >= h):
+        on_map = False
+    if not on_map:
+        out[m] = 1.0
+        return
+    # the point clamped one texel past the edge, each tap clamped to the map (``_lookup``)
+    ci = wp.clamp(i, -1, h)
+    cj = wp.clamp(j, -1, w)
+    reach = zm - bias[m]
+    lit = int(0)  # noqa: UP018 (a Warp variable the loop may change, not a constant)
+    for di in range(-pcf, pcf + 1):
+        ti = wp.clamp(ci + di, 0, h - 1)
+        for dj in range(-pcf, pcf + 1):
+            if depth[ti, wp.clamp(cj + dj, 0, w - 1)] >= reach:
+                lit += 1
+    out[m] = float(lit) / float((2 * pcf + 1) * (2 * pcf + 1))
+
+
+@wp.func
+def _tile_range(m: float, r: float, tile_size: int, limit: int) -> wp.vec2i:
+    """Tiles [lo, hi) a Gaussian's bounding box touches along one axis (``_bin_tiles``)."""
+    ts = float(tile_size)
+    lo = wp.min(wp.max(int(wp.floor(m / ts - r / ts)), 0), limit)
+    hi = wp.min(wp.max(int(wp.ceil(m / ts + r / ts)), 0), limit)
+    return wp.vec2i(lo, hi)
+
+
+@wp.kernel
+def _bin_kernel(
+    means2d: wp.array2d(dtype=wp.float32),  # [N, 2]
+    radii: wp.array2d(dtype=wp.float32),  # [N, 2] whole pixels, 0 for culled Gaussians
+    order: wp.array(dtype=wp.int64),  # [N] Gaussians front to back (ties by index)
+    tiles_x: int,
+    tiles_y: int,
+    tile_size: int,
+    fill: int,  # 0: count each tile's Gaussians into cursor; 1: write them at cursor
+    cursor: wp.array(dtype=wp.int64),  # [n_tiles] counts, or each tile's next free slot
+    flat_ids: wp.array(dtype=wp.int32),  # [M] out (fill = 1)
+):
+    for n in range(order.shape[0]):
+        g = int(order[n])
+        if radii[g, 0] <= 0.0 or radii[g, 1] <= 0.0:
+            continue
+        xs = _tile_range(means2d[g, 0], radii[g, 0], tile_size, tiles_x)
+        ys = _tile_range(means2d[g, 1], radii[g, 1], tile_size, tiles_y)
+        for ty in range(ys[0], ys[1]):
+            for tx in range(xs[0], xs[1]):
+                tile = ty * tiles_x + tx
+                if fill != 0:
+                    flat_ids[int(cursor[tile])] = g
+                cursor[tile] = cursor[tile] + wp.int64(1)
+
+
+@wp.kernel
+def _composite_kernel(
+    params: wp.array2d(dtype=wp.float32),  # [N, 6] mean x, mean y, a / 2, b, c / 2, log(opacity)
+    payload: wp.array2d(dtype=wp.float32),  # [N, D]
+    offsets: wp.array(dtype=wp.int64),  # [n_tiles + 1] tile t owns flat_ids[offsets[t]:...]
+    flat_ids: wp.array(dtype=wp.int32),  # [M] per tile, front to back
+    width: int,
+    tiles_x: int,
+    tile_size: int,
+    alpha_floor: float,  # the float just below 1/255: alphas above it count
+    track_best: int,  # 0: leave best at -1 (depth passes)
+    acc: wp.array2d(dtype=wp.float32),  # [H * W, D] zeros in: sum of weight x payload
+    trans: wp.array(dtype=wp.float32),  # [H * W] out: final transmittance
+    best: wp.array(dtype=wp.int64),  # [H * W] out: the Gaussian of largest weight, -1 if none
+):
+    p = wp.tid()
+    i = p // width
+    j = p % width
+    tile = (i // tile_size) * tiles_x + j // tile_size
+    px = float(j) + 0.5
+    py = float(i) + 0.5
+    t = float(1.0)  # noqa: UP018 (Warp variables the loop changes)
+    best_w = float(0.0)  # noqa: UP018
+    best_g = wp.int64(-1)
+    for k in range(int(offsets[tile]), int(offsets[tile + 1])):
+        g = flat_ids[k]
+        dx = params[g, 0] - px
+        dy = params[g, 1] - py
+        sigma = params[g, 4] * dy * dy + params[g, 2] * dx * dx + dy * (params[g, 3] * dx)
+        # alphas below exp(-5.6) < 1/255 are skipped before their exp (the same ones as the
+        # reference's threshold, which this still applies)
+        if sigma < 0.0 or params[g, 5] - sigma < -5.6:
+            continue
+        alpha = wp.min(wp.exp(wp.max(params[g, 5] - sigma, -16.0)), 0.999)
+        if alpha <= alpha_floor:
+            continue
+        t_next = t * (1.0 - alpha)
+        if t_next <= 1.0e-4:  # this Gaussian would end the pixel: left out, as in gsplat
+            break
+        w = alpha * t
+        for c in range(payload.shape[1]):
+            acc[p, c] = acc[p, c] + w * payload[g, c]  # (+= would be an atomic add)
+        if track_best != 0 and w > best_w:
+            best_w = w
+            best_g = wp.int64(g)
+        t = t_next
+    trans[p] = t
+    best[p] = best_g
+
+
+def zbuffer(screen: Tensor, height: int, width: int,
+            depth_only: bool = False) -> tuple[Tensor, Tensor | None]:
+    """``mesh_raster._rasterize_reference`` compiled: nearest depth [H, W] (+inf where empty) and
+    sub-triangle index [H, W] int64 (-1 where empty; None with ``depth_only``), bit for bit."""
+    _start()
+    depth = torch.full((height * width,), float("inf"), device="cpu")
+    index = torch.full((height * width,), -1, dtype=torch.int32, device="cpu")
+    screen = screen.to(torch.float32).contiguous()
+    if screen.shape[0]:
+        wp.launch(_zbuffer_kernel, dim=1, device="cpu",
+                  inputs=[wp.from_torch(screen), height, width, wp.from_torch(depth),
+                          wp.from_torch(index), int(depth_only)])
+    if depth_only:
+        return depth.view(height, width), None
+    return depth.view(height, width), index.view(height, width).to(torch.int64)
+
+
+def resolve(screen: Tensor, weights: Tensor, sub_face: Tensor, clipped: bool,
+            index: Tensor) -> tuple[Tensor, Tensor]:
+    """Face id [H, W] int64 and barycentrics [H, W, 3] of each pixel's winning sub-triangle
+    (``mesh_raster._resolve``)."""
+    _start()
+    height, width = index.shape
+    n = height * width
+    face_id = torch.empty(n, dtype=torch.int64, device="cpu")
+    bary = torch.zeros(n, 3, dtype=torch.float32, device="cpu")
+    if n:
+        wp.launch(_resolve_kernel, dim=n, device="cpu",
+                  inputs=[wp.from_torch(screen.contiguous()),
+                          wp.from_torch(weights.to(torch.float32).contiguous()),
+                          wp.from_torch(sub_face.to(torch.int64).contiguous()), int(clipped),
+                          width, wp.from_torch(index.reshape(-1).to(torch.int32).contiguous()),
+                          wp.from_torch(face_id), wp.from_torch(bary)])
+    return face_id.view(height, width), bary.view(height, width, 3)
+
+
+def interpolate(attrs: Tensor, faces: Tensor, face_id: Tensor, bary: Tensor) -> Tensor:
+    """``mesh_raster.interpolate`` for float32 attributes [V, C]: [*face_id.shape, C], 0 where
+    empty."""
+    _start()
+    n, channels = face_id.numel(), attrs.shape[-1]
+    out = torch.zeros(n, channels, dtype=torch.float32, device="cpu")
+    if n and channels:
+        wp.launch(_interpolate_kernel, dim=n, device="cpu",
+                  inputs=[wp.from_torch(attrs.contiguous()),
+                          wp.from_torch(faces.to(torch.int64).contiguous()),
+                          wp.from_torch(face_id.reshape(-1).to(torch.int64).contiguous()),
+                          wp.from_torch(bary.reshape(-1, 3).to(torch.float32).contiguous()),
+                          wp.from_torch(out)])
+    return out.view(*face_id.shape, channels)
+
+
+def oriented_normals(n: Tensor | None, point: Tensor, face_n: Tensor, face_id: Tensor,
+                     tilt: float) -> Tensor:
+    """``mesh_raster.orient_normals(n, point, face_n[face_id])`` for pixels [...] (``n`` None:
+    each pixel's face normal): unit normals facing the camera, 0 where ``face_id`` is -1."""
+    _start()
+    shape = face_id.shape
+    out = torch.zeros(face_id.numel(), 3, dtype=torch.float32, device="cpu")
+    point = point.reshape(-1, 3).to(torch.float32).contiguous()
+    normals = point if n is None else n.reshape(-1, 3).to(torch.float32).contiguous()
+    if out.shape[0]:
+        wp.launch(_orient_kernel, dim=out.shape[0], device="cpu",
+                  inputs=[wp.from_torch(normals, dtype=wp.vec3),
+                          wp.from_torch(point, dtype=wp.vec3),
+                          wp.from_torch(face_n.to(torch.float32).contiguous(), dtype=wp.vec3),
+                          wp.from_torch(face_id.reshape(-1).to(torch.int64).contiguous()),
+                          int(n is None), float(tilt), wp.from_torch(out, dtype=wp.vec3)])
+    return out.view(*shape, 3)
+
+
+def pcf_lookup(depth: Tensor, u: Tensor, v: Tensor, z: Tensor, bias: Tensor, pcf: int,
+               clamp: bool) -> Tensor:
+    """``shadow._lookup`` compiled: the fraction of the (2 pcf + 1)^2 taps around each point's
+    texel [M] whose map depth reaches the point, 1 off the map; bit for bit."""
+    _start()
+    out = torch.empty(z.shape[0], dtype=torch.float32, device="cpu")
+    if out.shape[0]:
+        f32 = [x.to(torch.float32).contiguous() for x in (u, v, z, bias)]
+        wp.launch(_pcf_kernel, dim=out.shape[0], device="cpu",
+                  inputs=[wp.from_torch(depth.to(torch.float32).contiguous()),
+                          *[wp.from_torch(x) for x in f32], int(pcf), int(clamp),
+                          wp.from_torch(out)])
+    return out
+
+
+def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, tiles_x: int, tiles_y: int,
+              tile_size: int) -> tuple[Tensor, Tensor]:
+    """``gaussian_raster._bin_tiles`` without sorting the (tile, Gaussian) pairs: Gaussians are
+    sorted once by depth, then counted into their tiles and written in that order. The same
+    offsets [n_tiles + 1] int64 and lists [M] int32, exactly."""
+    _start()
+    n_tiles = tiles_x * tiles_y
+    order = torch.argsort(depths, stable=True)
+    counts = torch.zeros(n_tiles, dtype=torch.int64, device="cpu")
+    args = [wp.from_torch(means2d.to(torch.float32).contiguous()),
+            wp.from_torch(radii.to(torch.float32).contiguous()), wp.from_torch(order), tiles_x,
+            tiles_y, int(tile_size)]
+    empty = torch.zeros(0, dtype=torch.int32, device="cpu")
+    wp.launch(_bin_kernel, dim=1, device="cpu",
+              inputs=[*args, 0, wp.from_torch(counts), wp.from_torch(empty)])
+    offsets = torch.zeros(n_tiles + 1, dtype=torch.int64, device="cpu")
+    torch.cumsum(counts, 0, out=offsets[1:])
+    flat_ids = torch.empty(int(offsets[-1]), dtype=torch.int32, device="cpu")
+    cursor = offsets[:-1].clone()
+    wp.launch(_bin_kernel, dim=1, device="cpu",
+              inputs=[*args, 1, wp.from_torch(cursor), wp.from_torch(flat_ids)])
+    return offsets, flat_ids
+
+
+def composite(params: Tensor, payload: Tensor, offsets: Tensor, flat_ids: Tensor, width: int,
+              height: int, tiles_x: int, tile_size: int, alpha_floor: float,
+              track_best: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """``gaussian_raster._composite_reference`` compiled, one pixel at a time front to back:
+    acc [H, W, D], transmittance [H, W], best Gaussian [H, W] (-1 without ``track_best``);
+    equal to rounding."""
+    _start()
+    n, d = height * width, payload.shape[1]
+    acc = torch.zeros(n, d, dtype=torch.float32, device="cpu")
+    trans = torch.empty(n, dtype=torch.float32, device="cpu")
+    best = torch.empty(n, dtype=torch.int64, device="cpu")
+    if n:
+        wp.launch(_composite_kernel, dim=n, device="cpu",
+                  inputs=[wp.from_torch(params.to(torch.float32).contiguous()),
+                          wp.from_torch(payload.to(torch.float32).contiguous()),
+                          wp.from_torch(offsets.to(torch.int64).contiguous()),
+                          wp.from_torch(flat_ids.to(torch.int32).contiguous()), width, tiles_x,
+                          int(tile_size), float(alpha_floor), int(track_best),
+                          wp.from_torch(acc), wp.from_torch(trans), wp.from_torch(best)])
+    return acc.view(height, width, d), trans.view(height, width), best.view(height, width)
+
+
+def warmup() -> None:
+    """Compiles (and caches in ``~/.cache/warp``) this module's kernels: one tiny triangle through
+    each. Run once at install time."""
+    screen = torch.tensor([[0.2, 0.2, 3.8, 0.4, 1.0, 3.5, 1.0, 1.0, 1.0]])
+    _, index = zbuffer(screen, 4, 4)
+    face_id, bary = resolve(screen, torch.eye(3)[None], torch.zeros(1, dtype=torch.int64), True,
+                            index)
+    interpolate(torch.ones(3, 2), torch.tensor([[0, 1, 2]]), face_id, bary)
+    oriented_normals(None, torch.ones(4, 4, 3), torch.ones(1, 3), face_id, 1e-3)
+    one = torch.ones(1)
+    pcf_lookup(torch.ones(2, 2), one, one, one, one * 0.1, 1, False)
+    offsets, flat_ids = bin_tiles(torch.tensor([[2.0, 2.0]]), torch.tensor([[2.0, 2.0]]), one,
+                                  2, 2, 2)
+    params = torch.tensor([[2.0, 2.0, 0.5, 0.0, 0.5, -0.1]])
+    composite(params, torch.ones(1, 2), offsets, flat_ids, 4, 4, 2, 2, 1.0 / 256.0)

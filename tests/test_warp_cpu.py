@@ -1,0 +1,235 @@
+"""The compiled CPU kernels (``rendiff.kernels.warp_cpu``) against the torch references they
+replace: the z-buffer and the PCF lookup bit for bit, barycentrics, attributes and normals to
+rounding, and whole renders of built-in scenes within the tolerances of the Triton path."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import rendiff
+from rendiff import Layer
+from rendiff.engine.meshes import box, sphere
+from rendiff.kernels import gaussian_raster, mesh_raster, shadow, warp_cpu
+from rendiff.kernels._dispatch import CPU_ENV, use_warp_cpu
+
+
+@pytest.fixture
+def torch_reference(monkeypatch):
+    """A function that runs ``fn`` on the torch references (``RENDIFF_CPU_KERNELS=torch``)."""
+
+    def run(fn):
+        monkeypatch.setenv(CPU_ENV, "torch")
+        try:
+            return fn()
+        finally:
+            monkeypatch.delenv(CPU_ENV)
+
+    return run
+
+
+def _view(eye, target=(0.0, 0.0, 0.5)) -> torch.Tensor:
+    eye, target = torch.tensor(eye), torch.tensor(target)
+    fwd = torch.nn.functional.normalize(target - eye, dim=0)
+    right = torch.nn.functional.normalize(torch.linalg.cross(fwd, torch.tensor([0.0, 0, 1])), dim=0)
+    view = torch.eye(4)
+    view[:3, :3] = torch.stack([right, torch.linalg.cross(fwd, right), fwd])
+    view[:3, 3] = -view[:3, :3] @ eye
+    return view
+
+
+def _soup(seed: int, n: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random triangles around z = 3 in front of an identity camera, with exact copies (depth
+    ties), slivers, zero-area triangles and a few reaching behind the near plane."""
+    g = torch.Generator().manual_seed(seed)
+    centre = torch.randn(n, 1, 3, generator=g) * torch.tensor([0.8, 0.6, 0.8]) + torch.tensor(
+        [0.0, 0.0, 3.0])
+    tri = centre + torch.randn(n, 3, 3, generator=g) * 0.4
+    tri[: n // 10, 2] = tri[: n // 10, 1]  # zero area
+    tri[n // 10 : n // 5, :, 2] -= 3.2  # through the near plane
+    tri = torch.cat([tri, tri[-20:]])  # exact duplicates: ties go to the lower index
+    verts = tri.reshape(-1, 3)
+    return verts, torch.arange(verts.shape[0]).reshape(-1, 3)
+
+
+_K = torch.tensor([[90.0, 0.0, 61.7], [0.0, 95.0, 40.2], [0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_zbuffer_is_the_reference_bit_for_bit(seed, torch_reference):
+    verts, faces = _soup(seed)
+    setup = mesh_raster._prepared(verts, faces, torch.eye(4), _K, 0.05, False)
+    assert setup.clipped
+    depth, index = warp_cpu.zbuffer(setup.screen, 83, 121)
+    ref_depth, ref_index = mesh_raster._rasterize_reference(setup.screen, 83, 121)
+    assert torch.isfinite(ref_depth).float().mean() > 0.3
+    assert torch.equal(depth, ref_depth) and torch.equal(index, ref_index)
+    only, none = warp_cpu.zbuffer(setup.screen, 83, 121, depth_only=True)
+    assert none is None and torch.equal(only, ref_depth)
+    # the public entry points on both paths
+    frags = mesh_raster.rasterize_triangles(verts, faces, torch.eye(4), _K, 121, 83, near=0.05)
+    ref = torch_reference(lambda: mesh_raster.rasterize_triangles(verts, faces, torch.eye(4), _K,
+                                                                  121, 83, near=0.05))
+    assert torch.equal(frags.depth, ref.depth) and torch.equal(frags.face_id, ref.face_id)
+    torch.testing.assert_close(frags.bary, ref.bary, rtol=0, atol=1e-6)
+    d = mesh_raster.rasterize_depth(verts, faces, torch.eye(4), _K, 121, 83, near=0.05)
+    assert torch.equal(d, ref.depth)
+
+
+def test_non_finite_and_off_screen_triangles_draw_nothing():
+    screen = torch.tensor([
+        [1.0, 1.0, 9.0, 1.0, 1.0, 9.0, 1.0, 1.0, 1.0],  # on screen
+        [1.0, 1.0, math.nan, 1.0, 1.0, 9.0, 1.0, 1.0, 1.0],  # a NaN corner
+        [1.0, 1.0, 9.0, 1.0, 1.0, 9.0, math.inf, 1.0, 1.0],  # an infinite 1/z
+        [-50.0, -50.0, -40.0, -50.0, -50.0, -40.0, 1.0, 1.0, 1.0],  # off screen
+    ])
+    depth, index = warp_cpu.zbuffer(screen, 10, 10)
+    ref_depth, ref_index = mesh_raster._rasterize_reference(screen, 10, 10)
+    assert torch.equal(depth, ref_depth) and torch.equal(index, ref_index)
+    assert set(index.unique().tolist()) == {-1, 0}
+    empty = warp_cpu.zbuffer(torch.zeros(0, 9), 4, 5)
+    assert torch.isinf(empty[0]).all() and (empty[1] == -1).all()
+
+
+def _meshes():
+    a = sphere(0.5, 3).transformed(torch.eye(3), torch.tensor([0.0, 0.2, 0.5]))
+    b = box((0.3, 0.3, 0.4)).transformed(torch.eye(3), torch.tensor([0.4, -0.5, 0.4]))
+    verts = torch.cat([a.verts, b.verts])
+    faces = torch.cat([a.faces, b.faces + a.verts.shape[0]])
+    return verts, faces, torch.cat([a.normals, b.normals])
+
+
+@pytest.mark.parametrize(("eye", "near"), [((2.0, -2.2, 1.4), 0.1), ((0.6, -0.9, 0.6), 0.6)])
+def test_attributes_and_normals_match_the_reference(eye, near, torch_reference):
+    verts, faces, normals = _meshes()
+    view = _view(eye)
+    clipped = mesh_raster._prepared(verts, faces, view, _K, near, False).clipped
+    assert clipped == (near > 0.5)
+    frags = mesh_raster.rasterize_triangles(verts, faces, view, _K, 121, 83, near=near)
+    hit = frags.face_id >= 0
+    assert 0.1 < hit.float().mean() < 0.95
+    attrs = torch.randn(verts.shape[0], 7, generator=torch.Generator().manual_seed(3))
+    ref_interp = torch_reference(lambda: mesh_raster.interpolate(attrs, faces, frags))
+    torch.testing.assert_close(mesh_raster.interpolate(attrs, faces, frags), ref_interp,
+                               rtol=0, atol=2e-6)
+    assert (ref_interp[~hit] == 0).all()
+    for n in (normals, None):
+        ours = mesh_raster.mesh_normals_camera(verts, faces, n, view, frags)
+        ref = torch_reference(lambda n=n: mesh_raster.mesh_normals_camera(verts, faces, n, view,
+                                                                            frags))
+        torch.testing.assert_close(ours, ref, rtol=0, atol=2e-6)
+        assert (ours[~hit] == 0).all()
+        torch.testing.assert_close(ours[hit].norm(dim=-1), torch.ones(int(hit.sum())))
+
+
+def test_pcf_lookup_is_the_reference_bit_for_bit(monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    depth = torch.rand(37, 41, generator=g) * 4 + 1
+    depth[5:9, 3:30] = math.inf
+    m = 4000
+    u = torch.rand(m, generator=g) * 47 - 3  # some off the map
+    v = torch.rand(m, generator=g) * 43 - 3
+    z = torch.rand(m, generator=g) * 6 - 0.5  # some behind the light
+    bias = torch.rand(m, generator=g) * 0.05
+    for pcf in (0, 1, 2):
+        for clamp in (False, True):
+            ours = shadow._lookup(depth, u, v, z, bias, pcf, clamp)
+            monkeypatch.setenv(CPU_ENV, "torch")
+            ref = shadow._lookup(depth, u, v, z, bias, pcf, clamp)
+            monkeypatch.delenv(CPU_ENV)
+            assert torch.equal(ours, ref), (pcf, clamp)
+            assert 0.05 < float((ref == 1).float().mean()) < 0.95
+
+
+def test_the_choice_of_path(monkeypatch):
+    monkeypatch.delenv(CPU_ENV, raising=False)
+    monkeypatch.delenv("RENDIFF_TRITON", raising=False)
+    assert use_warp_cpu("cpu") and not use_warp_cpu("cuda")
+    monkeypatch.setenv(CPU_ENV, "torch")
+    assert not use_warp_cpu("cpu")
+    monkeypatch.setenv(CPU_ENV, "warp")
+    assert use_warp_cpu("cpu")
+    monkeypatch.setenv("RENDIFF_TRITON", "interpret")
+    assert not use_warp_cpu("cpu")  # the interpreter runs the Triton kernels instead
+    monkeypatch.delenv("RENDIFF_TRITON")
+    monkeypatch.setenv(CPU_ENV, "numba")
+    with pytest.raises(ValueError, match="RENDIFF_CPU_KERNELS='numba'"):
+        use_warp_cpu("cpu")
+
+
+# Per layer, the largest difference allowed between the two paths' renders: the z-buffer and
+# the shadow lookups are exact, everything interpolated differs by rounding; flow is in pixels.
+_RENDER_TOL = {Layer.RGB: 1e-5, Layer.ALBEDO: 1e-6, Layer.NORMAL: 1e-6, Layer.SHADING: 1e-5,
+               Layer.FLOW: 1e-3, Layer.FLOW_BACKWARD: 1e-3}
+
+
+@pytest.mark.parametrize("name", ["falling_objects", "walking_human", "robot_arm"])
+def test_render_matches_the_torch_references(name, torch_reference):
+    scene = rendiff.builtin_scene(name).model_copy(update={"frames": 3, "size": (72, 56)})
+    traj = rendiff.simulate(scene, progress=False)
+    ours = rendiff.render(traj, progress=False)
+    ref = torch_reference(lambda: rendiff.render(traj, progress=False))
+    shaded = rendiff.render(traj, [Layer.SHADING], shadows=False, progress=False)
+    assert float((shaded[Layer.SHADING] - ref[Layer.SHADING]).abs().amax()) > 0.1, "no shadows"
+    for layer in ref:
+        tol = _RENDER_TOL.get(layer, 0.0)
+        torch.testing.assert_close(ours[layer], ref[layer], rtol=0, atol=tol,
+                                   msg=lambda m, layer=layer: f"{name} {layer}: {m}")
+
+
+def _cloud(n: int = 1500, seed: int = 4) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return dict(means=torch.randn(n, 3, generator=g) * 0.5 + torch.tensor([0.0, 0.0, 0.5]),
+                quats=torch.randn(n, 4, generator=g),
+                scales=torch.exp(torch.rand(n, 3, generator=g) * 3.0 - 4.5),
+                opacities=0.3 + 0.7 * torch.rand(n, generator=g),
+                colors=torch.rand(n, 2, generator=g))
+
+
+@pytest.mark.parametrize("tile", [16, 4, 1])
+def test_gaussian_tile_lists_are_the_reference_exactly(tile):
+    c = _cloud()
+    view, K = _view((1.5, -2.0, 1.2)), _K
+    proj = gaussian_raster._project(c["means"], c["quats"], c["scales"], c["opacities"], view, K,
+                                    121, 83, 0.01, 1e4, 0.3)
+    tiles_x, tiles_y = math.ceil(121 / tile), math.ceil(83 / tile)
+    ref = gaussian_raster._bin_tiles(proj, tiles_x, tiles_y, tile)
+    ours = warp_cpu.bin_tiles(proj.means2d, proj.radii, proj.depths, tiles_x, tiles_y, tile)
+    assert ref[1].numel() > 3 * c["means"].shape[0]  # Gaussians over several tiles
+    assert torch.equal(ours[0], ref[0]) and torch.equal(ours[1], ref[1])
+
+
+def test_gaussian_depth_pass_is_the_full_pass():
+    """rasterize_gaussian_depth (shadow maps) composites the same colour, depth and alpha as
+    rasterize_gaussians, on both CPU paths."""
+    c = _cloud()
+    args = (c["means"], c["quats"], c["scales"], c["opacities"], c["colors"],
+            _view((1.5, -2.0, 1.2)), _K, 121, 83)
+    full = gaussian_raster.rasterize_gaussians(*args)
+    color, depth, alpha = gaussian_raster.rasterize_gaussian_depth(*args)
+    assert 0.2 < float((alpha > 0.5).float().mean()) < 0.9
+    torch.testing.assert_close(color, full.color, rtol=0, atol=1e-6)
+    torch.testing.assert_close(alpha, full.alpha, rtol=0, atol=1e-6)
+    torch.testing.assert_close(depth, full.depth, rtol=1e-6, atol=0)
+
+
+def test_gaussian_render_matches_the_torch_references(torch_reference):
+    """A Gaussian scene's render on both paths: splats composited to rounding; a shadow-map
+    texel within rounding of a shadow test may flip one PCF tap (1/9) at a few pixels."""
+    scene = rendiff.builtin_scene("dynamic_gaussians").model_copy(
+        update={"frames": 3, "size": (72, 56)})
+    traj = rendiff.simulate(scene, progress=False)
+    ours = rendiff.render(traj, progress=False)
+    ref = torch_reference(lambda: rendiff.render(traj, progress=False))
+    for layer in (Layer.DEPTH, Layer.ALPHA, Layer.INSTANCE, Layer.SEMANTIC):
+        assert torch.equal(torch.isfinite(ours[layer]), torch.isfinite(ref[layer])), layer
+    solid = torch.isfinite(ref[Layer.DEPTH])
+    torch.testing.assert_close(ours[Layer.DEPTH][solid], ref[Layer.DEPTH][solid], rtol=1e-5,
+                               atol=0)
+    torch.testing.assert_close(ours[Layer.ALPHA], ref[Layer.ALPHA], rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours[Layer.ALBEDO], ref[Layer.ALBEDO], rtol=0, atol=1e-5)
+    assert float((ours[Layer.INSTANCE] != ref[Layer.INSTANCE]).float().mean()) < 1e-3
+    off = (ours[Layer.SHADING] - ref[Layer.SHADING]).abs() > 1e-4
+    assert float(off.float().mean()) < 1e-3
