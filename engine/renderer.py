@@ -155,12 +155,21 @@ def _screen_motion(cams: CameraFrames, k: int, now: Tensor, nxt: Tensor, prv: Te
     return fwd, bwd
 
 
-def _pixel_motion(cams: CameraFrames, k: int, p_next: Tensor, p_prev: Tensor, hit: Tensor):
+def _pixel_motion(cams: CameraFrames, k: int, chans: Tensor, hit: Tensor):
     """Per-pixel forward and backward flow [H, W, 2] from the surface point's world position
-    at the next and previous frame (interpolated over the mesh), projected by those frames'
-    cameras, minus the pixel centre."""
+    at the next and previous frame (interpolated over the mesh: ``chans[..., 8:11]`` and
+    ``chans[..., 11:14]``), projected by those frames' cameras, minus the pixel centre."""
+    from rendiff.kernels._dispatch import use_warp_cpu
+
     H, W = hit.shape
     dev = hit.device
+    if use_warp_cpu(dev):  # compiled, one pass per direction
+        from rendiff.kernels.warp_cpu import pixel_motion
+
+        return tuple(pixel_motion(chans, col, hit, cams.viewmats[other], cams.K[other], cams.near)
+                     if 0 <= other < len(cams) else torch.zeros(H, W, 2, device=dev)
+                     for other, col in ((k + 1, 8), (k - 1, 11)))
+    p_next, p_prev = chans[..., 8:11], chans[..., 11:14]
     v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=dev) + 0.5,
                           torch.arange(W, dtype=torch.float32, device=dev) + 0.5, indexing="ij")
     centre = torch.stack([u, v], -1)
@@ -264,7 +273,7 @@ def render(
             hit = frags.face_id >= 0
             chans = interpolate(torch.cat([attrs[:, :5], vnorm, v_next, v_prev], 1), faces,
                                 frags)
-            mesh_fwd, mesh_bwd = _pixel_motion(cams, k, chans[..., 8:11], chans[..., 11:14], hit)
+            mesh_fwd, mesh_bwd = _pixel_motion(cams, k, chans, hit)
             # Discrete ids come from the face corner with the largest barycentric weight.
             corner = frags.bary.argmax(-1, keepdim=True)
             vid = torch.gather(faces[frags.face_id.clamp_min(0)], -1, corner)[..., 0]

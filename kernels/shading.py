@@ -7,8 +7,9 @@ does the same math in one fused pass per pixel (all lights in a loop) and writes
 irradiance and rgb at once.
 
 Dispatch (``rendiff.kernels._dispatch``, which documents the interpreter's limitation once):
-Triton on CUDA tensors, the torch reference on CPU, and Triton through its interpreter on CPU when
-the environment variable ``RENDIFF_TRITON=interpret`` is set (read at each call).
+Triton on CUDA tensors; on CPU the same pass compiled by Warp (``rendiff.kernels.warp_cpu.shade``),
+or the torch reference with ``RENDIFF_CPU_KERNELS=torch``; and Triton through its interpreter on
+CPU when the environment variable ``RENDIFF_TRITON=interpret`` is set (both read at each call).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from ._dispatch import get_kernel
 from ._dispatch import use_triton as _use_triton
+from ._dispatch import use_warp_cpu as _use_warp_cpu
 
 __all__ = ["LightSet", "ShadingResult", "shade", "sh_irradiance"]
 
@@ -266,19 +268,7 @@ def _shade_triton(
     loop."""
     H, W = normal.shape[:2]
     n_pix, device, f32 = H * W, normal.device, torch.float32
-    packed = torch.cat(
-        [
-            lights.kind.to(device=device, dtype=f32)[:, None],
-            lights.position.to(device=device, dtype=f32).reshape(-1, 3),
-            lights.direction.to(device=device, dtype=f32).reshape(-1, 3),
-            lights.radiance.to(device=device, dtype=f32).reshape(-1, 3),
-            lights.cos_outer.to(device=device, dtype=f32)[:, None],
-            lights.cos_inner.to(device=device, dtype=f32)[:, None],
-        ],
-        1,
-    ).contiguous()
-    sh = lights.sh if lights.sh is not None else torch.zeros(9, 3)
-    env = torch.cat([lights.ambient.reshape(3), sh.reshape(27)]).to(device=device, dtype=f32)
+    packed, env = _packed_lights(lights, device)
     vis = visibility if visibility is not None else torch.ones(1, device=device)
 
     def flat(x: Tensor, dtype: torch.dtype = f32) -> Tensor:
@@ -295,6 +285,26 @@ def _shade_triton(
         BLOCK=block,
     )  # fmt: skip
     return ShadingResult(shading=shading, irradiance=irr, rgb=rgb)
+
+
+def _packed_lights(lights: LightSet, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The lights as the kernels read them: [L, 12] rows (kind, position, direction, radiance,
+    cos_outer, cos_inner) and [30] environment (ambient, then the SH radiance [9, 3])."""
+    f32 = torch.float32
+    packed = torch.cat(
+        [
+            lights.kind.to(device=device, dtype=f32)[:, None],
+            lights.position.to(device=device, dtype=f32).reshape(-1, 3),
+            lights.direction.to(device=device, dtype=f32).reshape(-1, 3),
+            lights.radiance.to(device=device, dtype=f32).reshape(-1, 3),
+            lights.cos_outer.to(device=device, dtype=f32)[:, None],
+            lights.cos_inner.to(device=device, dtype=f32)[:, None],
+        ],
+        1,
+    ).contiguous()
+    sh = lights.sh if lights.sh is not None else torch.zeros(9, 3, device=lights.ambient.device)
+    env = torch.cat([lights.ambient.reshape(3), sh.reshape(27)]).to(device=device, dtype=f32)
+    return packed, env
 
 
 # Ahead-of-time sm_90 compile checks (tests/_aot.py, benchmarks/aot_kernels.py): each entry is
@@ -356,4 +366,11 @@ def shade(
         roughness = torch.full((H, W), 0.5, device=device)
     if _use_triton(device):
         return _shade_triton(points, normal, albedo, lights, specular, roughness, visibility, mask)
+    if _use_warp_cpu(device):
+        from . import warp_cpu
+
+        packed, env = _packed_lights(lights, device)
+        shading, irr, rgb = warp_cpu.shade(points, normal, albedo, specular, roughness, mask,
+                                           packed, env, lights.sh is not None, visibility)
+        return ShadingResult(shading=shading, irradiance=irr, rgb=rgb)
     return _shade_reference(points, normal, albedo, lights, specular, roughness, visibility, mask)

@@ -228,8 +228,16 @@ def shadow_visibility(
     out = torch.ones(H, W, dtype=torch.float32, device=device)
     if not bool(mask.any()):
         return out
-    pts = points_world[mask].to(torch.float32)
-    normals = normals_world[mask].to(torch.float32) if normals_world is not None else None
+    fused = use_warp_cpu(device)  # directional and spot lights: one compiled pass per pixel
+    compacted: list[tuple[Tensor, Tensor | None]] = []
+
+    def masked() -> tuple[Tensor, Tensor | None]:
+        """The masked points [M, 3] and normals [M, 3] (or None), gathered once if needed."""
+        if not compacted:
+            compacted.append((points_world[mask].to(torch.float32),
+                              None if normals_world is None
+                              else normals_world[mask].to(torch.float32)))
+        return compacted[0]
 
     def on(x: Tensor) -> Tensor:
         return x.to(device=device, dtype=torch.float32)
@@ -238,9 +246,16 @@ def shadow_visibility(
         d = torch.as_tensor(light_dir, dtype=torch.float32, device="cpu")
         d = torch.nn.functional.normalize(d, dim=0)
         if scene_bounds is None:
+            pts = masked()[0]
             scene_bounds = (pts.amin(0).cpu(), pts.amax(0).cpu())
         view, ortho = ortho_view(d, scene_bounds, res)
         depth = on(depth_fn(view, None, res, res, ortho=ortho))
+        if fused:
+            from . import warp_cpu
+
+            return warp_cpu.shadow_test(points_world, mask, normals_world, view, ortho, True, -d,
+                                        bias, _DEFAULT_SLOPE, depth, pcf, False)
+        pts, normals = masked()
         view = on(view)
         cam = pts @ view[:3, :3].T + view[:3, 3]
         sx, sy, cx, cy = ortho
@@ -257,9 +272,17 @@ def shadow_visibility(
             axis = torch.as_tensor(light_dir, dtype=torch.float32, device="cpu")
             view, K = perspective_view(pos.cpu(), axis, half + 0.02, res)
             depth = on(depth_fn(view, K, res, res, ortho=None))
+            if fused:
+                from . import warp_cpu
+
+                proj = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+                return warp_cpu.shadow_test(points_world, mask, normals_world, view, proj, False,
+                                            pos.cpu(), bias, _DEFAULT_SLOPE, depth, pcf, False)
+            pts, normals = masked()
             out[mask] = _perspective_test(pts, on(view), on(K), depth, bias, pcf, normals, pos)
             return out
 
+    pts, normals = masked()
     rel = pts - pos
     axis = rel.abs().argmax(-1)
     sign = torch.gather(rel, 1, axis[:, None])[:, 0] >= 0
@@ -313,6 +336,10 @@ def mesh_depth_fn(
         K_ortho = torch.tensor([[sx, 0.0, cx], [0.0, sy, cy], [0.0, 0.0, 1.0]], device=verts.device)
         eye = torch.eye(4, device=verts.device)
         wd = rasterize_depth(warped, faces, eye, K_ortho, width, height, near=0.5)
+        if use_warp_cpu(wd.device):  # one pass over the map instead of four
+            from .warp_cpu import affine_reciprocal_
+
+            return affine_reciprocal_(wd, c, 2.0 * span)
         return torch.where(torch.isfinite(wd), c - 2.0 * span / wd, wd)
 
     return depth_fn

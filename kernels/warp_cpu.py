@@ -22,6 +22,11 @@ is explicit):
 * :func:`oriented_normals` - face normals gathered and shading normals turned to face the camera
   (``mesh_raster.orient_normals``);
 * :func:`pcf_lookup` - the shadow maps' percentage-closer test, bit for bit (``shadow._lookup``);
+* :func:`shadow_test` - a directional or spot light's whole test per pixel: into the light's
+  view, bias, PCF (``shadow.shadow_visibility`` without compacting the masked pixels);
+* :func:`pixel_motion` - a surface point's motion to another frame's camera
+  (``renderer._pixel_motion``);
+* :func:`shade` - every light's Lambert + Blinn-Phong term per pixel (``shading._shade_reference``);
 * :func:`bin_tiles` - Gaussians listed per screen tile front to back, exactly
   ``gaussian_raster._bin_tiles``'s lists, without sorting (tile, Gaussian) pairs;
 * :func:`composite` - front-to-back blending per pixel (``gaussian_raster._composite_reference``,
@@ -47,8 +52,8 @@ wp.config.quiet = True
 wp.config.log_level = wp.LOG_WARNING
 
 __all__ = [
-    "bin_tiles", "composite", "init_warp", "interpolate", "oriented_normals", "pcf_lookup",
-    "resolve", "warmup", "zbuffer",
+    "affine_reciprocal_", "bin_tiles", "composite", "init_warp", "interpolate", "oriented_normals",
+    "pcf_lookup", "pixel_motion", "resolve", "shade", "shadow_test", "warmup", "zbuffer",
 ]
 
 #: What Warp's native library prints on stderr at start-up on every machine without an NVIDIA
@@ -296,7 +301,7 @@ def _pcf_kernel(
     ci = wp.clamp(i, -1, h)
     cj = wp.clamp(j, -1, w)
     reach = zm - bias[m]
-    lit = int(0)  # noqa: UP018 (a Warp variable the loop may change, not a constant)
+    lit = int(0)
     for di in range(-pcf, pcf + 1):
         ti = wp.clamp(ci + di, 0, h - 1)
         for dj in range(-pcf, pcf + 1):
@@ -361,8 +366,8 @@ def _composite_kernel(
     tile = (i // tile_size) * tiles_x + j // tile_size
     px = float(j) + 0.5
     py = float(i) + 0.5
-    t = float(1.0)  # noqa: UP018 (Warp variables the loop changes)
-    best_w = float(0.0)  # noqa: UP018
+    t = float(1.0)
+    best_w = float(0.0)
     best_g = wp.int64(-1)
     for k in range(int(offsets[tile]), int(offsets[tile + 1])):
         g = flat_ids[k]
@@ -388,6 +393,180 @@ def _composite_kernel(
         t = t_next
     trans[p] = t
     best[p] = best_g
+
+
+@wp.kernel
+def _shade_kernel(
+    points: wp.array(dtype=wp.vec3),  # [N] camera-space points
+    normal: wp.array(dtype=wp.vec3),  # [N] unit normals, 0 where empty
+    albedo: wp.array(dtype=wp.vec3),  # [N]
+    specular: wp.array(dtype=wp.float32),  # [N]
+    roughness: wp.array(dtype=wp.float32),  # [N]
+    mask: wp.array(dtype=wp.int8),  # [N]
+    lights: wp.array2d(dtype=wp.float32),  # [L, 12] kind, position, direction, radiance, cos
+    env: wp.array(dtype=wp.float32),  # [30] ambient (3), then SH radiance [9, 3]
+    has_sh: int,
+    vis: wp.array2d(dtype=wp.float32),  # [L, N] (read only when has_vis)
+    has_vis: int,
+    shading: wp.array(dtype=wp.float32),  # [N] out
+    irr_out: wp.array(dtype=wp.vec3),  # [N] out
+    rgb_out: wp.array(dtype=wp.vec3),  # [N] out
+):
+    p = wp.tid()
+    if mask[p] == wp.int8(0):
+        shading[p] = 0.0
+        irr_out[p] = wp.vec3(0.0)
+        rgb_out[p] = wp.vec3(0.0)
+        return
+    x = points[p]
+    n = normal[p]
+    v = -x / wp.max(wp.length(x), 1.0e-9)
+    r = wp.clamp(roughness[p], 0.02, 1.0)
+    r2 = r * r
+    expo = wp.clamp(2.0 / (r2 * r2) - 2.0, 1.0, 4096.0)
+    irr = wp.vec3(env[0], env[1], env[2])
+    if has_sh != 0:  # Ramamoorthi-Hanrahan irradiance per channel, divided by pi
+        for c in range(3):
+            e = (0.886227 * env[3 + c]
+                 + 1.023328 * (env[12 + c] * n[0] + env[6 + c] * n[1] + env[9 + c] * n[2])
+                 + 0.743125 * env[21 + c] * n[2] * n[2] - 0.247708 * env[21 + c]
+                 + 0.429043 * env[27 + c] * (n[0] * n[0] - n[1] * n[1])
+                 + 0.858086 * (env[15 + c] * n[0] * n[1] + env[24 + c] * n[0] * n[2]
+                               + env[18 + c] * n[1] * n[2]))
+            irr[c] = irr[c] + wp.max(e / 3.141592653589793, 0.0)
+    spec = wp.vec3(0.0)
+    for i in range(lights.shape[0]):
+        kind = lights[i, 0]
+        d = wp.vec3(lights[i, 4], lights[i, 5], lights[i, 6])
+        to_light = wp.vec3(lights[i, 1], lights[i, 2], lights[i, 3]) - x
+        d2 = wp.max(wp.dot(to_light, to_light), 1.0e-6)
+        l_dir = -d
+        atten = float(1.0)
+        if kind != 0.0:
+            l_dir = to_light / wp.sqrt(d2)
+            atten = 1.0 / d2
+        if kind == 2.0:
+            lo = lights[i, 10]
+            s = wp.clamp((-wp.dot(l_dir, d) - lo) / wp.max(lights[i, 11] - lo, 1.0e-6), 0.0, 1.0)
+            atten = atten * (s * s * (3.0 - 2.0 * s))
+        if has_vis != 0:
+            atten = atten * vis[i, p]
+        ndl = wp.max(wp.dot(n, l_dir), 0.0)
+        h = l_dir + v
+        ndh = wp.max(wp.dot(n, h) / wp.max(wp.length(h), 1.0e-9), 0.0)
+        lobe = float(0.0)
+        if ndh > 0.0 and specular[p] != 0.0:  # (a lobe times ks = 0 adds nothing)
+            lobe = wp.pow(ndh, expo)
+        radiance = wp.vec3(lights[i, 7], lights[i, 8], lights[i, 9])
+        diffuse = atten * ndl
+        irr = irr + radiance * diffuse
+        spec = spec + radiance * (diffuse * specular[p] * lobe)
+    shading[p] = (irr[0] + irr[1] + irr[2]) / 3.0
+    irr_out[p] = irr
+    rgb_out[p] = wp.cw_mul(albedo[p], irr) + spec
+
+
+@wp.kernel
+def _shadow_test_kernel(
+    points: wp.array(dtype=wp.vec3),  # [N] world positions
+    mask: wp.array(dtype=wp.int8),  # [N] 0: no surface (lit)
+    normals: wp.array(dtype=wp.vec3),  # [N] world normals (read only when has_normals)
+    has_normals: int,
+    rot: wp.mat33,  # world -> light camera
+    trans: wp.vec3,
+    proj: wp.vec4,  # ortho: (sx, sy, cx, cy); perspective: (fx, fy, cx, cy)
+    ortho: int,
+    light: wp.vec3,  # ortho: unit direction towards the light; perspective: light position
+    bias: float,  # >= 0: this bias everywhere; < 0: one texel plus the slope's depth change
+    default_slope: float,
+    depth: wp.array2d(dtype=wp.float32),  # [h, w] shadow map
+    pcf: int,
+    clamp: int,
+    out: wp.array(dtype=wp.float32),  # [N] fraction lit
+):
+    p = wp.tid()
+    if mask[p] == wp.int8(0):
+        out[p] = 1.0
+        return
+    x = points[p]
+    c = rot * x + trans
+    z = c[2]
+    u = float(0.0)
+    v = float(0.0)
+    texel = float(0.0)
+    to_light = light
+    if ortho != 0:
+        u = proj[0] * c[0] + proj[2]
+        v = proj[1] * c[1] + proj[3]
+        texel = 1.0 / proj[0]
+    else:
+        zs = wp.max(z, 1.0e-9)
+        u = proj[0] * c[0] / zs + proj[2]
+        v = proj[1] * c[1] / zs + proj[3]
+        texel = zs / proj[0]
+        to_light = wp.normalize(light - x)
+    b = bias
+    if bias < 0.0:
+        slope = default_slope
+        if has_normals != 0:
+            cos = wp.clamp(wp.abs(wp.dot(wp.normalize(normals[p]), to_light)), 0.0995, 1.0)
+            slope = wp.sqrt(1.0 - cos * cos) / cos
+        b = texel * (1.0 + 1.4142135623730951 * float(pcf + 1) * slope)
+    h = depth.shape[0]
+    w = depth.shape[1]
+    j = int(wp.floor(u))
+    i = int(wp.floor(v))
+    on_map = z > 0.0
+    if clamp == 0 and (j < 0 or j >= w or i < 0 or i >= h):
+        on_map = False
+    if not on_map:
+        out[p] = 1.0
+        return
+    ci = wp.clamp(i, -1, h)
+    cj = wp.clamp(j, -1, w)
+    reach = z - b
+    lit = int(0)
+    for di in range(-pcf, pcf + 1):
+        ti = wp.clamp(ci + di, 0, h - 1)
+        for dj in range(-pcf, pcf + 1):
+            if depth[ti, wp.clamp(cj + dj, 0, w - 1)] >= reach:
+                lit += 1
+    out[p] = float(lit) / float((2 * pcf + 1) * (2 * pcf + 1))
+
+
+@wp.kernel
+def _motion_kernel(
+    src: wp.array2d(dtype=wp.float32),  # [N, C] per-pixel channels holding world points
+    col: int,  # the point's first channel
+    hit: wp.array(dtype=wp.int8),  # [N]
+    rot: wp.mat33,  # the other frame's world -> camera
+    trans: wp.vec3,
+    k0: wp.vec3,  # its intrinsics' first row
+    k1: wp.vec3,  # and second row
+    near: float,
+    width: int,
+    out: wp.array2d(dtype=wp.float32),  # [N, 2] out: pixel motion, 0 where not hit or behind
+):
+    p = wp.tid()
+    out[p, 0] = 0.0
+    out[p, 1] = 0.0
+    if hit[p] == wp.int8(0):
+        return
+    c = rot * wp.vec3(src[p, col], src[p, col + 1], src[p, col + 2]) + trans
+    if c[2] <= near:
+        return
+    zs = wp.max(c[2], 1.0e-6)
+    x = c[0] / zs
+    y = c[1] / zs
+    out[p, 0] = k0[0] * x + k0[1] * y + k0[2] - (float(p % width) + 0.5)
+    out[p, 1] = k1[0] * x + k1[1] * y + k1[2] - (float(p // width) + 0.5)
+
+
+@wp.kernel
+def _affine_reciprocal_kernel(x: wp.array(dtype=wp.float32), a: float, b: float):
+    p = wp.tid()
+    if wp.isfinite(x[p]):
+        x[p] = a - b / x[p]
 
 
 def zbuffer(screen: Tensor, height: int, width: int,
@@ -522,6 +701,101 @@ def composite(params: Tensor, payload: Tensor, offsets: Tensor, flat_ids: Tensor
     return acc.view(height, width, d), trans.view(height, width), best.view(height, width)
 
 
+def shade(points: Tensor, normal: Tensor, albedo: Tensor, specular: Tensor, roughness: Tensor,
+          mask: Tensor, lights: Tensor, env: Tensor, has_sh: bool,
+          visibility: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``shading._shade_reference`` compiled, one pixel at a time over all lights (packed as the
+    Triton kernel takes them: ``lights`` [L, 12], ``env`` [30]): shading [H, W], irradiance and
+    rgb [H, W, 3], 0 outside ``mask``; equal to rounding."""
+    _start()
+    shape = normal.shape[:-1]
+    n = normal[..., 0].numel()
+    f32 = [x.reshape(n, -1).to(torch.float32).contiguous() for x in (points, normal, albedo)]
+    shading = torch.empty(n, dtype=torch.float32, device="cpu")
+    irr = torch.empty(n, 3, dtype=torch.float32, device="cpu")
+    rgb = torch.empty(n, 3, dtype=torch.float32, device="cpu")
+    vis = (visibility.reshape(-1, n) if visibility is not None
+           else torch.ones(1, 1, device="cpu"))
+    if n:
+        wp.launch(_shade_kernel, dim=n, device="cpu",
+                  inputs=[*[wp.from_torch(x, dtype=wp.vec3) for x in f32],
+                          wp.from_torch(specular.reshape(n).to(torch.float32).contiguous()),
+                          wp.from_torch(roughness.reshape(n).to(torch.float32).contiguous()),
+                          wp.from_torch(mask.reshape(n).to(torch.int8).contiguous()),
+                          wp.from_torch(lights.to(torch.float32).contiguous()),
+                          wp.from_torch(env.to(torch.float32).contiguous()), int(has_sh),
+                          wp.from_torch(vis.to(torch.float32).contiguous()),
+                          int(visibility is not None), wp.from_torch(shading),
+                          wp.from_torch(irr, dtype=wp.vec3), wp.from_torch(rgb, dtype=wp.vec3)])
+    return shading.view(shape), irr.view(*shape, 3), rgb.view(*shape, 3)
+
+
+def shadow_test(points: Tensor, mask: Tensor, normals: Tensor | None, view: Tensor,
+                proj: tuple[float, float, float, float], ortho: bool, light: Tensor,
+                bias: float | None, default_slope: float, depth: Tensor, pcf: int,
+                clamp: bool) -> Tensor:
+    """``shadow.shadow_visibility``'s test of one map for every pixel in one pass: each masked
+    world point [..., 3] taken into the light's view (``view`` [4, 4], orthographic scale or
+    pinhole intrinsics ``proj``), its bias (``bias``, or one texel plus the depth change of its
+    slope to the light: ``light`` is the unit direction towards it for an orthographic view, its
+    position for a pinhole one) and the PCF lookup (``shadow._lookup``). Returns [...] fraction
+    lit, 1 off the mask; equal to the reference up to a tap at rounding distance."""
+    _start()
+    shape = mask.shape
+    n = mask.numel()
+    out = torch.empty(n, dtype=torch.float32, device="cpu")
+    if n:
+        pts = points.reshape(n, 3).to(torch.float32).contiguous()
+        nrm = pts if normals is None else normals.reshape(n, 3).to(torch.float32).contiguous()
+        rot = view[:3, :3].to(torch.float64).tolist()
+        wp.launch(_shadow_test_kernel, dim=n, device="cpu",
+                  inputs=[wp.from_torch(pts, dtype=wp.vec3),
+                          wp.from_torch(mask.reshape(n).to(torch.int8).contiguous()),
+                          wp.from_torch(nrm, dtype=wp.vec3), int(normals is not None),
+                          wp.mat33(*[float(x) for row in rot for x in row]),
+                          wp.vec3(*[float(x) for x in view[:3, 3].tolist()]),
+                          wp.vec4(*[float(x) for x in proj]), int(ortho),
+                          wp.vec3(*[float(x) for x in light.reshape(3).tolist()]),
+                          -1.0 if bias is None else float(bias), float(default_slope),
+                          wp.from_torch(depth.to(torch.float32).contiguous()), int(pcf),
+                          int(clamp), wp.from_torch(out)])
+    return out.view(shape)
+
+
+def pixel_motion(channels: Tensor, col: int, hit: Tensor, viewmat: Tensor, K: Tensor,
+                 near: float) -> Tensor:
+    """Each hit pixel's world point (``channels`` [H, W, C] at ``col:col + 3``) projected by
+    another frame's camera (``viewmat``, ``K``), minus the pixel centre: [H, W, 2] motion in
+    pixels, 0 where not hit or not in front of that camera (``renderer._pixel_motion``)."""
+    _start()
+    height, width, c = channels.shape
+    n = height * width
+    out = torch.empty(n, 2, dtype=torch.float32, device="cpu")
+    if n:
+        rot = viewmat[:3, :3].to(torch.float64).tolist()
+        k = K.to(torch.float64).tolist()
+        wp.launch(_motion_kernel, dim=n, device="cpu",
+                  inputs=[wp.from_torch(channels.reshape(n, c).to(torch.float32).contiguous()),
+                          int(col), wp.from_torch(hit.reshape(n).to(torch.int8).contiguous()),
+                          wp.mat33(*[float(x) for row in rot for x in row]),
+                          wp.vec3(*[float(x) for x in viewmat[:3, 3].tolist()]),
+                          wp.vec3(*k[0]), wp.vec3(*k[1]), float(near), width,
+                          wp.from_torch(out)])
+    return out.view(height, width, 2)
+
+
+def affine_reciprocal_(x: Tensor, a: float, b: float) -> Tensor:
+    """``x`` replaced by ``a - b / x`` where finite (the orthographic shadow map's depth from its
+    pinhole stand-in, ``shadow.mesh_depth_fn``), in place; returns ``x``."""
+    _start()
+    if x.numel():
+        flat = x.view(-1)
+        assert flat.is_contiguous() and flat.dtype == torch.float32
+        wp.launch(_affine_reciprocal_kernel, dim=flat.numel(), device="cpu",
+                  inputs=[wp.from_torch(flat), float(a), float(b)])
+    return x
+
+
 def warmup() -> None:
     """Compiles (and caches in ``~/.cache/warp``) this module's kernels: one tiny triangle through
     each. Run once at install time."""
@@ -537,3 +811,12 @@ def warmup() -> None:
                                   2, 2, 2)
     params = torch.tensor([[2.0, 2.0, 0.5, 0.0, 0.5, -0.1]])
     composite(params, torch.ones(1, 2), offsets, flat_ids, 4, 4, 2, 2, 1.0 / 256.0)
+    shadow_test(torch.ones(2, 3), torch.ones(2, dtype=torch.bool), None, torch.eye(4),
+                (1.0, 1.0, 0.0, 0.0), True, torch.tensor([0.0, 0.0, 1.0]), None, 1.7,
+                torch.ones(2, 2), 1, False)
+    pixel_motion(torch.ones(2, 2, 4), 1, torch.ones(2, 2, dtype=torch.bool), torch.eye(4),
+                 torch.eye(3), 0.01)
+    affine_reciprocal_(torch.ones(3), 2.0, 1.0)
+    unit = torch.ones(2, 2, 3)
+    shade(unit, unit, unit, torch.ones(2, 2), torch.ones(2, 2), torch.ones(2, 2, dtype=torch.bool),
+          torch.ones(1, 12), torch.ones(30), True, torch.ones(1, 2, 2))

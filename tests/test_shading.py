@@ -198,7 +198,8 @@ _TRITON_SCRIPT = textwrap.dedent(
 )
 
 
-def test_triton_kernel_through_interpreter_matches_reference(tmp_path):
+def _kernel_cases() -> list[dict]:
+    """Random pixels, every light kind, SH, visibility, masks, and no lights at all."""
     gen = torch.Generator().manual_seed(4)
 
     def rand(*shape):
@@ -223,6 +224,12 @@ def test_triton_kernel_through_interpreter_matches_reference(tmp_path):
         {"args": (points, n, rand(H, W, 3), lights), "kw": {"mask": rand(H, W) > 0.3}},
         {"args": (points[:5, :3], n[:5, :3], rand(5, 3, 3), LightSet.empty()), "kw": {}},
     ]
+    return cases
+
+
+def test_triton_kernel_through_interpreter_matches_reference(tmp_path, monkeypatch):
+    monkeypatch.setenv("RENDIFF_CPU_KERNELS", "torch")  # the reference, in this process
+    cases = _kernel_cases()
     cases_path, out_path = tmp_path / "cases.pt", tmp_path / "out.pt"
     torch.save(cases, cases_path)
     env = dict(os.environ, RENDIFF_TRITON="interpret", TRITON_INTERPRET="1")
@@ -235,6 +242,19 @@ def test_triton_kernel_through_interpreter_matches_reference(tmp_path):
         torch.testing.assert_close(shading, want.shading, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(irr, want.irradiance, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(rgb, want.rgb, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_cpu_kernel_matches_reference(monkeypatch):
+    """``warp_cpu.shade`` (the default on CPU) against the torch reference."""
+    for case in _kernel_cases():
+        monkeypatch.setenv("RENDIFF_CPU_KERNELS", "warp")
+        got = shade(*case["args"], **case["kw"])
+        monkeypatch.setenv("RENDIFF_CPU_KERNELS", "torch")
+        want = shade(*case["args"], **case["kw"])
+        for name in ("shading", "irradiance", "rgb"):
+            torch.testing.assert_close(getattr(got, name), getattr(want, name), rtol=1e-5,
+                                       atol=1e-5)
+        assert float(want.rgb.abs().amax()) > 0.1 or not len(case["args"][3])
 
 
 # --- shadow maps -------------------------------------------------------------------------------

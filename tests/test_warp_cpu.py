@@ -233,3 +233,30 @@ def test_gaussian_render_matches_the_torch_references(torch_reference):
     assert float((ours[Layer.INSTANCE] != ref[Layer.INSTANCE]).float().mean()) < 1e-3
     off = (ours[Layer.SHADING] - ref[Layer.SHADING]).abs() > 1e-4
     assert float(off.float().mean()) < 1e-3
+
+
+@pytest.mark.parametrize("light", ["directional", "spot"])
+def test_shadow_test_matches_the_reference(light, torch_reference):
+    """The fused per-pixel shadow test (directional and spot maps) against the reference's
+    gather, test and scatter: the same visibility, but for a PCF tap at rounding distance from
+    its texel's depth (at most one tap, 1/9, at a few pixels)."""
+    cube = box((0.6, 0.4, 0.5)).transformed(torch.eye(3), torch.tensor([0.1, 0.0, 0.6]))
+    depth_fn = shadow.mesh_depth_fn(cube.verts, cube.faces)
+    g = torch.Generator().manual_seed(8)
+    pts = torch.rand(64, 80, 3, generator=g) * torch.tensor([3.0, 3.0, 0.0]) - torch.tensor(
+        [1.5, 1.5, 0.0])  # the ground around the box
+    mask = torch.rand(64, 80, generator=g) > 0.1
+    normals = torch.nn.functional.normalize(torch.randn(64, 80, 3, generator=g), dim=-1)
+    kw = dict(scene_bounds=(cube.verts.amin(0), cube.verts.amax(0))) if light == "directional" \
+        else dict(cos_outer=math.cos(math.radians(35)))
+    where = (None, (0.3, -0.2, -1.0)) if light == "directional" else ((0.2, 0.1, 3.0),
+                                                                       (0.0, 0.0, -1.0))
+    for bias, n in ((None, None), (None, normals), (0.02, None)):
+        args = (pts, mask, light, where[0], where[1], depth_fn, 256, bias)
+        ours = shadow.shadow_visibility(*args, normals_world=n, **kw)
+        ref = torch_reference(lambda args=args, n=n: shadow.shadow_visibility(
+            *args, normals_world=n, **kw))
+        assert 0.05 < float((ref < 1).float().mean()) < 0.9
+        assert (ours[~mask] == 1).all()
+        diff = (ours - ref).abs()
+        assert float(diff.max()) <= 1 / 9 + 1e-6 and float((diff > 0).float().mean()) < 5e-3
