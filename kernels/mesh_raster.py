@@ -146,7 +146,10 @@ def _setup(
         front = (normal * tri[:, 0]).sum(-1) < 0  # normal points back towards the camera centre
         tri, face = tri[front], face[front]
     clipped = bool((tri[..., 2] < near).any())
-    tri, weights, face = _clip_near(tri, face, near)
+    if clipped:
+        tri, weights, face = _clip_near(tri, face, near)
+    else:  # what _clip_near returns when nothing is cut: every face whole, in order
+        weights = torch.eye(3, device=tri.device, dtype=tri.dtype).expand(tri.shape[0], 3, 3)
     inv_z = 1.0 / tri[..., 2]  # [T, 3]
     uv = (tri * inv_z[..., None]) @ K[:2].T  # [T, 3, 2]
     screen = torch.cat([uv.reshape(-1, 6), inv_z], 1).to(torch.float32).contiguous()
