@@ -11,6 +11,7 @@ import logging
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -104,6 +105,50 @@ def _stale_outputs(out: Path, written: set[Path]) -> list[Path]:
     return [p for p in candidates if p.is_file() and p not in written]
 
 
+def _save_videos_and_sheet(out: Path, layers: Layers, generated: torch.Tensor | None,
+                           scene: Scene | None, sheet_layers: list[Layer] | None,
+                           model_inputs: dict[str, torch.Tensor | np.ndarray] | None,
+                           written: dict[str, Path]) -> None:
+    """The control-map, render and generated videos and the contact sheet of :func:`save`,
+    recorded in ``written``."""
+    fps = layers.fps
+    picked = pick_frames(layers.frames, SHEET_COLUMNS)  # the frames the contact sheet shows
+    maps: dict[str, np.ndarray] = {}  # each map's picked frames only: the video has them all
+    for layer in _MAP_ORDER:
+        if layer == Layer.POSE and layers.keypoints is None:
+            continue  # no people in the scene: the pose map would be black
+        if layer in layers:
+            # encoded a few frames at a time to uint8 (what the video takes), never as a whole
+            # float32 clip
+            frames = control_image_uint8(layer, layers[layer])
+            written[f"maps/{layer.value}"] = write_video(out / "maps" / f"{layer.value}.mp4",
+                                                         frames, fps)
+            maps[layer.value] = frames[picked]
+            del frames
+    for name, frames in (model_inputs or {}).items():
+        written[f"maps/model_{name}"] = write_video(out / "maps" / f"model_{name}.mp4",
+                                                     torch.as_tensor(frames), fps)
+    if Layer.RGB in layers:
+        written["render"] = write_video(out / "render.mp4", layers[Layer.RGB], fps)
+    if generated is not None:
+        written["generated"] = write_video(out / "generated.mp4", generated, fps)
+
+    rows: dict[str, torch.Tensor | np.ndarray] = {}
+    if Layer.RGB in layers:
+        rows["render"] = layers[Layer.RGB][picked]
+    for layer in sheet_layers or _MAP_ORDER:
+        if layer.value in maps and layer not in (Layer.FLOW_BACKWARD, Layer.ALPHA):
+            rows[layer.value] = maps[layer.value]
+    if generated is not None:
+        rows["generated"] = generated[picked]
+    title = None
+    if scene is not None:
+        title = (f"{scene.name}  seed {scene.seed}  {layers.frames} frames @ {fps:g} fps  "
+                 f"{layers.size[0]}x{layers.size[1]}")
+    contact_sheet(rows, out / "contact_sheet.png", title=title, frame_numbers=picked)
+    written["contact_sheet"] = out / "contact_sheet.png"
+
+
 def save(
     out_dir: str | Path,
     layers: Layers,
@@ -156,46 +201,19 @@ def save(
         if contacts is None:
             contacts = trajectory.contacts
 
-    with atomic_path(out / "layers.npz") as tmp:
-        write_npz(tmp, layers.to_numpy())
-    written["layers"] = out / "layers.npz"
+    def write_layers() -> Path:
+        with atomic_path(out / "layers.npz") as tmp:
+            write_npz(tmp, layers.to_numpy())
+        return out / "layers.npz"
 
-    fps = layers.fps
-    picked = pick_frames(layers.frames, SHEET_COLUMNS)  # the frames the contact sheet shows
-    maps: dict[str, np.ndarray] = {}  # each map's picked frames only: the video has them all
-    for layer in _MAP_ORDER:
-        if layer == Layer.POSE and layers.keypoints is None:
-            continue  # no people in the scene: the pose map would be black
-        if layer in layers:
-            # encoded a few frames at a time to uint8 (what the video takes), never as a whole
-            # float32 clip
-            frames = control_image_uint8(layer, layers[layer])
-            written[f"maps/{layer.value}"] = write_video(out / "maps" / f"{layer.value}.mp4",
-                                                         frames, fps)
-            maps[layer.value] = frames[picked]
-            del frames
-    for name, frames in (model_inputs or {}).items():
-        written[f"maps/model_{name}"] = write_video(out / "maps" / f"model_{name}.mp4",
-                                                     torch.as_tensor(frames), fps)
-    if Layer.RGB in layers:
-        written["render"] = write_video(out / "render.mp4", layers[Layer.RGB], fps)
-    if generated is not None:
-        written["generated"] = write_video(out / "generated.mp4", generated, fps)
+    # layers.npz is compressed on a second thread (zlib lets go of the GIL) while the videos
+    # are encoded; both are done before metadata.json, written last
+    with ThreadPoolExecutor(1, thread_name_prefix="rendiff-npz") as pool:
+        npz = pool.submit(write_layers)
+        _save_videos_and_sheet(out, layers, generated, scene, sheet_layers, model_inputs,
+                               written)
+        written["layers"] = npz.result()
 
-    rows: dict[str, torch.Tensor | np.ndarray] = {}
-    if Layer.RGB in layers:
-        rows["render"] = layers[Layer.RGB][picked]
-    for layer in sheet_layers or _MAP_ORDER:
-        if layer.value in maps and layer not in (Layer.FLOW_BACKWARD, Layer.ALPHA):
-            rows[layer.value] = maps[layer.value]
-    if generated is not None:
-        rows["generated"] = generated[picked]
-    title = None
-    if scene is not None:
-        title = (f"{scene.name}  seed {scene.seed}  {layers.frames} frames @ {fps:g} fps  "
-                 f"{layers.size[0]}x{layers.size[1]}")
-    contact_sheet(rows, out / "contact_sheet.png", title=title, frame_numbers=picked)
-    written["contact_sheet"] = out / "contact_sheet.png"
 
     stale = _stale_outputs(out, set(written.values()))
     for p in stale:  # an earlier run's outputs this run did not write (its generated.mp4, ...)
@@ -209,7 +227,7 @@ def save(
         "scene": scene.name if scene is not None else None,
         "seed": scene.seed if scene is not None else None,
         "frames": layers.frames,
-        "fps": fps,
+        "fps": layers.fps,
         "size": list(layers.size),
         "versions": versions(),
         "layers": {k.value: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""),

@@ -23,7 +23,12 @@ def to_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     out = np.empty(frames.shape, dtype=np.uint8)
     for a in range(0, frames.shape[0], 4):
         part = frames[a:a + 4]
-        out[a:a + 4] = (np.clip(np.nan_to_num(part), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        if np.isnan(part).any():
+            part = np.nan_to_num(part)
+        scaled = np.clip(part, 0.0, 1.0)
+        scaled *= 255.0
+        scaled += 0.5
+        out[a:a + 4] = scaled  # truncates like astype(uint8)
     return out
 
 
@@ -41,6 +46,9 @@ def write_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: float,
         writer = imageio.get_writer(
             tmp, format="FFMPEG", fps=float(fps), codec="libx264", quality=quality,
             macro_block_size=1, pixelformat=pix, ffmpeg_log_level="error",
+            # x264's "veryfast" preset: 2.3x faster than its default ("medium") on a 720p clip,
+            # at the same quality setting, files within 25% of the size (benchmarks/bench_save.py)
+            ffmpeg_params=["-preset", "veryfast"],
         )
         try:
             for frame in data:
