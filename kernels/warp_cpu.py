@@ -274,6 +274,30 @@ def _orient_kernel(
     out[p] = m
 
 
+@wp.func
+def _pcf(depth: wp.array2d(dtype=wp.float32), u: float, v: float, z: float, bias: float,
+         pcf: int, clamp: int) -> float:
+    """The fraction of the (2 pcf + 1)^2 texels around (u, v) whose depth reaches z - bias; 1
+    unless z > 0 and (or ``clamp``) the texel is on the map (``shadow._lookup``, bit for bit)."""
+    h = depth.shape[0]
+    w = depth.shape[1]
+    j = int(wp.floor(u))
+    i = int(wp.floor(v))
+    if not (z > 0.0) or (clamp == 0 and (j < 0 or j >= w or i < 0 or i >= h)):
+        return 1.0
+    # the point clamped one texel past the edge, each tap clamped to the map
+    ci = wp.clamp(i, -1, h)
+    cj = wp.clamp(j, -1, w)
+    reach = z - bias
+    lit = int(0)
+    for di in range(-pcf, pcf + 1):
+        ti = wp.clamp(ci + di, 0, h - 1)
+        for dj in range(-pcf, pcf + 1):
+            if depth[ti, wp.clamp(cj + dj, 0, w - 1)] >= reach:
+                lit += 1
+    return float(lit) / float((2 * pcf + 1) * (2 * pcf + 1))
+
+
 @wp.kernel
 def _pcf_kernel(
     depth: wp.array2d(dtype=wp.float32),  # [h, w] shadow map, +inf where empty
@@ -286,28 +310,7 @@ def _pcf_kernel(
     out: wp.array(dtype=wp.float32),  # [M] fraction lit
 ):
     m = wp.tid()
-    h = depth.shape[0]
-    w = depth.shape[1]
-    j = int(wp.floor(u[m]))
-    i = int(wp.floor(v[m]))
-    zm = z[m]
-    on_map = zm > 0.0
-    if clamp == 0 and (j < 0 or j >= w or i < 0 or i >= h):
-        on_map = False
-    if not on_map:
-        out[m] = 1.0
-        return
-    # the point clamped one texel past the edge, each tap clamped to the map (``_lookup``)
-    ci = wp.clamp(i, -1, h)
-    cj = wp.clamp(j, -1, w)
-    reach = zm - bias[m]
-    lit = int(0)
-    for di in range(-pcf, pcf + 1):
-        ti = wp.clamp(ci + di, 0, h - 1)
-        for dj in range(-pcf, pcf + 1):
-            if depth[ti, wp.clamp(cj + dj, 0, w - 1)] >= reach:
-                lit += 1
-    out[m] = float(lit) / float((2 * pcf + 1) * (2 * pcf + 1))
+    out[m] = _pcf(depth, u[m], v[m], z[m], bias[m], pcf, clamp)
 
 
 @wp.func
@@ -512,26 +515,7 @@ def _shadow_test_kernel(
             cos = wp.clamp(wp.abs(wp.dot(wp.normalize(normals[p]), to_light)), 0.0995, 1.0)
             slope = wp.sqrt(1.0 - cos * cos) / cos
         b = texel * (1.0 + 1.4142135623730951 * float(pcf + 1) * slope)
-    h = depth.shape[0]
-    w = depth.shape[1]
-    j = int(wp.floor(u))
-    i = int(wp.floor(v))
-    on_map = z > 0.0
-    if clamp == 0 and (j < 0 or j >= w or i < 0 or i >= h):
-        on_map = False
-    if not on_map:
-        out[p] = 1.0
-        return
-    ci = wp.clamp(i, -1, h)
-    cj = wp.clamp(j, -1, w)
-    reach = z - b
-    lit = int(0)
-    for di in range(-pcf, pcf + 1):
-        ti = wp.clamp(ci + di, 0, h - 1)
-        for dj in range(-pcf, pcf + 1):
-            if depth[ti, wp.clamp(cj + dj, 0, w - 1)] >= reach:
-                lit += 1
-    out[p] = float(lit) / float((2 * pcf + 1) * (2 * pcf + 1))
+    out[p] = _pcf(depth, u, v, z, b, pcf, clamp)
 
 
 @wp.kernel
@@ -567,6 +551,13 @@ def _affine_reciprocal_kernel(x: wp.array(dtype=wp.float32), a: float, b: float)
     p = wp.tid()
     if wp.isfinite(x[p]):
         x[p] = a - b / x[p]
+
+
+def _rigid(view: Tensor) -> tuple[wp.mat33, wp.vec3]:
+    """A [4, 4] transform's rotation and translation as Warp values."""
+    m = view.detach().to("cpu", torch.float64)
+    return (wp.mat33(*[float(x) for x in m[:3, :3].reshape(-1).tolist()]),
+            wp.vec3(*[float(x) for x in m[:3, 3].tolist()]))
 
 
 def zbuffer(screen: Tensor, height: int, width: int,
@@ -747,14 +738,11 @@ def shadow_test(points: Tensor, mask: Tensor, normals: Tensor | None, view: Tens
     if n:
         pts = points.reshape(n, 3).to(torch.float32).contiguous()
         nrm = pts if normals is None else normals.reshape(n, 3).to(torch.float32).contiguous()
-        rot = view[:3, :3].to(torch.float64).tolist()
         wp.launch(_shadow_test_kernel, dim=n, device="cpu",
                   inputs=[wp.from_torch(pts, dtype=wp.vec3),
                           wp.from_torch(mask.reshape(n).to(torch.int8).contiguous()),
                           wp.from_torch(nrm, dtype=wp.vec3), int(normals is not None),
-                          wp.mat33(*[float(x) for row in rot for x in row]),
-                          wp.vec3(*[float(x) for x in view[:3, 3].tolist()]),
-                          wp.vec4(*[float(x) for x in proj]), int(ortho),
+                          *_rigid(view), wp.vec4(*[float(x) for x in proj]), int(ortho),
                           wp.vec3(*[float(x) for x in light.reshape(3).tolist()]),
                           -1.0 if bias is None else float(bias), float(default_slope),
                           wp.from_torch(depth.to(torch.float32).contiguous()), int(pcf),
@@ -772,14 +760,11 @@ def pixel_motion(channels: Tensor, col: int, hit: Tensor, viewmat: Tensor, K: Te
     n = height * width
     out = torch.empty(n, 2, dtype=torch.float32, device="cpu")
     if n:
-        rot = viewmat[:3, :3].to(torch.float64).tolist()
         k = K.to(torch.float64).tolist()
         wp.launch(_motion_kernel, dim=n, device="cpu",
                   inputs=[wp.from_torch(channels.reshape(n, c).to(torch.float32).contiguous()),
                           int(col), wp.from_torch(hit.reshape(n).to(torch.int8).contiguous()),
-                          wp.mat33(*[float(x) for row in rot for x in row]),
-                          wp.vec3(*[float(x) for x in viewmat[:3, 3].tolist()]),
-                          wp.vec3(*k[0]), wp.vec3(*k[1]), float(near), width,
+                          *_rigid(viewmat), wp.vec3(*k[0]), wp.vec3(*k[1]), float(near), width,
                           wp.from_torch(out)])
     return out.view(height, width, 2)
 
