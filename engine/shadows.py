@@ -40,7 +40,7 @@ from rendiff.kernels.shadow import DepthFn, mesh_depth_fn, shadow_visibility
 
 from .trajectory import LightState, Trajectory
 
-__all__ = ["gaussian_depth_fn", "scene_shadow_visibility"]
+__all__ = ["flat_meshes", "footprint_res", "gaussian_depth_fn", "scene_shadow_visibility"]
 
 _ORTHO_DISTANCE = 1000.0  # pinhole distance for orthographic views, in units of the extent
 _EXTENT_SIGMAS = 3.0  # a Gaussian reaches this many standard deviations from its mean
@@ -127,20 +127,40 @@ def _min_depth_fn(fns: list[DepthFn]) -> DepthFn:
 
 def _flat(vertices: Tensor, faces: Tensor) -> tuple[Tensor, Tensor] | None:
     """(unit normal, point) of a mesh whose vertices all lie in one plane (a ground plane, a wall,
-    a flat cloth), else None."""
+    a flat cloth), else None: the normal of its largest face, when every vertex is within 1e-6
+    of the mesh's extent (at least 1 m) of that face's plane through its first vertex."""
+    return _flat_frames(vertices[None], faces)[0]
+
+
+def flat_meshes(traj: Trajectory, chunk: int = 32) -> list[list[tuple[Tensor, Tensor] | None]]:
+    """``_flat`` of every mesh at every frame, [mesh][frame], computed a chunk of frames at a time
+    (one set of tensor operations per mesh and chunk instead of per frame)."""
+    out: list[list[tuple[Tensor, Tensor] | None]] = []
+    for m in traj.meshes:
+        per_frame: list[tuple[Tensor, Tensor] | None] = []
+        for a in range(0, m.vertices.shape[0], chunk):
+            per_frame.extend(_flat_frames(m.vertices[a:a + chunk], m.faces))
+        out.append(per_frame)
+    return out
+
+
+def _flat_frames(vertices: Tensor, faces: Tensor) -> list[tuple[Tensor, Tensor] | None]:
+    """:func:`_flat` of frames [T, V, 3] of one mesh at once, [T]."""
+    T = vertices.shape[0]
     if faces.shape[0] == 0:
-        return None
-    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
-    areas = torch.linalg.cross(b - a, c - a)
-    n = areas[areas.norm(dim=1).argmax()]
-    if float(n.norm()) == 0.0:
-        return None
-    n = n / n.norm()
-    p0 = vertices[0]
-    extent = float((vertices - p0).norm(dim=1).max())
-    if float(((vertices - p0) @ n).abs().max()) > 1e-6 * max(extent, 1.0):
-        return None
-    return n, p0
+        return [None] * T
+    a, b, c = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
+    areas = torch.linalg.cross(b - a, c - a, dim=-1)  # [T, F, 3]
+    pick = areas.norm(dim=-1).argmax(dim=1)
+    n = areas[torch.arange(T, device=vertices.device), pick]  # [T, 3]
+    length = n.norm(dim=-1, keepdim=True)
+    n = n / torch.where(length > 0, length, 1.0)
+    p0 = vertices[:, 0]
+    rel = vertices - p0[:, None]
+    extent = rel.norm(dim=-1).amax(1).clamp_min(1.0)
+    off = torch.bmm(rel, n[:, :, None])[..., 0].abs().amax(1)
+    flat = ((length[:, 0] > 0) & (off <= 1e-6 * extent)).tolist()
+    return [(n[t], p0[t]) if flat[t] else None for t in range(T)]
 
 
 def _receives_only(flat: tuple[Tensor, Tensor], light: LightState, receivers: Tensor) -> bool:
@@ -220,7 +240,8 @@ def footprint_res(bounds: tuple[Tensor, Tensor], viewmat: Tensor, K: Tensor, cap
 
 
 def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: Tensor,
-                            res: int | None = None) -> Tensor:
+                            res: int | None = None,
+                            flat: list[tuple[Tensor, Tensor] | None] | None = None) -> Tensor:
     """Per-light visibility [L, H, W] (1 lit, 0 shadowed) for frame k, in the order of the lights
     that :func:`rendiff.engine.renderer.lights_in_camera` lists (ambient and environment lights
     skipped). Lights with ``shadows: false`` get all ones. Meshes and Gaussian clouds cast
@@ -229,7 +250,8 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
     then covers only what can cast. A directional light's map covers the casters and is sampled
     about twice as finely as the camera sees them (:func:`footprint_res`), at most ``res``
     texels square (default twice the image's larger side, 256 to 2048); spot and point lights
-    get ``res // 2`` per view."""
+    get ``res // 2`` per view. ``flat``: each mesh's plane at frame k as :func:`flat_meshes`
+    gives it (computed here when not given)."""
     if res is None:
         res = min(2048, max(256, 2 * max(traj.cameras.width, traj.cameras.height)))
     view, K = traj.cameras.viewmats[k], traj.cameras.K[k]
@@ -242,8 +264,9 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
     if receivers.shape[0] == 0:
         return out
     clouds = any(g.means.shape[1] for g in traj.gaussians)
-    flats = {i: f for i, m in enumerate(traj.meshes)
-             if (f := _flat(m.vertices[k], m.faces)) is not None}
+    if flat is None:
+        flat = [_flat(m.vertices[k], m.faces) for m in traj.meshes]
+    flats = {i: f for i, f in enumerate(flat) if f is not None}
     cache: dict[tuple[int, ...], tuple[DepthFn | None, tuple[Tensor, Tensor] | None]] = {}
     for i, light in enumerate(lights):
         if not light.shadows:
