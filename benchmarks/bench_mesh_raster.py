@@ -1,13 +1,14 @@
 """Mesh depth + normal images at 512x512 for ~100k triangles: rendiff's CPU rasterizer vs Open3D.
 
-rendiff: `rasterize_triangles` (torch reference on CPU) then `mesh_normals_camera` (interpolated
-vertex normals). Open3D: `RaycastingScene` built from the triangles, one ray per pixel centre,
-depth from `t_hit` and the hit triangle's normal (Open3D has no vertex-normal interpolation), both
-turned into camera space; the scene build is part of its time, as a renderer of moving meshes
-would rebuild it every frame. Two scenes: five overlapping icospheres seen from outside
-(102,400 triangles), and a ground grid seen from 1.5 m above it (100,352 triangles, many of them
-clipped at the near plane). Prints a table and writes ``benchmarks/results/mesh_raster_cpu.json``
-with the machine's description.
+rendiff: `rasterize_triangles` then `mesh_normals_camera` (interpolated vertex normals), on CPU
+through the compiled kernels and, in the same run, the torch references
+(``RENDIFF_CPU_KERNELS=torch``). Open3D: `RaycastingScene` built from the triangles, one ray per
+pixel centre, depth from `t_hit` and the hit triangle's normal (Open3D has no vertex-normal
+interpolation), both turned into camera space; the scene build is part of its time, as a
+renderer of moving meshes would rebuild it every frame. Two scenes: five overlapping icospheres
+seen from outside (102,400 triangles), and a ground grid seen from 1.5 m above it (100,352
+triangles, many of them clipped at the near plane). Prints a table and writes
+``benchmarks/results/mesh_raster_cpu.json`` with the machine's description.
 
     python benchmarks/bench_mesh_raster.py [--size 512] [--repeats 5]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -129,8 +131,10 @@ def main() -> None:
             ),
             "coverage": float(hit.mean()),
         }
+        ours = partial(_ours, verts, faces, normals, view, K, size)
         rows = [
-            ("rendiff torch reference", partial(_ours, verts, faces, normals, view, K, size)),
+            ("rendiff compiled CPU kernels", partial(_with_cpu_kernels, "warp", ours)),
+            ("rendiff torch reference", partial(_with_cpu_kernels, "torch", ours)),
             (
                 "open3d RaycastingScene build+cast",
                 partial(_open3d, verts_np, faces_np, view, K, size),
@@ -169,6 +173,15 @@ def main() -> None:
         + "\n"
     )
     print(f"wrote {out}")
+
+
+def _with_cpu_kernels(kind: str, fn: Callable):
+    """``fn()`` with ``RENDIFF_CPU_KERNELS=kind`` (``warp``: compiled, ``torch``: references)."""
+    os.environ["RENDIFF_CPU_KERNELS"] = kind
+    try:
+        return fn()
+    finally:
+        os.environ.pop("RENDIFF_CPU_KERNELS")
 
 
 if __name__ == "__main__":
