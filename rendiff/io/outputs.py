@@ -11,7 +11,7 @@ import logging
 import platform
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -105,6 +105,39 @@ def _stale_outputs(out: Path, written: set[Path]) -> list[Path]:
     return [p for p in candidates if p.is_file() and p not in written]
 
 
+class _VideoQueue:
+    """``write(key, path, frames)`` hands a video to one writer thread and records its path in
+    ``written`` under ``key``, in the order given; at most one video waits while another is
+    written. Leaving the ``with`` block waits for every video (and raises the first error)."""
+
+    def __init__(self, fps: float, written: dict[str, Path]) -> None:
+        self._fps, self._written = fps, written
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rendiff-video")
+        self._pending: list[tuple[str, Future]] = []
+
+    def write(self, key: str, path: Path, frames: torch.Tensor | np.ndarray) -> None:
+        while len(self._pending) >= 2:
+            self._finish_one()
+        self._pending.append((key, self._pool.submit(write_video, path, frames, self._fps)))
+
+    def _finish_one(self) -> None:
+        key, future = self._pending.pop(0)
+        self._written[key] = future.result()
+
+    def __enter__(self) -> _VideoQueue:
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        try:
+            while self._pending:
+                if exc_type is None:
+                    self._finish_one()
+                else:  # already failing: wait, keep that error
+                    self._pending.pop(0)[1].exception()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 def _save_videos_and_sheet(out: Path, layers: Layers, generated: torch.Tensor | None,
                            scene: Scene | None, sheet_layers: list[Layer] | None,
                            model_inputs: dict[str, torch.Tensor | np.ndarray] | None,
@@ -114,24 +147,26 @@ def _save_videos_and_sheet(out: Path, layers: Layers, generated: torch.Tensor | 
     fps = layers.fps
     picked = pick_frames(layers.frames, SHEET_COLUMNS)  # the frames the contact sheet shows
     maps: dict[str, np.ndarray] = {}  # each map's picked frames only: the video has them all
-    for layer in _MAP_ORDER:
-        if layer == Layer.POSE and layers.keypoints is None:
-            continue  # no people in the scene: the pose map would be black
-        if layer in layers:
-            # encoded a few frames at a time to uint8 (what the video takes), never as a whole
-            # float32 clip
-            frames = control_image_uint8(layer, layers[layer])
-            written[f"maps/{layer.value}"] = write_video(out / "maps" / f"{layer.value}.mp4",
-                                                         frames, fps)
-            maps[layer.value] = frames[picked]
-            del frames
-    for name, frames in (model_inputs or {}).items():
-        written[f"maps/model_{name}"] = write_video(out / "maps" / f"model_{name}.mp4",
-                                                     torch.as_tensor(frames), fps)
-    if Layer.RGB in layers:
-        written["render"] = write_video(out / "render.mp4", layers[Layer.RGB], fps)
-    if generated is not None:
-        written["generated"] = write_video(out / "generated.mp4", generated, fps)
+    # Videos are written on a second thread (it mostly waits on ffmpeg's pipe) while this one
+    # encodes the next map; at most two maps' uint8 clips are held at a time.
+    with _VideoQueue(fps, written) as videos:
+        for layer in _MAP_ORDER:
+            if layer == Layer.POSE and layers.keypoints is None:
+                continue  # no people in the scene: the pose map would be black
+            if layer in layers:
+                # encoded a few frames at a time to uint8 (what the video takes), never as a
+                # whole float32 clip
+                frames = control_image_uint8(layer, layers[layer])
+                videos.write(f"maps/{layer.value}", out / "maps" / f"{layer.value}.mp4", frames)
+                maps[layer.value] = frames[picked]
+                del frames
+        for name, frames in (model_inputs or {}).items():
+            videos.write(f"maps/model_{name}", out / "maps" / f"model_{name}.mp4",
+                         torch.as_tensor(frames))
+        if Layer.RGB in layers:
+            videos.write("render", out / "render.mp4", layers[Layer.RGB])
+        if generated is not None:
+            videos.write("generated", out / "generated.mp4", generated)
 
     rows: dict[str, torch.Tensor | np.ndarray] = {}
     if Layer.RGB in layers:
