@@ -1,9 +1,11 @@
-"""Machine description written into every benchmark's JSON (the figures mean little without it)."""
+"""Machine description written into every benchmark's JSON (the figures mean little without it),
+and the switch between rendiff's CPU kernels that several benchmarks time side by side."""
 
 from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,3 +32,13 @@ def machine_info(**extra: object) -> dict[str, object]:
         "torch": torch.__version__,
         **extra,
     }
+
+
+def with_cpu_kernels(kind: str, fn: Callable[[], object]) -> object:
+    """``fn()`` with ``RENDIFF_CPU_KERNELS=kind`` (``warp``: the compiled CPU kernels, ``torch``:
+    the torch references), the variable removed again afterwards."""
+    os.environ["RENDIFF_CPU_KERNELS"] = kind
+    try:
+        return fn()
+    finally:
+        os.environ.pop("RENDIFF_CPU_KERNELS")

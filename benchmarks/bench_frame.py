@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 import torch
-from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
+from _machine import machine_info, with_cpu_kernels  # noqa: E402  (benchmarks/ on sys.path)
 
 import rendiff
 from rendiff.engine.meshes import vertex_normals
@@ -74,15 +74,6 @@ def _open3d(verts, faces, view, K, w, h):
     return depth, n
 
 
-def _with_cpu_kernels(kind: str, fn):
-    """``fn`` run with ``RENDIFF_CPU_KERNELS=kind`` (``warp``: compiled, ``torch``: references)."""
-    os.environ["RENDIFF_CPU_KERNELS"] = kind
-    try:
-        return fn()
-    finally:
-        os.environ.pop("RENDIFF_CPU_KERNELS")
-
-
 def _seconds(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -110,16 +101,16 @@ def main() -> None:
             render = partial(rendiff.render, traj, progress=False)
             t_all, t_all_ref = [], []
             for kind, out in (("warp", t_all), ("torch", t_all_ref)):
-                _with_cpu_kernels(kind, render)  # warm-up
-                out.append(min(_with_cpu_kernels(kind, partial(_seconds, render))
+                with_cpu_kernels(kind, render)  # warm-up
+                out.append(min(with_cpu_kernels(kind, partial(_seconds, render))
                                for _ in range(2)) / traj.frames)
             ours, ours_ref, o3d_t, hits = [], [], [], []
             for k in range(traj.frames):
                 verts, faces = _frame_mesh(traj, k)
                 view, K = traj.cameras.viewmats[k], traj.cameras.K[k]
                 args_k = (verts, faces, view, K, w, h)
-                ours.append(_with_cpu_kernels("warp", partial(_seconds, partial(_ours, *args_k))))
-                ours_ref.append(_with_cpu_kernels("torch",
+                ours.append(with_cpu_kernels("warp", partial(_seconds, partial(_ours, *args_k))))
+                ours_ref.append(with_cpu_kernels("torch",
                                                   partial(_seconds, partial(_ours, *args_k))))
                 o3d_t.append(_seconds(partial(_open3d, *args_k)))
                 d_ours, _ = _ours(*args_k)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 import torch
-from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
+from _machine import machine_info, with_cpu_kernels  # noqa: E402  (benchmarks/ on sys.path)
 
 from rendiff.engine.camera import look_at
 from rendiff.engine.meshes import sphere
@@ -133,8 +132,8 @@ def main() -> None:
         }
         ours = partial(_ours, verts, faces, normals, view, K, size)
         rows = [
-            ("rendiff compiled CPU kernels", partial(_with_cpu_kernels, "warp", ours)),
-            ("rendiff torch reference", partial(_with_cpu_kernels, "torch", ours)),
+            ("rendiff compiled CPU kernels", partial(with_cpu_kernels, "warp", ours)),
+            ("rendiff torch reference", partial(with_cpu_kernels, "torch", ours)),
             (
                 "open3d RaycastingScene build+cast",
                 partial(_open3d, verts_np, faces_np, view, K, size),
@@ -173,15 +172,6 @@ def main() -> None:
         + "\n"
     )
     print(f"wrote {out}")
-
-
-def _with_cpu_kernels(kind: str, fn: Callable):
-    """``fn()`` with ``RENDIFF_CPU_KERNELS=kind`` (``warp``: compiled, ``torch``: references)."""
-    os.environ["RENDIFF_CPU_KERNELS"] = kind
-    try:
-        return fn()
-    finally:
-        os.environ.pop("RENDIFF_CPU_KERNELS")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
-from _machine import machine_info  # noqa: E402  (benchmarks/ is on sys.path)
+from _machine import machine_info, with_cpu_kernels  # noqa: E402  (benchmarks/ on sys.path)
 
 import rendiff
 
@@ -25,12 +24,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _fps(traj, shadows: bool, threads: int, repeats: int, cpu: str = "warp") -> float:
-    os.environ["RENDIFF_CPU_KERNELS"] = cpu
     torch.set_num_threads(threads)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        rendiff.render(traj, shadows=shadows, progress=False)
+        with_cpu_kernels(cpu, lambda: rendiff.render(traj, shadows=shadows, progress=False))
         best = min(best, time.perf_counter() - t0)
     return traj.frames / best
 
@@ -63,7 +61,6 @@ def main() -> None:
               f"{row['shadow_share']:6.0%} {row['fps_2_threads']:10.1f} "
               f"{row['fps_torch_references']:11.1f} {row['fps_torch_references_no_shadows']:11.1f}"
               f" {row['shadow_share_torch_references']:6.0%}")
-    os.environ.pop("RENDIFF_CPU_KERNELS")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"render_cpu_{args.size}.json"
     out.write_text(json.dumps({"benchmark": "rendiff.render, all layers", "results": rows,

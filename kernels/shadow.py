@@ -38,6 +38,7 @@ lookup runs compiled (``rendiff.kernels.warp_cpu.pcf_lookup``, bit for bit the t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -229,15 +230,11 @@ def shadow_visibility(
     if not bool(mask.any()):
         return out
     fused = use_warp_cpu(device)  # directional and spot lights: one compiled pass per pixel
-    compacted: list[tuple[Tensor, Tensor | None]] = []
-
+    @functools.cache
     def masked() -> tuple[Tensor, Tensor | None]:
         """The masked points [M, 3] and normals [M, 3] (or None), gathered once if needed."""
-        if not compacted:
-            compacted.append((points_world[mask].to(torch.float32),
-                              None if normals_world is None
-                              else normals_world[mask].to(torch.float32)))
-        return compacted[0]
+        return (points_world[mask].to(torch.float32),
+                None if normals_world is None else normals_world[mask].to(torch.float32))
 
     def on(x: Tensor) -> Tensor:
         return x.to(device=device, dtype=torch.float32)

@@ -120,6 +120,16 @@ def _row_span(x0: float, y0: float, x1: float, y1: float, x2: float, y2: float, 
     return wp.vec2i(js, je)
 
 
+@wp.func
+def _edges(x0: float, y0: float, x1: float, y1: float, x2: float, y2: float, px: float,
+           py: float) -> wp.vec3:
+    """Edge functions of the point (px, py) against a triangle (``mesh_raster._edge_weights``,
+    the same operations in the same order)."""
+    return wp.vec3((x2 - x1) * (py - y1) - (y2 - y1) * (px - x1),
+                   (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2),
+                   (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0))
+
+
 @wp.kernel
 def _zbuffer_kernel(
     screen: wp.array2d(dtype=wp.float32),  # [T, 9] (u0, v0, u1, v1, u2, v2, 1/z0, 1/z1, 1/z2)
@@ -157,10 +167,10 @@ def _zbuffer_kernel(
             py = float(i) + 0.5
             span = _row_span(x0, y0, x1, y1, x2, y2, wp.float64(i) + wp.float64(0.5), j0, j1)
             for j in range(span[0], span[1] + 1):
-                px = float(j) + 0.5
-                w0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
-                w1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
-                w2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+                e = _edges(x0, y0, x1, y1, x2, y2, float(j) + 0.5, py)
+                w0 = e[0]
+                w1 = e[1]
+                w2 = e[2]
                 area = w0 + w1 + w2
                 hit = False
                 if w0 >= 0.0 and w1 >= 0.0 and w2 >= 0.0 and area > 0.0:
@@ -194,15 +204,11 @@ def _resolve_kernel(
         return
     px = float(p % width) + 0.5
     py = float(p // width) + 0.5
-    x0 = screen[t, 0]
-    y0 = screen[t, 1]
-    x1 = screen[t, 2]
-    y1 = screen[t, 3]
-    x2 = screen[t, 4]
-    y2 = screen[t, 5]
-    b0 = ((x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)) * screen[t, 6]
-    b1 = ((x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)) * screen[t, 7]
-    b2 = ((x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)) * screen[t, 8]
+    e = _edges(screen[t, 0], screen[t, 1], screen[t, 2], screen[t, 3], screen[t, 4],
+               screen[t, 5], px, py)
+    b0 = e[0] * screen[t, 6]  # perspective correction: screen weights / z
+    b1 = e[1] * screen[t, 7]
+    b2 = e[2] * screen[t, 8]
     total = b0 + b1 + b2
     b0 = b0 / total
     b1 = b1 / total
@@ -553,6 +559,12 @@ def _affine_reciprocal_kernel(x: wp.array(dtype=wp.float32), a: float, b: float)
         x[p] = a - b / x[p]
 
 
+def _arr(x: Tensor, dtype: torch.dtype = torch.float32, vec3: bool = False) -> wp.array:
+    """A CPU tensor as a Warp array of ``dtype`` (converted and made contiguous only if needed),
+    of ``wp.vec3`` rows with ``vec3``; the kernels write through outputs passed this way."""
+    return wp.from_torch(x.to(dtype).contiguous(), dtype=wp.vec3 if vec3 else None)
+
+
 def _rigid(view: Tensor) -> tuple[wp.mat33, wp.vec3]:
     """A [4, 4] transform's rotation and translation as Warp values."""
     m = view.detach().to("cpu", torch.float64)
@@ -567,11 +579,10 @@ def zbuffer(screen: Tensor, height: int, width: int,
     _start()
     depth = torch.full((height * width,), float("inf"), device="cpu")
     index = torch.full((height * width,), -1, dtype=torch.int32, device="cpu")
-    screen = screen.to(torch.float32).contiguous()
     if screen.shape[0]:
         wp.launch(_zbuffer_kernel, dim=1, device="cpu",
-                  inputs=[wp.from_torch(screen), height, width, wp.from_torch(depth),
-                          wp.from_torch(index), int(depth_only)])
+                  inputs=[_arr(screen), height, width, _arr(depth), _arr(index, torch.int32),
+                          int(depth_only)])
     if depth_only:
         return depth.view(height, width), None
     return depth.view(height, width), index.view(height, width).to(torch.int64)
@@ -588,11 +599,9 @@ def resolve(screen: Tensor, weights: Tensor, sub_face: Tensor, clipped: bool,
     bary = torch.zeros(n, 3, dtype=torch.float32, device="cpu")
     if n:
         wp.launch(_resolve_kernel, dim=n, device="cpu",
-                  inputs=[wp.from_torch(screen.contiguous()),
-                          wp.from_torch(weights.to(torch.float32).contiguous()),
-                          wp.from_torch(sub_face.to(torch.int64).contiguous()), int(clipped),
-                          width, wp.from_torch(index.reshape(-1).to(torch.int32).contiguous()),
-                          wp.from_torch(face_id), wp.from_torch(bary)])
+                  inputs=[_arr(screen), _arr(weights), _arr(sub_face, torch.int64),
+                          int(clipped), width, _arr(index.reshape(-1), torch.int32),
+                          _arr(face_id, torch.int64), _arr(bary)])
     return face_id.view(height, width), bary.view(height, width, 3)
 
 
@@ -604,11 +613,9 @@ def interpolate(attrs: Tensor, faces: Tensor, face_id: Tensor, bary: Tensor) -> 
     out = torch.zeros(n, channels, dtype=torch.float32, device="cpu")
     if n and channels:
         wp.launch(_interpolate_kernel, dim=n, device="cpu",
-                  inputs=[wp.from_torch(attrs.contiguous()),
-                          wp.from_torch(faces.to(torch.int64).contiguous()),
-                          wp.from_torch(face_id.reshape(-1).to(torch.int64).contiguous()),
-                          wp.from_torch(bary.reshape(-1, 3).to(torch.float32).contiguous()),
-                          wp.from_torch(out)])
+                  inputs=[_arr(attrs), _arr(faces, torch.int64),
+                          _arr(face_id.reshape(-1), torch.int64), _arr(bary.reshape(-1, 3)),
+                          _arr(out)])
     return out.view(*face_id.shape, channels)
 
 
@@ -619,15 +626,13 @@ def oriented_normals(n: Tensor | None, point: Tensor, face_n: Tensor, face_id: T
     _start()
     shape = face_id.shape
     out = torch.zeros(face_id.numel(), 3, dtype=torch.float32, device="cpu")
-    point = point.reshape(-1, 3).to(torch.float32).contiguous()
-    normals = point if n is None else n.reshape(-1, 3).to(torch.float32).contiguous()
+    point = point.reshape(-1, 3)
     if out.shape[0]:
         wp.launch(_orient_kernel, dim=out.shape[0], device="cpu",
-                  inputs=[wp.from_torch(normals, dtype=wp.vec3),
-                          wp.from_torch(point, dtype=wp.vec3),
-                          wp.from_torch(face_n.to(torch.float32).contiguous(), dtype=wp.vec3),
-                          wp.from_torch(face_id.reshape(-1).to(torch.int64).contiguous()),
-                          int(n is None), float(tilt), wp.from_torch(out, dtype=wp.vec3)])
+                  inputs=[_arr(point if n is None else n.reshape(-1, 3), vec3=True),
+                          _arr(point, vec3=True), _arr(face_n, vec3=True),
+                          _arr(face_id.reshape(-1), torch.int64), int(n is None), float(tilt),
+                          _arr(out, vec3=True)])
     return out.view(*shape, 3)
 
 
@@ -638,11 +643,9 @@ def pcf_lookup(depth: Tensor, u: Tensor, v: Tensor, z: Tensor, bias: Tensor, pcf
     _start()
     out = torch.empty(z.shape[0], dtype=torch.float32, device="cpu")
     if out.shape[0]:
-        f32 = [x.to(torch.float32).contiguous() for x in (u, v, z, bias)]
         wp.launch(_pcf_kernel, dim=out.shape[0], device="cpu",
-                  inputs=[wp.from_torch(depth.to(torch.float32).contiguous()),
-                          *[wp.from_torch(x) for x in f32], int(pcf), int(clamp),
-                          wp.from_torch(out)])
+                  inputs=[_arr(depth), _arr(u), _arr(v), _arr(z), _arr(bias), int(pcf),
+                          int(clamp), _arr(out)])
     return out
 
 
@@ -655,18 +658,17 @@ def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, tiles_x: int, tile
     n_tiles = tiles_x * tiles_y
     order = torch.argsort(depths, stable=True)
     counts = torch.zeros(n_tiles, dtype=torch.int64, device="cpu")
-    args = [wp.from_torch(means2d.to(torch.float32).contiguous()),
-            wp.from_torch(radii.to(torch.float32).contiguous()), wp.from_torch(order), tiles_x,
-            tiles_y, int(tile_size)]
+    args = [_arr(means2d), _arr(radii), _arr(order, torch.int64), tiles_x, tiles_y,
+            int(tile_size)]
     empty = torch.zeros(0, dtype=torch.int32, device="cpu")
     wp.launch(_bin_kernel, dim=1, device="cpu",
-              inputs=[*args, 0, wp.from_torch(counts), wp.from_torch(empty)])
+              inputs=[*args, 0, _arr(counts, torch.int64), _arr(empty, torch.int32)])
     offsets = torch.zeros(n_tiles + 1, dtype=torch.int64, device="cpu")
     torch.cumsum(counts, 0, out=offsets[1:])
     flat_ids = torch.empty(int(offsets[-1]), dtype=torch.int32, device="cpu")
     cursor = offsets[:-1].clone()
     wp.launch(_bin_kernel, dim=1, device="cpu",
-              inputs=[*args, 1, wp.from_torch(cursor), wp.from_torch(flat_ids)])
+              inputs=[*args, 1, _arr(cursor, torch.int64), _arr(flat_ids, torch.int32)])
     return offsets, flat_ids
 
 
@@ -683,12 +685,10 @@ def composite(params: Tensor, payload: Tensor, offsets: Tensor, flat_ids: Tensor
     best = torch.empty(n, dtype=torch.int64, device="cpu")
     if n:
         wp.launch(_composite_kernel, dim=n, device="cpu",
-                  inputs=[wp.from_torch(params.to(torch.float32).contiguous()),
-                          wp.from_torch(payload.to(torch.float32).contiguous()),
-                          wp.from_torch(offsets.to(torch.int64).contiguous()),
-                          wp.from_torch(flat_ids.to(torch.int32).contiguous()), width, tiles_x,
-                          int(tile_size), float(alpha_floor), int(track_best),
-                          wp.from_torch(acc), wp.from_torch(trans), wp.from_torch(best)])
+                  inputs=[_arr(params), _arr(payload), _arr(offsets, torch.int64),
+                          _arr(flat_ids, torch.int32), width, tiles_x, int(tile_size),
+                          float(alpha_floor), int(track_best), _arr(acc), _arr(trans),
+                          _arr(best, torch.int64)])
     return acc.view(height, width, d), trans.view(height, width), best.view(height, width)
 
 
@@ -701,7 +701,6 @@ def shade(points: Tensor, normal: Tensor, albedo: Tensor, specular: Tensor, roug
     _start()
     shape = normal.shape[:-1]
     n = normal[..., 0].numel()
-    f32 = [x.reshape(n, -1).to(torch.float32).contiguous() for x in (points, normal, albedo)]
     shading = torch.empty(n, dtype=torch.float32, device="cpu")
     irr = torch.empty(n, 3, dtype=torch.float32, device="cpu")
     rgb = torch.empty(n, 3, dtype=torch.float32, device="cpu")
@@ -709,15 +708,11 @@ def shade(points: Tensor, normal: Tensor, albedo: Tensor, specular: Tensor, roug
            else torch.ones(1, 1, device="cpu"))
     if n:
         wp.launch(_shade_kernel, dim=n, device="cpu",
-                  inputs=[*[wp.from_torch(x, dtype=wp.vec3) for x in f32],
-                          wp.from_torch(specular.reshape(n).to(torch.float32).contiguous()),
-                          wp.from_torch(roughness.reshape(n).to(torch.float32).contiguous()),
-                          wp.from_torch(mask.reshape(n).to(torch.int8).contiguous()),
-                          wp.from_torch(lights.to(torch.float32).contiguous()),
-                          wp.from_torch(env.to(torch.float32).contiguous()), int(has_sh),
-                          wp.from_torch(vis.to(torch.float32).contiguous()),
-                          int(visibility is not None), wp.from_torch(shading),
-                          wp.from_torch(irr, dtype=wp.vec3), wp.from_torch(rgb, dtype=wp.vec3)])
+                  inputs=[*[_arr(x.reshape(n, 3), vec3=True) for x in (points, normal, albedo)],
+                          _arr(specular.reshape(n)), _arr(roughness.reshape(n)),
+                          _arr(mask.reshape(n), torch.int8), _arr(lights), _arr(env),
+                          int(has_sh), _arr(vis), int(visibility is not None), _arr(shading),
+                          _arr(irr, vec3=True), _arr(rgb, vec3=True)])
     return shading.view(shape), irr.view(*shape, 3), rgb.view(*shape, 3)
 
 
@@ -736,17 +731,15 @@ def shadow_test(points: Tensor, mask: Tensor, normals: Tensor | None, view: Tens
     n = mask.numel()
     out = torch.empty(n, dtype=torch.float32, device="cpu")
     if n:
-        pts = points.reshape(n, 3).to(torch.float32).contiguous()
-        nrm = pts if normals is None else normals.reshape(n, 3).to(torch.float32).contiguous()
+        pts = points.reshape(n, 3)
         wp.launch(_shadow_test_kernel, dim=n, device="cpu",
-                  inputs=[wp.from_torch(pts, dtype=wp.vec3),
-                          wp.from_torch(mask.reshape(n).to(torch.int8).contiguous()),
-                          wp.from_torch(nrm, dtype=wp.vec3), int(normals is not None),
+                  inputs=[_arr(pts, vec3=True), _arr(mask.reshape(n), torch.int8),
+                          _arr(pts if normals is None else normals.reshape(n, 3), vec3=True),
+                          int(normals is not None),
                           *_rigid(view), wp.vec4(*[float(x) for x in proj]), int(ortho),
                           wp.vec3(*[float(x) for x in light.reshape(3).tolist()]),
                           -1.0 if bias is None else float(bias), float(default_slope),
-                          wp.from_torch(depth.to(torch.float32).contiguous()), int(pcf),
-                          int(clamp), wp.from_torch(out)])
+                          _arr(depth), int(pcf), int(clamp), _arr(out)])
     return out.view(shape)
 
 
@@ -762,10 +755,9 @@ def pixel_motion(channels: Tensor, col: int, hit: Tensor, viewmat: Tensor, K: Te
     if n:
         k = K.to(torch.float64).tolist()
         wp.launch(_motion_kernel, dim=n, device="cpu",
-                  inputs=[wp.from_torch(channels.reshape(n, c).to(torch.float32).contiguous()),
-                          int(col), wp.from_torch(hit.reshape(n).to(torch.int8).contiguous()),
+                  inputs=[_arr(channels.reshape(n, c)), int(col), _arr(hit.reshape(n), torch.int8),
                           *_rigid(viewmat), wp.vec3(*k[0]), wp.vec3(*k[1]), float(near), width,
-                          wp.from_torch(out)])
+                          _arr(out)])
     return out.view(height, width, 2)
 
 
