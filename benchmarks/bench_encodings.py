@@ -55,7 +55,7 @@ def _naive_normal(normal: torch.Tensor) -> torch.Tensor:
 
 
 def _naive_flow(flow: torch.Tensor) -> torch.Tensor:
-    wheel = enc._colour_wheel().to(flow.device)
+    wheel = enc.colour_wheel().to(flow.device)
     ncols = wheel.shape[0]
     u, v = flow[..., 0].float(), flow[..., 1].float()
     mag = torch.sqrt(u * u + v * v)

@@ -5,7 +5,7 @@
 For `falling_objects` at each size, in one process with 1 torch thread: the render (simulate
 excluded), `rendiff.save` of its outputs (layers.npz, control-map and render videos, contact
 sheet, metadata), and writing the same layers.npz with `np.savez_compressed` (zlib level 6, the
-named alternative) and with `rendiff.io.npz.write_npz` (level 1). Prints a table, writes
+named alternative) and with `rendiff.io.npz.write_npz` (ISA-L level 2). Prints a table, writes
 benchmarks/results/save.json with the load average.
 """
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
-    print("| size | render s | save s (all outputs) | layers.npz level 1 s, MB | "
+    print("| size | render s | save s (all outputs) | layers.npz (ISA-L) s, MB | "
           "np.savez_compressed s, MB |")
     print("|---|---|---|---|---|")
     for size in args.sizes:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             l1_mb = (Path(tmp) / "l1.npz").stat().st_size / 2**20
             l6_mb = (Path(tmp) / "l6.npz").stat().st_size / 2**20
         rows.append({"size": list(size), "render_s": render_s, "save_s": save_s,
-                     "npz_level1_s": l1_s, "npz_level1_mb": l1_mb,
+                     "npz_isal_s": l1_s, "npz_isal_mb": l1_mb,
                      "savez_compressed_s": l6_s, "savez_compressed_mb": l6_mb,
                      "load_average": list(os.getloadavg())})
         print(f"| {size[0]}x{size[1]} | {render_s:.2f} | {save_s:.2f} | {l1_s:.2f}, {l1_mb:.0f} | "

@@ -6,6 +6,7 @@ maps :class:`~rendiff.engine.layers.Layer` to them, for the model and for the ``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -14,12 +15,16 @@ from torch import Tensor
 
 from rendiff.engine.layers import Layer, Layers
 from rendiff.io.video import to_uint8
+from rendiff.kernels._dispatch import use_warp_cpu
 from rendiff.kernels.encodings import (
+    FAR_FLOOR,
+    colour_wheel,
     depth_to_control,
     flow_to_color,
     ids_to_color,
     inverse_depth_range,
     normal_to_control,
+    palette,
     shading_to_control,
 )
 
@@ -55,18 +60,32 @@ def control_image(layer: Layer | str, data: Tensor) -> Tensor:
 
 
 def _flow_norm(data: Tensor) -> float:
-    # a floor on the normaliser: a static clip stays white instead of blowing float noise
-    # (~1e-4 px) up to full colour
-    peak = float(data.norm(dim=-1).max()) if data.numel() else 0.0
+    """The clip's flow normaliser: its largest magnitude, computed as the encoding computes each
+    pixel's (``sqrt(u * u + v * v)``; ``Tensor.norm`` can round the other way by one ulp and draw
+    the largest flow at 0.75 of its colour), never below ``FLOW_MIN_NORM``: a static clip stays
+    white instead of blowing float noise (~1e-4 px) up to full colour."""
+    peak = 0.0
+    if data.numel():
+        u, v = data[..., 0].float(), data[..., 1].float()
+        peak = float((u * u).add_(v * v).sqrt_().max())
     return max(peak, FLOW_MIN_NORM)
 
 
 def control_image_uint8(layer: Layer | str, data: Tensor, chunk: int = 4) -> np.ndarray:
     """:func:`control_image` as uint8 [T, H, W, 3] (:func:`rendiff.io.video.to_uint8`, what
-    videos and contact sheets take), encoded ``chunk`` frames at a time with the whole clip's
-    normalisation: the same bytes as converting the whole float clip, without holding it (a
-    720p clip's depth map is 0.2 GB of float32 before its temporaries)."""
+    videos and contact sheets take), with the whole clip's normalisation, never holding the
+    float clip (a 720p clip's depth map is 0.2 GB of float32 before its temporaries).
+
+    On CPU tensors the compiled kernels (``rendiff.kernels.warp_cpu``, unless
+    ``RENDIFF_CPU_KERNELS=torch``) encode straight to uint8 in one pass, the same bytes (flow:
+    Warp's atan2 for torch's, so a pixel at a rounding boundary may differ by a level);
+    otherwise the encodings run ``chunk`` frames at a time, the same bytes as converting the
+    whole float clip."""
     layer = Layer(layer)
+    if use_warp_cpu(data.device) and data.dim() >= 1:
+        out = _compiled_uint8(layer, data)
+        if out is not None:
+            return out.numpy()
     T = data.shape[0]
     out = np.empty((T, *data.shape[1:3], 3), dtype=np.uint8)
     if layer == Layer.DEPTH:
@@ -89,6 +108,32 @@ def control_image_uint8(layer: Layer | str, data: Tensor, chunk: int = 4) -> np.
             part = encode(data[a:a + chunk])
             out[a:a + part.shape[0]] = to_uint8(part)
     return out
+
+
+@functools.cache
+def _palette_uint8() -> Tensor:
+    return torch.from_numpy(to_uint8(palette()))
+
+
+def _compiled_uint8(layer: Layer, data: Tensor) -> Tensor | None:
+    """:func:`control_image_uint8` through the compiled CPU kernels; None for what they do not
+    take (other dtypes), which then goes through the torch encodings."""
+    from rendiff.kernels import warp_cpu
+
+    floating = data.dtype == torch.float32
+    if layer == Layer.DEPTH and floating:
+        return warp_cpu.depth_uint8(data, warp_cpu.inverse_depth_range(data), FAR_FLOOR)
+    if layer == Layer.NORMAL and floating:
+        return warp_cpu.normal_uint8(data)
+    if layer in (Layer.SEMANTIC, Layer.INSTANCE) and data.dtype == torch.int32:
+        return warp_cpu.ids_uint8(data, _palette_uint8())
+    if layer in (Layer.FLOW, Layer.FLOW_BACKWARD) and floating:
+        return warp_cpu.flow_uint8(data, colour_wheel(), min_norm=FLOW_MIN_NORM)
+    if layer in (Layer.SHADING, Layer.ALPHA) and floating:
+        return warp_cpu.clamp_uint8(data, grey=True)
+    if layer in (Layer.RGB, Layer.ALBEDO, Layer.POSE) and floating:
+        return warp_cpu.clamp_uint8(data)
+    return None
 
 
 def control_images(layers: Layers, which: Iterable[Layer | str] | None = None) -> dict[str, Tensor]:

@@ -43,6 +43,8 @@ from ._dispatch import get_kernel
 from ._dispatch import use_triton as _use_triton
 
 __all__ = [
+    "FAR_FLOOR",
+    "colour_wheel",
     "depth_to_control",
     "inverse_depth_range",
     "depth_to_normals",
@@ -55,7 +57,8 @@ __all__ = [
 
 _BLOCK = 1024
 _N_WHEEL = 55
-_FAR_FLOOR = 0.05  # the farthest valid depth of a clip encodes to this, just above empty (0)
+#: The farthest valid depth of a clip encodes to this, just above empty (0).
+FAR_FLOOR = 0.05
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +79,7 @@ def _depth_to_control_reference(depth: Tensor, valid: Tensor | None = None,
     else:
         lo, hi = (torch.tensor(v, dtype=inv.dtype, device=inv.device) for v in inv_range)
     if float(hi - lo) > 1e-8:
-        inv.sub_(lo).mul_(1.0 - _FAR_FLOOR).div_(hi - lo).add_(_FAR_FLOOR)
+        inv.sub_(lo).mul_(1.0 - FAR_FLOOR).div_(hi - lo).add_(FAR_FLOOR)
     else:
         inv.fill_(1.0)
     return inv.masked_fill_(~valid, 0.0).float()
@@ -116,7 +119,7 @@ def _depth_to_normals_reference(depth: Tensor, K: Tensor) -> Tensor:
     return torch.where(ok_nb[..., None], n, torch.zeros_like(n))
 
 
-def _colour_wheel() -> Tensor:
+def colour_wheel() -> Tensor:
     """The Middlebury flow colour wheel: 55 hues (RY 15, YG 6, GC 4, CB 11, BM 13, MR 6)."""
     segments = [(15, (1, 0, 0), (1, 1, 0)), (6, (1, 1, 0), (0, 1, 0)), (4, (0, 1, 0), (0, 1, 1)),
                 (11, (0, 1, 1), (0, 0, 1)), (13, (0, 0, 1), (1, 0, 1)), (6, (1, 0, 1), (1, 0, 0))]
@@ -130,7 +133,7 @@ def _colour_wheel() -> Tensor:
 
 @functools.cache
 def _wheel_on(device: torch.device) -> Tensor:
-    return _colour_wheel().to(device).contiguous()
+    return colour_wheel().to(device).contiguous()
 
 
 def _flow_to_color_reference(flow: Tensor, max_norm: float | Tensor | None = None) -> Tensor:
@@ -393,7 +396,7 @@ def _depth_to_control_triton(depth: Tensor, valid: Tensor | None,
     else:
         clip_range = torch.tensor(inv_range, dtype=torch.float32, device=flat.device)
     get_kernel(_depth_control_kernel, flat.device)[grid](
-        flat, mask, clip_range, out, n, _FAR_FLOOR, HAS_VALID=has_valid, BLOCK=_BLOCK
+        flat, mask, clip_range, out, n, FAR_FLOOR, HAS_VALID=has_valid, BLOCK=_BLOCK
     )
     return out.view(depth.shape)
 

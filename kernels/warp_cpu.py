@@ -39,6 +39,7 @@ every call) asks for the torch references (``_dispatch.use_warp_cpu``).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -52,8 +53,10 @@ wp.config.quiet = True
 wp.config.log_level = wp.LOG_WARNING
 
 __all__ = [
-    "affine_reciprocal_", "bin_tiles", "composite", "init_warp", "interpolate", "oriented_normals",
-    "pcf_lookup", "pixel_motion", "resolve", "shade", "shadow_test", "warmup", "zbuffer",
+    "affine_reciprocal_", "bin_tiles", "clamp_uint8", "composite", "depth_uint8", "flow_uint8",
+    "ids_uint8", "init_warp", "interpolate", "inverse_depth_range", "normal_uint8",
+    "oriented_normals", "pcf_lookup", "pixel_motion", "resolve", "shade", "shadow_test", "warmup",
+    "zbuffer",
 ]
 
 #: What Warp's native library prints on stderr at start-up on every machine without an NVIDIA
@@ -559,6 +562,141 @@ def _affine_reciprocal_kernel(x: wp.array(dtype=wp.float32), a: float, b: float)
         x[p] = a - b / x[p]
 
 
+@wp.func
+def _u8(x: float) -> wp.uint8:
+    """``rendiff.io.video.to_uint8`` of one value: NaN to 0, clipped to [0, 1], times 255 plus
+    0.5, truncated (the same float32 operations)."""
+    y = float(0.0)
+    if not wp.isnan(x):
+        y = wp.clamp(x, 0.0, 1.0)
+    y = y * 255.0
+    y = y + 0.5
+    return wp.uint8(int(y))
+
+
+@wp.kernel
+def _clamp_u8_kernel(x: wp.array2d(dtype=wp.float32), out: wp.array2d(dtype=wp.uint8)):
+    p = wp.tid()
+    grey = x.shape[1] == 1
+    for c in range(3):
+        out[p, c] = _u8(x[p, wp.where(grey, 0, c)])
+
+
+@wp.kernel
+def _inv_depth_range_kernel(depth: wp.array(dtype=wp.float32), out: wp.array(dtype=wp.float32)):
+    # one thread: the smallest and largest 1 / max(depth, 1e-6) over finite depth > 0, and
+    # whether there was any
+    lo = float(wp.inf)
+    hi = float(-wp.inf)
+    seen = float(0.0)
+    for p in range(depth.shape[0]):
+        d = depth[p]
+        if wp.isfinite(d) and d > 0.0:
+            inv = 1.0 / wp.max(d, 1.0e-6)
+            lo = wp.min(lo, inv)
+            hi = wp.max(hi, inv)
+            seen = 1.0
+    out[0] = lo
+    out[1] = hi
+    out[2] = seen
+
+
+@wp.kernel
+def _depth_u8_kernel(depth: wp.array(dtype=wp.float32), lo: float, span: float, scale: float,
+                     floor: float, mode: int, out: wp.array2d(dtype=wp.uint8)):
+    # mode 0: no valid pixel in the clip (all 0); 1: normalised inverse depth; 2: one depth (1)
+    p = wp.tid()
+    d = depth[p]
+    val = float(0.0)
+    if mode > 0 and wp.isfinite(d) and d > 0.0:
+        if mode == 1:
+            x = 1.0 / wp.max(d, 1.0e-6)
+            x = x - lo
+            x = x * scale
+            x = x / span
+            val = x + floor
+        else:
+            val = 1.0
+    q = _u8(val)
+    for c in range(3):
+        out[p, c] = q
+
+
+@wp.kernel
+def _normal_u8_kernel(normal: wp.array2d(dtype=wp.float32), out: wp.array2d(dtype=wp.uint8)):
+    p = wp.tid()
+    empty = normal[p, 0] == 0.0 and normal[p, 1] == 0.0 and normal[p, 2] == 0.0
+    for c in range(3):
+        q = wp.uint8(0)
+        if not empty:
+            x = normal[p, c] * -0.5
+            q = _u8(x + 0.5)
+        out[p, c] = q
+
+
+@wp.kernel
+def _ids_u8_kernel(ids: wp.array(dtype=wp.int32), lut: wp.array2d(dtype=wp.uint8),
+                   out: wp.array2d(dtype=wp.uint8)):
+    p = wp.tid()
+    i = ids[p]
+    k = int(0)
+    if i > 0:
+        k = (i - 1) % 255 + 1
+    for c in range(3):
+        out[p, c] = lut[k, c]
+
+
+@wp.kernel
+def _flow_peak_kernel(flow: wp.array2d(dtype=wp.float32), out: wp.array(dtype=wp.float32)):
+    # one thread: the largest sqrt(u * u + v * v), as _flow_u8_kernel computes each pixel's
+    peak = float(0.0)
+    for p in range(flow.shape[0]):
+        u = flow[p, 0]
+        v = flow[p, 1]
+        uu = u * u
+        vv = v * v
+        peak = wp.max(peak, wp.sqrt(uu + vv))
+    out[0] = peak
+
+
+@wp.kernel
+def _flow_u8_kernel(flow: wp.array2d(dtype=wp.float32), bits: wp.array2d(dtype=wp.int32),
+                    norm: float, pi: float, wheel: wp.array2d(dtype=wp.float32),
+                    out: wp.array2d(dtype=wp.uint8)):
+    p = wp.tid()
+    u = flow[p, 0]
+    v = flow[p, 1]
+    uu = u * u
+    vv = v * v
+    mag = wp.sqrt(uu + vv)
+    rad = mag / norm
+    ncols = wheel.shape[0]
+    a = wp.atan2(-v, -u)
+    if v == 0.0 and u > 0.0:
+        # Warp negates as 0 - x (no -0.0): torch's atan2(-v, -u) is -pi for v = +0, pi for -0
+        # (``bits``: the flow's bit pattern, the sign of v's zero)
+        a = wp.where(bits[p, 1] >= 0, -pi, pi)
+    fk = a / pi
+    fk = fk + 1.0
+    fk = fk / 2.0
+    fk = fk * float(ncols - 1)
+    k0f = wp.clamp(wp.floor(fk), 0.0, float(ncols - 1))
+    f = fk - k0f
+    g = 1.0 - f
+    k0 = int(k0f)
+    k1 = (k0 + 1) % ncols
+    for c in range(3):
+        a = wheel[k0, c] * g
+        b = wheel[k1, c] * f
+        col = a + b
+        val = col * 0.75
+        if rad <= 1.0:
+            t = 1.0 - col
+            t = t * rad
+            val = 1.0 - t
+        out[p, c] = _u8(val)
+
+
 def _arr(x: Tensor, dtype: torch.dtype = torch.float32, vec3: bool = False) -> wp.array:
     """A CPU tensor as a Warp array of ``dtype`` (converted and made contiguous only if needed),
     of ``wp.vec3`` rows with ``vec3``; the kernels write through outputs passed this way."""
@@ -772,6 +910,93 @@ def affine_reciprocal_(x: Tensor, a: float, b: float) -> Tensor:
                   inputs=[wp.from_torch(flat), float(a), float(b)])
     return x
 
+
+def _u8_out(shape: torch.Size) -> tuple[Tensor, wp.array]:
+    out = torch.empty(*shape, 3, dtype=torch.uint8, device="cpu")
+    return out, wp.from_torch(out.view(-1, 3))
+
+
+def clamp_uint8(x: Tensor, grey: bool = False) -> Tensor:
+    """``to_uint8(x.clamp(0, 1))`` of float32 [..., 3] (``grey``: [...], repeated in 3 channels):
+    uint8 [..., 3], bit for bit."""
+    _start()
+    shape = x.shape if grey else x.shape[:-1]
+    out, dst = _u8_out(shape)
+    if out.numel():
+        wp.launch(_clamp_u8_kernel, dim=out.shape[:-1].numel(), device="cpu",
+                  inputs=[_arr(x.reshape(-1, 1 if grey else 3)), dst])
+    return out
+
+
+def inverse_depth_range(depth: Tensor) -> tuple[float, float] | None:
+    """``encodings.inverse_depth_range(depth)`` in one pass, exactly: the smallest and largest
+    1 / depth over the finite depth > 0 (clamped to 1e-6), None where there is none."""
+    _start()
+    out = torch.zeros(3, dtype=torch.float32, device="cpu")
+    if depth.numel():
+        wp.launch(_inv_depth_range_kernel, dim=1, device="cpu",
+                  inputs=[_arr(depth.reshape(-1)), _arr(out)])
+    lo, hi, seen = out.tolist()
+    return (lo, hi) if seen else None
+
+
+def depth_uint8(depth: Tensor, inv_range: tuple[float, float] | None, floor: float) -> Tensor:
+    """``to_uint8`` of ``encodings._depth_to_control_reference(depth, inv_range=inv_range)`` in
+    3 channels (the clip's range; None: no valid pixel): uint8 [..., 3], the same float32
+    operations."""
+    _start()
+    out, dst = _u8_out(depth.shape)
+    mode, lo, span = 0, 0.0, 1.0
+    if inv_range is not None:
+        lo32, hi32 = torch.tensor(inv_range, dtype=torch.float32)
+        mode = 1 if float(hi32 - lo32) > 1e-8 else 2
+        lo, span = float(lo32), float(hi32 - lo32)
+    if out.numel():
+        wp.launch(_depth_u8_kernel, dim=depth.numel(), device="cpu",
+                  inputs=[_arr(depth.reshape(-1)), lo, span, 1.0 - floor, floor, mode, dst])
+    return out
+
+
+def normal_uint8(normal: Tensor) -> Tensor:
+    """``to_uint8`` of ``encodings._normal_to_control_reference(normal)``: uint8 [..., 3]."""
+    _start()
+    out, dst = _u8_out(normal.shape[:-1])
+    if out.numel():
+        wp.launch(_normal_u8_kernel, dim=out.shape[:-1].numel(), device="cpu",
+                  inputs=[_arr(normal.reshape(-1, 3)), dst])
+    return out
+
+
+def ids_uint8(ids: Tensor, lut: Tensor) -> Tensor:
+    """int32 ids [...] to the colours of the uint8 palette ``lut`` [256, 3] as
+    ``encodings.ids_to_color`` picks them: uint8 [..., 3], exactly."""
+    _start()
+    out, dst = _u8_out(ids.shape)
+    if out.numel():
+        wp.launch(_ids_u8_kernel, dim=ids.numel(), device="cpu",
+                  inputs=[_arr(ids.reshape(-1), torch.int32), wp.from_torch(lut.contiguous()),
+                          dst])
+    return out
+
+
+def flow_uint8(flow: Tensor, wheel: Tensor, min_norm: float = 0.0) -> Tensor:
+    """``to_uint8`` of ``encodings._flow_to_color_reference(flow, max_norm)`` (colour ``wheel``
+    [N, 3]) with ``max_norm`` the largest magnitude in ``flow``, at least ``min_norm``: uint8
+    [..., 3]. The reference's float32 operations, with Warp's atan2 and square root for torch's
+    (a pixel at a rounding boundary may differ by one level); the largest magnitude is taken
+    with the same square root as each pixel's, so the largest flow is drawn at full colour."""
+    _start()
+    out, dst = _u8_out(flow.shape[:-1])
+    flat_t = flow.reshape(-1, 2).float().contiguous()
+    flat = wp.from_torch(flat_t)
+    peak = torch.zeros(1, dtype=torch.float32, device="cpu")
+    if out.numel():
+        wp.launch(_flow_peak_kernel, dim=1, device="cpu", inputs=[flat, _arr(peak)])
+        wp.launch(_flow_u8_kernel, dim=out.shape[:-1].numel(), device="cpu",
+                  inputs=[flat, wp.from_torch(flat_t.view(torch.int32)),
+                          float(max(float(peak), float(min_norm), 1e-8)),
+                          float(torch.tensor(math.pi, dtype=torch.float32)), _arr(wheel), dst])
+    return out
 
 def warmup() -> None:
     """Compiles (and caches in ``~/.cache/warp``) this module's kernels: one tiny triangle through

@@ -195,7 +195,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--no-amodal", action="store_true",
                    help="skip the per-object renders behind the visibility fractions (faster)")
     d.add_argument("--flow16", action="store_true",
-                   help="store flow as float16: about half the bytes, not exact")
+                   help="store flow as float16: half the raw bytes (about 2/3 compressed), "
+                        "not exact")
     d.add_argument("--verify", metavar="OUT", type=Path,
                    help="check every file of the data set OUT against its digests, report "
                         "every problem, exit 1 if there is one")

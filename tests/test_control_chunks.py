@@ -1,6 +1,6 @@
-"""Control maps encoded a few frames at a time (what rendiff.save writes) are byte for byte the
-whole clip's float encoding converted to uint8: the clip-wide normalisations (inverse-depth range,
-flow magnitude) are taken over the whole clip first."""
+"""Control maps encoded a few frames at a time or by the compiled kernels (what rendiff.save
+writes) are byte for byte the whole clip's float encoding converted to uint8: the clip-wide
+normalisations (inverse-depth range, flow magnitude) are taken over the whole clip first."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ def layers():
     return rendiff.render(rendiff.simulate(scene, progress=False), progress=False)
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 4, 16])
-def test_chunked_maps_equal_the_whole_clip_encoding(layers, chunk):
+@pytest.mark.parametrize(("kernels", "chunk"),
+                         [("torch", 1), ("torch", 2), ("torch", 4), ("torch", 16), ("warp", 4)])
+def test_chunked_maps_equal_the_whole_clip_encoding(layers, monkeypatch, kernels, chunk):
+    """The torch encodings chunk by chunk, and the compiled ones in one pass, give the bytes of
+    the whole float clip converted."""
+    monkeypatch.setenv(_dispatch.CPU_ENV, kernels)
     for layer in (*CONTROL_LAYERS, Layer.FLOW_BACKWARD, Layer.RGB):
         whole = to_uint8(control_image(layer, layers[layer]))
         parts = control_image_uint8(layer, layers[layer], chunk=chunk)

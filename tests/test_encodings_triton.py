@@ -172,7 +172,7 @@ def test_flow_colour_zero_flow_is_white(monkeypatch):
 def test_flow_colour_directions_follow_the_wheel(interpret):
     """Independent of the reference: unit flow in a direction lands on the wheel entry its angle
     names (Middlebury: angle atan2(-v, -u) / pi mapped from [-1, 1] to [0, 54])."""
-    wheel = enc._colour_wheel()
+    wheel = enc.colour_wheel()
     for k in (0, 7, 15, 21, 30, 41, 54):
         theta = math.pi * (2 * k / 54 - 1)  # atan2(-v, -u) = theta
         u, v = -math.cos(theta), -math.sin(theta)

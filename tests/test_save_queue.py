@@ -1,5 +1,5 @@
-"""rendiff.save writes its videos on a second thread while it encodes the next map
-(rendiff/io/outputs._VideoQueue): paths recorded in the order given, at most two clips held,
+"""rendiff.save writes its videos on other threads while it encodes the next map
+(rendiff/io/outputs._VideoQueue): paths recorded in the order given, a bounded number held,
 a writer's error raised, and an error in the encoding itself not hidden by the writers."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from rendiff.io import outputs
 
 
-def test_videos_are_recorded_in_order_with_at_most_two_waiting(monkeypatch):
+def test_videos_are_recorded_in_order_with_a_bounded_queue(monkeypatch):
     held, peak, lock = [0], [0], threading.Lock()
 
     def slow_write(path, frames, fps):
@@ -32,7 +32,8 @@ def test_videos_are_recorded_in_order_with_at_most_two_waiting(monkeypatch):
             videos.write(name, Path(f"{name}.mp4"), None)
     assert list(written) == ["a1", "b2", "a3", "b4", "a5"]
     assert written["a3"] == Path("a3.mp4")
-    assert peak[0] <= 3  # two in the queue plus the one being handed over
+    # WORKERS + 1 in the queue plus the one being handed over
+    assert peak[0] <= outputs._VideoQueue.WORKERS + 2
 
 
 def test_a_writer_error_is_raised(monkeypatch):

@@ -260,3 +260,63 @@ def test_shadow_test_matches_the_reference(light, torch_reference):
         assert (ours[~mask] == 1).all()
         diff = (ours - ref).abs()
         assert float(diff.max()) <= 1 / 9 + 1e-6 and float((diff > 0).float().mean()) < 5e-3
+
+
+def _hard_maps(g: torch.Generator) -> dict[Layer, torch.Tensor]:
+    """Layers with the values the encodings treat specially: empty and non-finite pixels, ids
+    past the palette, flow along the axes with zeros of both signs, out-of-range colours."""
+    depth = 0.5 + 6 * torch.rand(3, 17, 23, generator=g)
+    depth[0, :3] = float("inf")
+    depth[1, 2, :5] = torch.tensor([0.0, -1.0, float("nan"), 1e-9, float("-inf")])
+    normal = torch.nn.functional.normalize(torch.randn(3, 17, 23, 3, generator=g), dim=-1)
+    normal[0, :4] = 0.0
+    normal[2, 1, 1] = torch.tensor([0.0, -0.0, 0.0])
+    ids = torch.randint(-3, 700, (3, 17, 23), generator=g, dtype=torch.int32)
+    flow = 7 * torch.randn(3, 17, 23, 2, generator=g)
+    flow[0, 0, :6] = torch.tensor([[3.0, 0.0], [3.0, -0.0], [-3.0, 0.0], [-3.0, -0.0],
+                                   [0.0, 2.0], [-0.0, -2.0]])
+    flow[1, :2] = 0.0
+    rgb = 1.4 * torch.rand(3, 17, 23, 3, generator=g) - 0.2
+    rgb[0, 0, :3, 0] = torch.tensor([float("nan"), float("inf"), float("-inf")])
+    shading = rgb[..., 1].contiguous()
+    return {Layer.DEPTH: depth, Layer.NORMAL: normal, Layer.INSTANCE: ids, Layer.FLOW: flow,
+            Layer.RGB: rgb, Layer.SHADING: shading}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_uint8_encodings_match_the_torch_encodings(seed, torch_reference):
+    """The compiled uint8 control maps are the torch encodings converted by to_uint8, byte for
+    byte (flow: Warp's atan2 for torch's, at most one level on a pixel at a rounding boundary)."""
+    from rendiff.conditioners.controls import control_image_uint8
+
+    maps = _hard_maps(torch.Generator().manual_seed(seed))
+    for layer, data in maps.items():
+        ours = control_image_uint8(layer, data)
+        ref = torch_reference(lambda layer=layer, data=data: control_image_uint8(layer, data))
+        assert ours.dtype == ref.dtype and ours.shape == ref.shape, layer
+        diff = abs(ours.astype(int) - ref.astype(int))
+        if layer == Layer.FLOW:
+            assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+        else:
+            assert diff.max() == 0, layer
+    # a clip of one depth, and one with no valid depth
+    for depth in (torch.full((2, 4, 5), 2.5), torch.full((2, 4, 5), float("inf"))):
+        ref = torch_reference(lambda depth=depth: control_image_uint8(Layer.DEPTH, depth))
+        assert (control_image_uint8(Layer.DEPTH, depth) == ref).all()
+    assert warp_cpu.inverse_depth_range(maps[Layer.DEPTH]) == torch_reference(
+        lambda: __import__("rendiff.kernels.encodings", fromlist=["x"]).inverse_depth_range(
+            maps[Layer.DEPTH]))
+
+
+def test_flow_along_the_axes_takes_torchs_signed_zeros():
+    """Rightward flow with v = +0 is the wheel's first colour, with v = -0 its last (torch's
+    atan2(-v, -u) is -pi or pi); Warp alone would make both pi."""
+    from rendiff.conditioners.controls import control_image_uint8
+    from rendiff.io.video import to_uint8
+    from rendiff.kernels.encodings import colour_wheel
+
+    flow = torch.tensor([[[[1.0, 0.0], [1.0, -0.0]]]])  # |flow| = the normaliser: full colour
+    ours = control_image_uint8(Layer.FLOW, flow)[0, 0]
+    wheel = to_uint8(colour_wheel()[None])[0]
+    assert (ours[0] == wheel[0]).all() and (ours[1] == wheel[-1]).all()
+    assert (ours[0] != ours[1]).any()

@@ -93,7 +93,7 @@ class RunOptions:
     model: str | None = None
     device: str = "cpu"
     amodal: bool = True  # visibility fractions from per-object renders
-    flow16: bool = False  # flow stored as float16 (half the bytes) instead of float32
+    flow16: bool = False  # flow stored as float16 (half the raw bytes) instead of float32
     progress: bool = True
 
 

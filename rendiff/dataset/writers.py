@@ -108,7 +108,7 @@ def _png(arr: np.ndarray) -> bytes:
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     """An ``np.load``-compatible .npz whose bytes depend only on the arrays (fixed entry dates,
-    zlib level 1: :mod:`rendiff.io.npz`)."""
+    deflated by ISA-L: :mod:`rendiff.io.npz`)."""
     buf = io.BytesIO()
     write_npz(buf, arrays)
     return buf.getvalue()
@@ -203,8 +203,9 @@ def write_clip(
             (``layers.semantic_classes``) are remapped to it, so an id means the same class in
             every clip. Default: the clip's own table.
         categories: a data-set-wide COCO category table (id = index + 1), see ``clip_coco``.
-        flow16: store flow as float16 (about half the clip's bytes; error below 0.002 px per
-            px of flow magnitude, i.e. float16's 11-bit mantissa) instead of exact float32.
+        flow16: store flow as float16 (half the raw bytes, about two thirds compressed; error
+            below 0.002 px per px of flow magnitude, i.e. float16's 11-bit mantissa) instead of
+            exact float32.
     Raises:
         OutputError: a layer documented as finite (or the generated video) holds NaN or inf;
             nothing is written (``rendiff.io.outputs.check_finite``).

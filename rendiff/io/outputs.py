@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import sys
 import time
@@ -60,12 +61,21 @@ def _first_frame(bad: torch.Tensor) -> int:
     return int(bad.reshape(bad.shape[0], -1).any(dim=1).nonzero()[0])
 
 
+def _surely_fine(value: torch.Tensor, depth: bool) -> bool:
+    """True when a float tensor's sum shows it holds no NaN and no inf (+inf allowed with
+    ``depth``): NaN makes any sum NaN, and an infinity makes it infinite or NaN. One pass without
+    temporaries, ~30x faster than a mask; False (an overflowing sum, or something there) sends
+    the tensor to the element-wise check."""
+    total = float(value.sum())
+    return not math.isnan(total) and total != -math.inf if depth else math.isfinite(total)
+
+
 def check_finite(layers: Layers, generated: torch.Tensor | None = None) -> None:
     """The last guard before writing: every layer documented as finite is (depth may be +inf
     where nothing was hit, never NaN or -inf), and so is the generated video. Raises
     :class:`OutputError` naming the layer, the first bad frame and the entity there."""
     for layer, value in layers.items():
-        if not value.is_floating_point():
+        if not value.is_floating_point() or _surely_fine(value, layer == Layer.DEPTH):
             continue
 
         def bad_at(part: torch.Tensor, depth: bool = layer == Layer.DEPTH) -> torch.Tensor:
@@ -86,10 +96,12 @@ def check_finite(layers: Layers, generated: torch.Tensor | None = None) -> None:
                     where = f", entity {layers.entity_names[ident - 1]!r} there"
             raise OutputError(f"layer {layer.value!r} holds NaN or inf at frame {frame}{where}; "
                               "nothing was written")
-    if generated is not None and not torch.isfinite(generated).all():
-        frame = _first_frame(~torch.isfinite(generated))
-        raise OutputError(f"the generated video holds NaN or inf at frame {frame} (damaged "
-                          "model weights?); nothing was written")
+    if generated is not None and not _surely_fine(generated, False):
+        bad = ~torch.isfinite(generated)
+        if bad.any():
+            raise OutputError(f"the generated video holds NaN or inf at frame "
+                              f"{_first_frame(bad)} (damaged model weights?); nothing was "
+                              "written")
 
 
 #: The file names ``save`` writes before metadata.json (which it removes first and writes last);
@@ -106,17 +118,22 @@ def _stale_outputs(out: Path, written: set[Path]) -> list[Path]:
 
 
 class _VideoQueue:
-    """``write(key, path, frames)`` hands a video to one writer thread and records its path in
-    ``written`` under ``key``, in the order given; at most one video waits while another is
-    written. Leaving the ``with`` block waits for every video (and raises the first error)."""
+    """``write(key, path, frames)`` hands a video to one of ``WORKERS`` writer threads (each
+    mostly waits on its ffmpeg) and records its path in ``written`` under ``key``, in the order
+    given; at most ``WORKERS + 1`` videos are held at a time. Leaving the ``with`` block waits
+    for every video (and raises the first error)."""
+
+    #: Two ffmpeg processes at a time: x264 alone leaves a core idle on small clips (start-up,
+    #: muxing), and at 720p the two share the cores with the encoding thread.
+    WORKERS = 2
 
     def __init__(self, fps: float, written: dict[str, Path]) -> None:
         self._fps, self._written = fps, written
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rendiff-video")
+        self._pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="rendiff-video")
         self._pending: list[tuple[str, Future]] = []
 
     def write(self, key: str, path: Path, frames: torch.Tensor | np.ndarray) -> None:
-        while len(self._pending) >= 2:
+        while len(self._pending) > self.WORKERS:
             self._finish_one()
         self._pending.append((key, self._pool.submit(write_video, path, frames, self._fps)))
 
@@ -147,8 +164,8 @@ def _save_videos_and_sheet(out: Path, layers: Layers, generated: torch.Tensor | 
     fps = layers.fps
     picked = pick_frames(layers.frames, SHEET_COLUMNS)  # the frames the contact sheet shows
     maps: dict[str, np.ndarray] = {}  # each map's picked frames only: the video has them all
-    # Videos are written on a second thread (it mostly waits on ffmpeg's pipe) while this one
-    # encodes the next map; at most two maps' uint8 clips are held at a time.
+    # Videos are written on other threads (they mostly wait on ffmpeg) while this one encodes
+    # the next map; at most three maps' uint8 clips are held at a time.
     with _VideoQueue(fps, written) as videos:
         for layer in _MAP_ORDER:
             if layer == Layer.POSE and layers.keypoints is None:
@@ -163,19 +180,21 @@ def _save_videos_and_sheet(out: Path, layers: Layers, generated: torch.Tensor | 
         for name, frames in (model_inputs or {}).items():
             videos.write(f"maps/model_{name}", out / "maps" / f"model_{name}.mp4",
                          torch.as_tensor(frames))
-        if Layer.RGB in layers:
-            videos.write("render", out / "render.mp4", layers[Layer.RGB])
-        if generated is not None:
-            videos.write("generated", out / "generated.mp4", generated)
+        for key, name, frames in (("render", "render.mp4", layers.get(Layer.RGB)),
+                                  ("generated", "generated.mp4", generated)):
+            if frames is not None:
+                frames = control_image_uint8(Layer.RGB, frames)  # clamped, as to_uint8 does
+                videos.write(key, out / name, frames)
+                maps[key] = frames[picked]
 
     rows: dict[str, torch.Tensor | np.ndarray] = {}
-    if Layer.RGB in layers:
-        rows["render"] = layers[Layer.RGB][picked]
+    if "render" in maps:
+        rows["render"] = maps["render"]
     for layer in sheet_layers or _MAP_ORDER:
         if layer.value in maps and layer not in (Layer.FLOW_BACKWARD, Layer.ALPHA):
             rows[layer.value] = maps[layer.value]
-    if generated is not None:
-        rows["generated"] = generated[picked]
+    if "generated" in maps:
+        rows["generated"] = maps["generated"]
     title = None
     if scene is not None:
         title = (f"{scene.name}  seed {scene.seed}  {layers.frames} frames @ {fps:g} fps  "
@@ -241,7 +260,7 @@ def save(
             write_npz(tmp, layers.to_numpy())
         return out / "layers.npz"
 
-    # layers.npz is compressed on a second thread (zlib lets go of the GIL) while the videos
+    # layers.npz is compressed on a second thread (ISA-L lets go of the GIL) while the videos
     # are encoded; both are done before metadata.json, written last
     with ThreadPoolExecutor(1, thread_name_prefix="rendiff-npz") as pool:
         npz = pool.submit(write_layers)

@@ -116,7 +116,7 @@ def save_trajectory(traj: Trajectory, path: str | Path) -> Path:
     arrays["structure"] = np.array(json.dumps(structure))
     path = Path(path)
     with atomic_path(path) as tmp:
-        write_npz(tmp, arrays)  # lossless zlib level 1, as layers.npz (rendiff.io.npz)
+        write_npz(tmp, arrays)  # lossless deflate, as layers.npz (rendiff.io.npz)
     return path
 
 
