@@ -575,11 +575,13 @@ def _u8(x: float) -> wp.uint8:
 
 
 @wp.kernel
-def _clamp_u8_kernel(x: wp.array2d(dtype=wp.float32), out: wp.array2d(dtype=wp.uint8)):
-    p = wp.tid()
+def _clamp_u8_kernel(x: wp.array2d(dtype=wp.float32), block: int,
+                     out: wp.array2d(dtype=wp.uint8)):
+    start = wp.tid() * block
     grey = x.shape[1] == 1
-    for c in range(3):
-        out[p, c] = _u8(x[p, wp.where(grey, 0, c)])
+    for p in range(start, wp.min(start + block, x.shape[0])):
+        for c in range(3):
+            out[p, c] = _u8(x[p, wp.where(grey, 0, c)])
 
 
 @wp.kernel
@@ -603,47 +605,51 @@ def _inv_depth_range_kernel(depth: wp.array(dtype=wp.float32), out: wp.array(dty
 
 @wp.kernel
 def _depth_u8_kernel(depth: wp.array(dtype=wp.float32), lo: float, span: float, scale: float,
-                     floor: float, mode: int, out: wp.array2d(dtype=wp.uint8)):
+                     floor: float, mode: int, block: int, out: wp.array2d(dtype=wp.uint8)):
     # mode 0: no valid pixel in the clip (all 0); 1: normalised inverse depth; 2: one depth (1)
-    p = wp.tid()
-    d = depth[p]
-    val = float(0.0)
-    if mode > 0 and wp.isfinite(d) and d > 0.0:
-        if mode == 1:
-            x = 1.0 / wp.max(d, 1.0e-6)
-            x = x - lo
-            x = x * scale
-            x = x / span
-            val = x + floor
-        else:
-            val = 1.0
-    q = _u8(val)
-    for c in range(3):
-        out[p, c] = q
+    start = wp.tid() * block
+    for p in range(start, wp.min(start + block, depth.shape[0])):
+        d = depth[p]
+        val = float(0.0)
+        if mode > 0 and wp.isfinite(d) and d > 0.0:
+            if mode == 1:
+                x = 1.0 / wp.max(d, 1.0e-6)
+                x = x - lo
+                x = x * scale
+                x = x / span
+                val = x + floor
+            else:
+                val = 1.0
+        q = _u8(val)
+        for c in range(3):
+            out[p, c] = q
 
 
 @wp.kernel
-def _normal_u8_kernel(normal: wp.array2d(dtype=wp.float32), out: wp.array2d(dtype=wp.uint8)):
-    p = wp.tid()
-    empty = normal[p, 0] == 0.0 and normal[p, 1] == 0.0 and normal[p, 2] == 0.0
-    for c in range(3):
-        q = wp.uint8(0)
-        if not empty:
-            x = normal[p, c] * -0.5
-            q = _u8(x + 0.5)
-        out[p, c] = q
+def _normal_u8_kernel(normal: wp.array2d(dtype=wp.float32), block: int,
+                      out: wp.array2d(dtype=wp.uint8)):
+    start = wp.tid() * block
+    for p in range(start, wp.min(start + block, normal.shape[0])):
+        empty = normal[p, 0] == 0.0 and normal[p, 1] == 0.0 and normal[p, 2] == 0.0
+        for c in range(3):
+            q = wp.uint8(0)
+            if not empty:
+                x = normal[p, c] * -0.5
+                q = _u8(x + 0.5)
+            out[p, c] = q
 
 
 @wp.kernel
-def _ids_u8_kernel(ids: wp.array(dtype=wp.int32), lut: wp.array2d(dtype=wp.uint8),
+def _ids_u8_kernel(ids: wp.array(dtype=wp.int32), lut: wp.array2d(dtype=wp.uint8), block: int,
                    out: wp.array2d(dtype=wp.uint8)):
-    p = wp.tid()
-    i = ids[p]
-    k = int(0)
-    if i > 0:
-        k = (i - 1) % 255 + 1
-    for c in range(3):
-        out[p, c] = lut[k, c]
+    start = wp.tid() * block
+    for p in range(start, wp.min(start + block, ids.shape[0])):
+        i = ids[p]
+        k = int(0)
+        if i > 0:
+            k = (i - 1) % 255 + 1
+        for c in range(3):
+            out[p, c] = lut[k, c]
 
 
 @wp.kernel
@@ -659,42 +665,54 @@ def _flow_peak_kernel(flow: wp.array2d(dtype=wp.float32), out: wp.array(dtype=wp
     out[0] = peak
 
 
-@wp.kernel
-def _flow_u8_kernel(flow: wp.array2d(dtype=wp.float32), bits: wp.array2d(dtype=wp.int32),
-                    norm: float, pi: float, wheel: wp.array2d(dtype=wp.float32),
-                    out: wp.array2d(dtype=wp.uint8)):
-    p = wp.tid()
+@wp.func
+def _flow_u8(flow: wp.array2d(dtype=wp.float32), bits: wp.array2d(dtype=wp.int32), p: int,
+             norm: float, pi: float, wheel: wp.array2d(dtype=wp.float32),
+             out: wp.array2d(dtype=wp.uint8)):
     u = flow[p, 0]
     v = flow[p, 1]
-    uu = u * u
-    vv = v * v
-    mag = wp.sqrt(uu + vv)
-    rad = mag / norm
-    ncols = wheel.shape[0]
-    a = wp.atan2(-v, -u)
-    if v == 0.0 and u > 0.0:
-        # Warp negates as 0 - x (no -0.0): torch's atan2(-v, -u) is -pi for v = +0, pi for -0
-        # (``bits``: the flow's bit pattern, the sign of v's zero)
-        a = wp.where(bits[p, 1] >= 0, -pi, pi)
-    fk = a / pi
-    fk = fk + 1.0
-    fk = fk / 2.0
-    fk = fk * float(ncols - 1)
-    k0f = wp.clamp(wp.floor(fk), 0.0, float(ncols - 1))
-    f = fk - k0f
-    g = 1.0 - f
-    k0 = int(k0f)
-    k1 = (k0 + 1) % ncols
-    for c in range(3):
-        a = wheel[k0, c] * g
-        b = wheel[k1, c] * f
-        col = a + b
-        val = col * 0.75
-        if rad <= 1.0:
-            t = 1.0 - col
-            t = t * rad
-            val = 1.0 - t
-        out[p, c] = _u8(val)
+    if u == 0.0 and v == 0.0:  # no motion: white, as rad = 0
+        for c in range(3):
+            out[p, c] = wp.uint8(255)
+    else:
+        uu = u * u
+        vv = v * v
+        mag = wp.sqrt(uu + vv)
+        rad = mag / norm
+        ncols = wheel.shape[0]
+        a = wp.atan2(-v, -u)
+        if v == 0.0 and u > 0.0:
+            # Warp negates as 0 - x (no -0.0): torch's atan2(-v, -u) is -pi for v = +0, pi for -0
+            # (``bits``: the flow's bit pattern, the sign of v's zero)
+            a = wp.where(bits[p, 1] >= 0, -pi, pi)
+        fk = a / pi
+        fk = fk + 1.0
+        fk = fk / 2.0
+        fk = fk * float(ncols - 1)
+        k0f = wp.clamp(wp.floor(fk), 0.0, float(ncols - 1))
+        f = fk - k0f
+        g = 1.0 - f
+        k0 = int(k0f)
+        k1 = (k0 + 1) % ncols
+        for c in range(3):
+            a = wheel[k0, c] * g
+            b = wheel[k1, c] * f
+            col = a + b
+            val = col * 0.75
+            if rad <= 1.0:
+                t = 1.0 - col
+                t = t * rad
+                val = 1.0 - t
+            out[p, c] = _u8(val)
+
+
+@wp.kernel
+def _flow_u8_kernel(flow: wp.array2d(dtype=wp.float32), bits: wp.array2d(dtype=wp.int32),
+                    norm: float, pi: float, wheel: wp.array2d(dtype=wp.float32), block: int,
+                    out: wp.array2d(dtype=wp.uint8)):
+    start = wp.tid() * block
+    for p in range(start, wp.min(start + block, flow.shape[0])):
+        _flow_u8(flow, bits, p, norm, pi, wheel, out)
 
 
 def _arr(x: Tensor, dtype: torch.dtype = torch.float32, vec3: bool = False) -> wp.array:
@@ -911,6 +929,15 @@ def affine_reciprocal_(x: Tensor, a: float, b: float) -> Tensor:
     return x
 
 
+#: Pixels per Warp thread in the uint8 encodings: a CPU launch's cost per thread is most of a
+#: simple pixel's (1.7x faster than a thread per pixel on a 720p clip).
+_PX_BLOCK = 256
+
+
+def _blocks(n: int) -> int:
+    return -(-n // _PX_BLOCK)
+
+
 def _u8_out(shape: torch.Size) -> tuple[Tensor, wp.array]:
     out = torch.empty(*shape, 3, dtype=torch.uint8, device="cpu")
     return out, wp.from_torch(out.view(-1, 3))
@@ -923,8 +950,9 @@ def clamp_uint8(x: Tensor, grey: bool = False) -> Tensor:
     shape = x.shape if grey else x.shape[:-1]
     out, dst = _u8_out(shape)
     if out.numel():
-        wp.launch(_clamp_u8_kernel, dim=out.shape[:-1].numel(), device="cpu",
-                  inputs=[_arr(x.reshape(-1, 1 if grey else 3)), dst])
+        n = out.shape[:-1].numel()
+        wp.launch(_clamp_u8_kernel, dim=_blocks(n), device="cpu",
+                  inputs=[_arr(x.reshape(-1, 1 if grey else 3)), _PX_BLOCK, dst])
     return out
 
 
@@ -952,8 +980,9 @@ def depth_uint8(depth: Tensor, inv_range: tuple[float, float] | None, floor: flo
         mode = 1 if float(hi32 - lo32) > 1e-8 else 2
         lo, span = float(lo32), float(hi32 - lo32)
     if out.numel():
-        wp.launch(_depth_u8_kernel, dim=depth.numel(), device="cpu",
-                  inputs=[_arr(depth.reshape(-1)), lo, span, 1.0 - floor, floor, mode, dst])
+        wp.launch(_depth_u8_kernel, dim=_blocks(depth.numel()), device="cpu",
+                  inputs=[_arr(depth.reshape(-1)), lo, span, 1.0 - floor, floor, mode, _PX_BLOCK,
+                          dst])
     return out
 
 
@@ -962,8 +991,8 @@ def normal_uint8(normal: Tensor) -> Tensor:
     _start()
     out, dst = _u8_out(normal.shape[:-1])
     if out.numel():
-        wp.launch(_normal_u8_kernel, dim=out.shape[:-1].numel(), device="cpu",
-                  inputs=[_arr(normal.reshape(-1, 3)), dst])
+        wp.launch(_normal_u8_kernel, dim=_blocks(out.shape[:-1].numel()), device="cpu",
+                  inputs=[_arr(normal.reshape(-1, 3)), _PX_BLOCK, dst])
     return out
 
 
@@ -973,9 +1002,9 @@ def ids_uint8(ids: Tensor, lut: Tensor) -> Tensor:
     _start()
     out, dst = _u8_out(ids.shape)
     if out.numel():
-        wp.launch(_ids_u8_kernel, dim=ids.numel(), device="cpu",
+        wp.launch(_ids_u8_kernel, dim=_blocks(ids.numel()), device="cpu",
                   inputs=[_arr(ids.reshape(-1), torch.int32), wp.from_torch(lut.contiguous()),
-                          dst])
+                          _PX_BLOCK, dst])
     return out
 
 
@@ -992,10 +1021,11 @@ def flow_uint8(flow: Tensor, wheel: Tensor, min_norm: float = 0.0) -> Tensor:
     peak = torch.zeros(1, dtype=torch.float32, device="cpu")
     if out.numel():
         wp.launch(_flow_peak_kernel, dim=1, device="cpu", inputs=[flat, _arr(peak)])
-        wp.launch(_flow_u8_kernel, dim=out.shape[:-1].numel(), device="cpu",
+        wp.launch(_flow_u8_kernel, dim=_blocks(out.shape[:-1].numel()), device="cpu",
                   inputs=[flat, wp.from_torch(flat_t.view(torch.int32)),
                           float(max(float(peak), float(min_norm), 1e-8)),
-                          float(torch.tensor(math.pi, dtype=torch.float32)), _arr(wheel), dst])
+                          float(torch.tensor(math.pi, dtype=torch.float32)), _arr(wheel),
+                          _PX_BLOCK, dst])
     return out
 
 def warmup() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rendiff.io import video
-from rendiff.io.video import read_video, write_video
+from rendiff.io.video import read_video, write_video, write_videos
 
 
 def _clip(t: int, h: int, w: int) -> np.ndarray:
@@ -42,10 +42,23 @@ def test_round_trip_float_frames_and_fractional_rate(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.mp4"]
 
 
+def test_several_videos_in_one_process_are_the_single_files(tmp_path):
+    clips = [_clip(5, 48, 64), _clip(7, 37, 50), _clip(3, 16, 16).astype(np.float32) / 255]
+    paths = write_videos([(tmp_path / f"m{i}.mp4", c) for i, c in enumerate(clips)], 12.0)
+    assert paths == [tmp_path / f"m{i}.mp4" for i in range(3)]
+    for i, c in enumerate(clips):
+        write_video(tmp_path / f"s{i}.mp4", c, 12.0)
+        assert (tmp_path / f"m{i}.mp4").read_bytes() == (tmp_path / f"s{i}.mp4").read_bytes()
+    assert write_videos([], 12.0) == []
+
+
 def test_an_ffmpeg_failure_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(video.imageio_ffmpeg, "get_ffmpeg_exe", lambda: "false")
     with pytest.raises(OSError, match=r"b\.mp4: ffmpeg could not write the video \(exit"):
         write_video(tmp_path / "b.mp4", _clip(2, 8, 8), 10.0)
+    with pytest.raises(OSError, match=r"c\.mp4, .*d\.mp4: ffmpeg could not write"):
+        write_videos([(tmp_path / "c.mp4", _clip(2, 8, 8)), (tmp_path / "d.mp4", _clip(2, 8, 8))],
+                     10.0)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -29,7 +29,7 @@ from .atomic import atomic_path, remove_leftovers, write_text
 from .contact_sheet import SHEET_COLUMNS, contact_sheet, pick_frames
 from .npz import write_npz
 from .trajectory import save_trajectory, trajectory_table
-from .video import write_video
+from .video import write_videos
 
 __all__ = ["OutputError", "check_finite", "save", "versions"]
 
@@ -118,34 +118,48 @@ def _stale_outputs(out: Path, written: set[Path]) -> list[Path]:
 
 
 class _VideoQueue:
-    """``write(key, path, frames)`` hands a video to one of ``WORKERS`` writer threads (each
-    mostly waits on its ffmpeg) and records its path in ``written`` under ``key``, in the order
-    given; at most ``WORKERS + 1`` videos are held at a time. Leaving the ``with`` block waits
-    for every video (and raises the first error)."""
+    """``write(key, path, frames)`` collects videos into batches of about ``BATCH_BYTES`` of
+    uint8 frames; each batch is written by one ffmpeg process (:func:`write_videos`) on a writer
+    thread while the next one is encoded and collected, and its paths recorded in ``written``
+    under their keys, in the order given. At most two batches are held. Leaving the ``with``
+    block writes the last batch, waits for every video and raises the first error."""
 
-    #: Two ffmpeg processes at a time: x264 alone leaves a core idle on small clips (start-up,
-    #: muxing), and at 720p the two share the cores with the encoding thread.
-    WORKERS = 2
+    #: A 256x256 or 512x512 run's maps all go to one ffmpeg process (its start-up is half of a
+    #: small clip's cost); a 1280x720 run's go two at a time (44 MB each).
+    BATCH_BYTES = 64 * 2**20
 
     def __init__(self, fps: float, written: dict[str, Path]) -> None:
         self._fps, self._written = fps, written
-        self._pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="rendiff-video")
-        self._pending: list[tuple[str, Future]] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rendiff-video")
+        self._batch: list[tuple[str, Path, np.ndarray]] = []
+        self._pending: list[tuple[list[str], Future]] = []
 
     def write(self, key: str, path: Path, frames: torch.Tensor | np.ndarray) -> None:
-        while len(self._pending) > self.WORKERS:
+        self._batch.append((key, path, frames))
+        if sum(f.nbytes for _, _, f in self._batch) >= self.BATCH_BYTES:
+            self._submit()
+
+    def _submit(self) -> None:
+        if not self._batch:
+            return
+        while self._pending:  # one batch written while the next is collected
             self._finish_one()
-        self._pending.append((key, self._pool.submit(write_video, path, frames, self._fps)))
+        batch, self._batch = self._batch, []
+        future = self._pool.submit(write_videos, [(p, f) for _, p, f in batch], self._fps)
+        self._pending.append(([k for k, _, _ in batch], future))
 
     def _finish_one(self) -> None:
-        key, future = self._pending.pop(0)
-        self._written[key] = future.result()
+        keys, future = self._pending.pop(0)
+        for key, path in zip(keys, future.result(), strict=True):
+            self._written[key] = path
 
     def __enter__(self) -> _VideoQueue:
         return self
 
     def __exit__(self, exc_type: type | None, *exc: object) -> None:
         try:
+            if exc_type is None:
+                self._submit()
             while self._pending:
                 if exc_type is None:
                     self._finish_one()
@@ -164,8 +178,8 @@ def _save_videos_and_sheet(out: Path, layers: Layers, generated: torch.Tensor | 
     fps = layers.fps
     picked = pick_frames(layers.frames, SHEET_COLUMNS)  # the frames the contact sheet shows
     maps: dict[str, np.ndarray] = {}  # each map's picked frames only: the video has them all
-    # Videos are written on other threads (they mostly wait on ffmpeg) while this one encodes
-    # the next map; at most three maps' uint8 clips are held at a time.
+    # Videos are written on another thread (it waits on ffmpeg) while this one encodes the next
+    # maps; at most two batches of uint8 clips are held at a time.
     with _VideoQueue(fps, written) as videos:
         for layer in _MAP_ORDER:
             if layer == Layer.POSE and layers.keypoints is None:
@@ -179,7 +193,7 @@ def _save_videos_and_sheet(out: Path, layers: Layers, generated: torch.Tensor | 
                 del frames
         for name, frames in (model_inputs or {}).items():
             videos.write(f"maps/model_{name}", out / "maps" / f"model_{name}.mp4",
-                         torch.as_tensor(frames))
+                         control_image_uint8(Layer.RGB, torch.as_tensor(frames)))
         for key, name, frames in (("render", "render.mp4", layers.get(Layer.RGB)),
                                   ("generated", "generated.mp4", generated)):
             if frames is not None:
