@@ -139,6 +139,11 @@ class _VideoQueue:
         if sum(f.nbytes for _, _, f in self._batch) >= self.BATCH_BYTES:
             self._submit()
 
+    def flush(self) -> None:
+        """Hands the videos collected so far to the writer now (after the batch before them is
+        done) instead of when the block is left."""
+        self._submit()
+
     def _submit(self) -> None:
         if not self._batch:
             return
@@ -185,8 +190,7 @@ def _save_videos_and_sheet(out: Path, layers: Layers, generated: torch.Tensor | 
             if layer == Layer.POSE and layers.keypoints is None:
                 continue  # no people in the scene: the pose map would be black
             if layer in layers:
-                # encoded a few frames at a time to uint8 (what the video takes), never as a
-                # whole float32 clip
+                # encoded straight to uint8 (what the video takes), never as a float32 clip
                 frames = control_image_uint8(layer, layers[layer])
                 videos.write(f"maps/{layer.value}", out / "maps" / f"{layer.value}.mp4", frames)
                 maps[layer.value] = frames[picked]
@@ -201,20 +205,21 @@ def _save_videos_and_sheet(out: Path, layers: Layers, generated: torch.Tensor | 
                 videos.write(key, out / name, frames)
                 maps[key] = frames[picked]
 
-    rows: dict[str, torch.Tensor | np.ndarray] = {}
-    if "render" in maps:
-        rows["render"] = maps["render"]
-    for layer in sheet_layers or _MAP_ORDER:
-        if layer.value in maps and layer not in (Layer.FLOW_BACKWARD, Layer.ALPHA):
-            rows[layer.value] = maps[layer.value]
-    if "generated" in maps:
-        rows["generated"] = maps["generated"]
-    title = None
-    if scene is not None:
-        title = (f"{scene.name}  seed {scene.seed}  {layers.frames} frames @ {fps:g} fps  "
-                 f"{layers.size[0]}x{layers.size[1]}")
-    contact_sheet(rows, out / "contact_sheet.png", title=title, frame_numbers=picked)
-    written["contact_sheet"] = out / "contact_sheet.png"
+        videos.flush()  # the last batch goes to ffmpeg while the contact sheet is made
+        rows: dict[str, torch.Tensor | np.ndarray] = {}
+        if "render" in maps:
+            rows["render"] = maps["render"]
+        for layer in sheet_layers or _MAP_ORDER:
+            if layer.value in maps and layer not in (Layer.FLOW_BACKWARD, Layer.ALPHA):
+                rows[layer.value] = maps[layer.value]
+        if "generated" in maps:
+            rows["generated"] = maps["generated"]
+        title = None
+        if scene is not None:
+            title = (f"{scene.name}  seed {scene.seed}  {layers.frames} frames @ {fps:g} fps  "
+                     f"{layers.size[0]}x{layers.size[1]}")
+        contact_sheet(rows, out / "contact_sheet.png", title=title, frame_numbers=picked)
+        written["contact_sheet"] = out / "contact_sheet.png"
 
 
 def save(
