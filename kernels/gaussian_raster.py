@@ -166,6 +166,18 @@ def _project(
     eps2d: float,
 ) -> _Projected:
     """EWA splatting of 3D Gaussians to the image plane (see the module docstring)."""
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
+    lim_x_pos, lim_x_neg = (width - cx) / fx + 0.3 * tan_fovx, cx / fx + 0.3 * tan_fovx
+    lim_y_pos, lim_y_neg = (height - cy) / fy + 0.3 * tan_fovy, cy / fy + 0.3 * tan_fovy
+    if _use_warp_cpu(means.device):  # compiled, one Gaussian per thread
+        from . import warp_cpu as compiled
+
+        lims = (float(lim_x_pos), float(lim_x_neg), float(lim_y_pos), float(lim_y_neg))
+        means2d, conics, radii, means_c, rot_c = compiled.project(
+            means, quats, scales, opacities, viewmat, K, width, height, near, far, eps2d,
+            _ALPHA_MIN, _EXTENT_MAX, lims)
+        return _Projected(means2d, conics, means_c[:, 2], radii, means_c, rot_c)
     R, t = viewmat[:3, :3], viewmat[:3, 3]
     means_c = means @ R.T + t
     rot_c = R @ _quat_to_rotmat(quats)
@@ -175,10 +187,6 @@ def _project(
     x, y, z = means_c.unbind(-1)
     in_range = (z > near) & (z < far)
     z = torch.where(in_range, z, torch.ones_like(z))
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
-    lim_x_pos, lim_x_neg = (width - cx) / fx + 0.3 * tan_fovx, cx / fx + 0.3 * tan_fovx
-    lim_y_pos, lim_y_neg = (height - cy) / fy + 0.3 * tan_fovy, cy / fy + 0.3 * tan_fovy
     tx = z * torch.minimum(torch.maximum(x / z, -lim_x_neg), lim_x_pos)
     ty = z * torch.minimum(torch.maximum(y / z, -lim_y_neg), lim_y_pos)
     zeros = torch.zeros_like(z)

@@ -55,8 +55,8 @@ wp.config.log_level = wp.LOG_WARNING
 __all__ = [
     "affine_reciprocal_", "bin_tiles", "clamp_uint8", "composite", "depth_uint8", "flow_uint8",
     "ids_uint8", "init_warp", "interpolate", "inverse_depth_range", "normal_uint8",
-    "oriented_normals", "pcf_lookup", "pixel_motion", "resolve", "shade", "shadow_test", "warmup",
-    "zbuffer",
+    "oriented_normals", "pcf_lookup", "pixel_motion", "project", "resolve", "shade", "shadow_test",
+    "warmup", "zbuffer",
 ]
 
 #: What Warp's native library prints on stderr at start-up on every machine without an NVIDIA
@@ -562,6 +562,97 @@ def _affine_reciprocal_kernel(x: wp.array(dtype=wp.float32), a: float, b: float)
         x[p] = a - b / x[p]
 
 
+@wp.kernel
+def _project_kernel(
+    means: wp.array(dtype=wp.vec3),
+    quats: wp.array(dtype=wp.vec4),  # (w, x, y, z)
+    scales: wp.array(dtype=wp.vec3),
+    opacities: wp.array(dtype=wp.float32),
+    R: wp.mat33,
+    t: wp.vec3,
+    intr: wp.vec4,  # fx, fy, cx, cy
+    lims: wp.vec4,  # x +, x -, y +, y - (the Jacobian's clamp on x / z and y / z)
+    width: int,
+    height: int,
+    near: float,
+    far: float,
+    eps2d: float,
+    alpha_min: float,
+    extent_max: float,
+    means2d: wp.array2d(dtype=wp.float32),
+    conics: wp.array2d(dtype=wp.float32),
+    radii: wp.array2d(dtype=wp.int32),
+    means_c: wp.array(dtype=wp.vec3),
+    rot_c: wp.array(dtype=wp.mat33),
+):
+    i = wp.tid()
+    mc = R * means[i] + t
+    q = quats[i]
+    qn = q / wp.max(wp.length(q), 1.0e-12)
+    w = qn[0]
+    x = qn[1]
+    y = qn[2]
+    z = qn[3]
+    rot = wp.mat33(1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y),
+                   2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x),
+                   2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y))
+    rc = R * rot
+    s = scales[i]
+    m = wp.mat33(rc[0, 0] * s[0], rc[0, 1] * s[1], rc[0, 2] * s[2],
+                 rc[1, 0] * s[0], rc[1, 1] * s[1], rc[1, 2] * s[2],
+                 rc[2, 0] * s[0], rc[2, 1] * s[1], rc[2, 2] * s[2])
+    cov = m * wp.transpose(m)
+    zc = mc[2]
+    in_range = zc > near and zc < far
+    zz = wp.where(in_range, zc, 1.0)
+    fx = intr[0]
+    fy = intr[1]
+    tx = zz * wp.min(wp.max(mc[0] / zz, -lims[1]), lims[0])
+    ty = zz * wp.min(wp.max(mc[1] / zz, -lims[3]), lims[2])
+    j00 = fx / zz
+    j02 = -fx * tx / (zz * zz)
+    j11 = fy / zz
+    j12 = -fy * ty / (zz * zz)
+    # J cov J^T for J = [[j00, 0, j02], [0, j11, j12]]
+    r00 = j00 * cov[0, 0] + j02 * cov[2, 0]
+    r01 = j00 * cov[0, 1] + j02 * cov[2, 1]
+    r02 = j00 * cov[0, 2] + j02 * cov[2, 2]
+    r10 = j11 * cov[1, 0] + j12 * cov[2, 0]
+    r11 = j11 * cov[1, 1] + j12 * cov[2, 1]
+    r12 = j11 * cov[1, 2] + j12 * cov[2, 2]
+    a = r00 * j00 + r02 * j02 + eps2d
+    b = 0.5 * ((r01 * j11 + r02 * j12) + (r10 * j00 + r12 * j02))
+    c = r11 * j11 + r12 * j12 + eps2d
+    det = a * c - b * b
+    valid = in_range and det > 0.0 and opacities[i] >= alpha_min
+    if not valid:
+        det = 1.0
+    conics[i, 0] = c / det
+    conics[i, 1] = -b / det
+    conics[i, 2] = a / det
+    u = fx * mc[0] / zz + intr[2]
+    v = fy * mc[1] / zz + intr[3]
+    extent = wp.min(wp.sqrt(2.0 * wp.log(wp.max(opacities[i], alpha_min) / alpha_min)),
+                    extent_max)
+    rx = wp.ceil(extent * wp.sqrt(wp.max(a, 0.0)))
+    ry = wp.ceil(extent * wp.sqrt(wp.max(c, 0.0)))
+    valid = valid and (rx > 0.0 or ry > 0.0)
+    valid = valid and u + rx > 0.0 and u - rx < float(width)
+    valid = valid and v + ry > 0.0 and v - ry < float(height)
+    if valid:
+        means2d[i, 0] = u
+        means2d[i, 1] = v
+        radii[i, 0] = int(rx)
+        radii[i, 1] = int(ry)
+    else:
+        means2d[i, 0] = 0.0
+        means2d[i, 1] = 0.0
+        radii[i, 0] = 0
+        radii[i, 1] = 0
+    means_c[i] = mc
+    rot_c[i] = rc
+
+
 @wp.func
 def _u8(x: float) -> wp.uint8:
     """``rendiff.io.video.to_uint8`` of one value: NaN to 0, clipped to [0, 1], times 255 plus
@@ -790,6 +881,35 @@ def oriented_normals(n: Tensor | None, point: Tensor, face_n: Tensor, face_id: T
                           _arr(face_id.reshape(-1), torch.int64), int(n is None), float(tilt),
                           _arr(out, vec3=True)])
     return out.view(*shape, 3)
+
+
+def project(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, viewmat: Tensor,
+            K: Tensor, width: int, height: int, near: float, far: float, eps2d: float,
+            alpha_min: float, extent_max: float, lims: tuple[float, float, float, float]
+            ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``gaussian_raster._project`` compiled, one Gaussian per thread: means2d [N, 2], conics
+    [N, 3], radii [N, 2] int32 (0 = culled), camera-space means [N, 3] and rotations [N, 3, 3];
+    equal to rounding (``lims``: the Jacobian's clamp on x / z and y / z, + and - for each)."""
+    _start()
+    n = means.shape[0]
+    means2d = torch.empty(n, 2, dtype=torch.float32, device="cpu")
+    conics = torch.empty(n, 3, dtype=torch.float32, device="cpu")
+    radii = torch.empty(n, 2, dtype=torch.int32, device="cpu")
+    means_c = torch.empty(n, 3, dtype=torch.float32, device="cpu")
+    rot_c = torch.empty(n, 3, 3, dtype=torch.float32, device="cpu")
+    if n:
+        k = K.detach().to("cpu", torch.float64)
+        wp.launch(_project_kernel, dim=n, device="cpu",
+                  inputs=[_arr(means, vec3=True), wp.from_torch(quats.float().contiguous(),
+                                                                  dtype=wp.vec4),
+                          _arr(scales, vec3=True), _arr(opacities.reshape(-1)), *_rigid(viewmat),
+                          wp.vec4(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])),
+                          wp.vec4(*[float(v) for v in lims]), int(width), int(height),
+                          float(near), float(far), float(eps2d), float(alpha_min),
+                          float(extent_max), _arr(means2d), _arr(conics), _arr(radii, torch.int32),
+                          _arr(means_c, vec3=True),
+                          wp.from_torch(rot_c, dtype=wp.mat33)])
+    return means2d, conics, radii, means_c, rot_c
 
 
 def pcf_lookup(depth: Tensor, u: Tensor, v: Tensor, z: Tensor, bias: Tensor, pcf: int,
@@ -1052,3 +1172,11 @@ def warmup() -> None:
     unit = torch.ones(2, 2, 3)
     shade(unit, unit, unit, torch.ones(2, 2), torch.ones(2, 2), torch.ones(2, 2, dtype=torch.bool),
           torch.ones(1, 12), torch.ones(30), True, torch.ones(1, 2, 2))
+    project(torch.ones(1, 3), torch.ones(1, 4), torch.ones(1, 3), one, torch.eye(4), torch.eye(3),
+            4, 4, 0.01, 100.0, 0.3, 1.0 / 255.0, 3.33, (1.0, 1.0, 1.0, 1.0))
+    depth = torch.ones(1, 2, 2)
+    depth_uint8(depth, inverse_depth_range(depth), 0.05)
+    normal_uint8(unit)
+    ids_uint8(torch.ones(2, 2, dtype=torch.int32), torch.zeros(256, 3, dtype=torch.uint8))
+    clamp_uint8(unit)
+    flow_uint8(torch.ones(2, 2, 2), torch.ones(55, 3), 1.0)

@@ -320,3 +320,34 @@ def test_flow_along_the_axes_takes_torchs_signed_zeros():
     wheel = to_uint8(colour_wheel()[None])[0]
     assert (ours[0] == wheel[0]).all() and (ours[1] == wheel[-1]).all()
     assert (ours[0] != ours[1]).any()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gaussian_projection_matches_the_reference(seed, torch_reference):
+    """The compiled EWA projection against the torch one on Gaussians in front of, behind, beside
+    and far from the camera, flat, tiny and nearly transparent ones among them."""
+    g = torch.Generator().manual_seed(seed)
+    n = 4000
+    means = torch.randn(n, 3, generator=g) * torch.tensor([3.0, 3.0, 4.0]) + torch.tensor(
+        [0.0, 0.0, 3.0])
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.rand(n, 3, generator=g) * 0.3
+    scales[:200, 2] = 1e-6  # flat
+    opacities = torch.rand(n, generator=g)
+    opacities[:100] = 1.0 / 300.0  # below the alpha floor: culled
+    view = _view((0.3, -4.0, 1.5), target=(0.0, 0.0, 3.0))
+    K = torch.tensor([[120.0, 0, 64.5], [0, 118.0, 47.0], [0, 0, 1]])
+    args = (means, quats, scales, opacities, view, K, 128, 96, 0.1, 50.0, 0.3)
+    ours = gaussian_raster._project(*args)
+    ref = torch_reference(lambda: gaussian_raster._project(*args))
+    assert (ref.radii > 0).all(-1).sum() > 1000  # plenty on screen
+    torch.testing.assert_close(ours.means_c, ref.means_c, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.rot_c, ref.rot_c, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.depths, ref.depths, rtol=1e-5, atol=1e-5)
+    same_cull = (ours.radii > 0).any(-1) == (ref.radii > 0).any(-1)
+    assert same_cull.float().mean() > 0.999
+    both = (ours.radii > 0).any(-1) & (ref.radii > 0).any(-1)
+    assert (ours.radii[both] - ref.radii[both]).abs().max() <= 1  # ceil at a rounding boundary
+    assert (ours.radii[both] == ref.radii[both]).float().mean() > 0.995
+    torch.testing.assert_close(ours.means2d[both], ref.means2d[both], rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(ours.conics[both], ref.conics[both], rtol=1e-4, atol=1e-6)
