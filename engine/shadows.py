@@ -247,11 +247,11 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
     skipped). Lights with ``shadows: false`` get all ones. Meshes and Gaussian clouds cast
     shadows, except a flat mesh (a ground plane, a wall) that every visible point lies in front
     of, seen from the light: it can shadow nothing, so it is left out of that light's map, which
-    then covers only what can cast. A directional light's map covers the casters and is sampled
-    about twice as finely as the camera sees them (:func:`footprint_res`), at most ``res``
-    texels square (default twice the image's larger side, 256 to 2048); spot and point lights
-    get ``res // 2`` per view. ``flat``: each mesh's plane at frame k as :func:`flat_meshes`
-    gives it (computed here when not given)."""
+    then covers only what can cast. A directional light's map covers the casters, ``res`` texels
+    square (default twice the image's larger side, 256 to 2048) or, with Gaussian clouds among
+    the casters, one texel per pixel of their span in the camera (:func:`footprint_res`, at most
+    ``res``); spot and point lights get ``res // 2`` per view. ``flat``: each mesh's plane at
+    frame k as :func:`flat_meshes` gives it (computed here when not given)."""
     if res is None:
         res = min(2048, max(256, 2 * max(traj.cameras.width, traj.cameras.height)))
     view, K = traj.cameras.viewmats[k], traj.cameras.K[k]
