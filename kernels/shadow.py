@@ -230,6 +230,7 @@ def shadow_visibility(
     if not bool(mask.any()):
         return out
     fused = use_warp_cpu(device)  # directional and spot lights: one compiled pass per pixel
+
     @functools.cache
     def masked() -> tuple[Tensor, Tensor | None]:
         """The masked points [M, 3] and normals [M, 3] (or None), gathered once if needed."""

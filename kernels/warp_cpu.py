@@ -597,10 +597,7 @@ def _project_kernel(
                    2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x),
                    2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y))
     rc = R * rot
-    s = scales[i]
-    m = wp.mat33(rc[0, 0] * s[0], rc[0, 1] * s[1], rc[0, 2] * s[2],
-                 rc[1, 0] * s[0], rc[1, 1] * s[1], rc[1, 2] * s[2],
-                 rc[2, 0] * s[0], rc[2, 1] * s[1], rc[2, 2] * s[2])
+    m = rc * wp.diag(scales[i])  # each axis scaled by its standard deviation
     cov = m * wp.transpose(m)
     zc = mc[2]
     in_range = zc > near and zc < far
@@ -675,17 +672,25 @@ def _clamp_u8_kernel(x: wp.array2d(dtype=wp.float32), block: int,
             out[p, c] = _u8(x[p, wp.where(grey, 0, c)])
 
 
+@wp.func
+def _inv_depth(d: float) -> float:
+    """1 / max(d, 1e-6) for a valid depth (finite, > 0), else -1: what the range and the
+    encoding both read, so the clip's nearest point encodes to exactly 1."""
+    inv = float(-1.0)
+    if wp.isfinite(d) and d > 0.0:
+        inv = 1.0 / wp.max(d, 1.0e-6)
+    return inv
+
+
 @wp.kernel
 def _inv_depth_range_kernel(depth: wp.array(dtype=wp.float32), out: wp.array(dtype=wp.float32)):
-    # one thread: the smallest and largest 1 / max(depth, 1e-6) over finite depth > 0, and
-    # whether there was any
+    # one thread: the smallest and largest inverse of a valid depth, and whether there was any
     lo = float(wp.inf)
     hi = float(-wp.inf)
     seen = float(0.0)
     for p in range(depth.shape[0]):
-        d = depth[p]
-        if wp.isfinite(d) and d > 0.0:
-            inv = 1.0 / wp.max(d, 1.0e-6)
+        inv = _inv_depth(depth[p])
+        if inv > 0.0:
             lo = wp.min(lo, inv)
             hi = wp.max(hi, inv)
             seen = 1.0
@@ -700,12 +705,11 @@ def _depth_u8_kernel(depth: wp.array(dtype=wp.float32), lo: float, span: float, 
     # mode 0: no valid pixel in the clip (all 0); 1: normalised inverse depth; 2: one depth (1)
     start = wp.tid() * block
     for p in range(start, wp.min(start + block, depth.shape[0])):
-        d = depth[p]
+        inv = _inv_depth(depth[p])
         val = float(0.0)
-        if mode > 0 and wp.isfinite(d) and d > 0.0:
+        if mode > 0 and inv > 0.0:
             if mode == 1:
-                x = 1.0 / wp.max(d, 1.0e-6)
-                x = x - lo
+                x = inv - lo
                 x = x * scale
                 x = x / span
                 val = x + floor
@@ -743,16 +747,21 @@ def _ids_u8_kernel(ids: wp.array(dtype=wp.int32), lut: wp.array2d(dtype=wp.uint8
             out[p, c] = lut[k, c]
 
 
+@wp.func
+def _flow_mag(u: float, v: float) -> float:
+    """sqrt(u * u + v * v) in the reference's operations: the clip's largest and each pixel's
+    come from here, so the largest flow has rad exactly 1."""
+    uu = u * u
+    vv = v * v
+    return wp.sqrt(uu + vv)
+
+
 @wp.kernel
 def _flow_peak_kernel(flow: wp.array2d(dtype=wp.float32), out: wp.array(dtype=wp.float32)):
-    # one thread: the largest sqrt(u * u + v * v), as _flow_u8_kernel computes each pixel's
+    # one thread: the largest magnitude
     peak = float(0.0)
     for p in range(flow.shape[0]):
-        u = flow[p, 0]
-        v = flow[p, 1]
-        uu = u * u
-        vv = v * v
-        peak = wp.max(peak, wp.sqrt(uu + vv))
+        peak = wp.max(peak, _flow_mag(flow[p, 0], flow[p, 1]))
     out[0] = peak
 
 
@@ -766,10 +775,7 @@ def _flow_u8(flow: wp.array2d(dtype=wp.float32), bits: wp.array2d(dtype=wp.int32
         for c in range(3):
             out[p, c] = wp.uint8(255)
     else:
-        uu = u * u
-        vv = v * v
-        mag = wp.sqrt(uu + vv)
-        rad = mag / norm
+        rad = _flow_mag(u, v) / norm
         ncols = wheel.shape[0]
         a = wp.atan2(-v, -u)
         if v == 0.0 and u > 0.0:
@@ -1147,6 +1153,7 @@ def flow_uint8(flow: Tensor, wheel: Tensor, min_norm: float = 0.0) -> Tensor:
                           float(torch.tensor(math.pi, dtype=torch.float32)), _arr(wheel),
                           _PX_BLOCK, dst])
     return out
+
 
 def warmup() -> None:
     """Compiles (and caches in ``~/.cache/warp``) this module's kernels: one tiny triangle through
