@@ -15,7 +15,10 @@ with 3DGS/gsplat render identically:
 * compositing, per pixel with centre (j + 0.5, i + 0.5), front to back by camera z (ties by
   index): ``alpha = min(0.999, opacity * exp(-0.5 d^T conic d))``, skipped below 1/255; a pixel
   stops at the first Gaussian that would take its transmittance to <= 1e-4 (that Gaussian is
-  left out, as in gsplat's kernel); accumulated alpha is ``1 - T``.
+  left out, as in gsplat's kernel); accumulated alpha is ``1 - T``. Depth passes may also stop a
+  pixel after the Gaussian that takes its transmittance to ``t_stop`` or below (that Gaussian
+  kept): they composite a prefix of the full pass's Gaussians (shadow maps, see
+  ``rendiff.engine.shadows``).
 
 What runs where:
 
@@ -34,7 +37,7 @@ tile lists; the same lists, blending to rounding), or the torch reference with
 ``RENDIFF_TRITON=interpret`` is set (slow: tests only).
 
 ``rasterize_gaussian_depth`` is the same pass with colour and depth alone in the payload (shadow
-maps).
+maps), optionally stopping each pixel early (``t_stop``).
 """
 
 from __future__ import annotations
@@ -276,6 +279,7 @@ def _composite_reference(
     tiles_x: int,
     block: int = 64,
     budget: int = 1 << 18,
+    t_stop: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Torch compositing over tile lists, vectorised across tiles, pixels and a block of Gaussians.
 
@@ -284,7 +288,8 @@ def _composite_reference(
     block], small enough to stay in cache). Within a block, transmittance is a cumulative product
     seeded with the transmittance so far, multiplying in the same order as gsplat's per-pixel loop.
     A finished pixel's working transmittance is set to 0, which zeroes its later weights without
-    a mask; tiles whose pixels are all finished leave the group.
+    a mask; tiles whose pixels are all finished leave the group. With ``t_stop`` > 0 a pixel also
+    finishes after the Gaussian that takes its transmittance to ``t_stop`` or below.
 
     Returns:
         acc: Tensor  # [H, W, D] sum of blend weight times payload.
@@ -346,10 +351,13 @@ def _composite_reference(
             t_all = torch.cat([T_live[..., None], 1.0 - alpha], dim=-1).cumprod_(dim=-1)
             w = alpha * t_all[..., :-1]
             t_end = t_all[..., -1]
-            ending = (t_end <= _T_MIN) & (T_live > 0)
+            ending = (t_end <= max(_T_MIN, t_stop)) & (T_live > 0)
             if bool(ending.any()):
                 rows = ending.nonzero(as_tuple=True)
-                n_keep = (t_all[rows][..., 1:] > _T_MIN).sum(dim=-1)
+                t_after = t_all[rows][..., 1:]  # T after each Gaussian of the block
+                n_keep = (t_after > _T_MIN).sum(dim=-1)
+                if t_stop > 0:  # up to and including the first to reach t_stop
+                    n_keep = torch.minimum(n_keep, (t_after > t_stop).sum(dim=-1) + 1)
                 w[rows] *= (arange_b < n_keep[:, None]).to(dtype)
                 T_out[live[rows[0]], rows[1]] = t_all[rows].gather(1, n_keep[:, None])[:, 0]
                 t_end = t_end.masked_fill(ending, 0.0)
@@ -385,6 +393,7 @@ def _composite_kernel(
     height,
     tiles_x,
     D,
+    t_stop,  # a pixel also stops after the Gaussian that takes T to this or below (0: never)
     DP: tl.constexpr,
     TILE_SIZE: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -426,11 +435,12 @@ def _composite_kernel(
         ok = (sigma >= 0.0) & (alpha >= 1.0 / 255.0) & jm[None, :] & (done[:, None] == 0)
         alpha = tl.where(ok, alpha, 0.0)
         t_incl = T[:, None] * tl.cumprod(1.0 - alpha, axis=1)
-        keep = t_incl > 1e-4
-        w = tl.where(keep, alpha * (t_incl / (1.0 - alpha)), 0.0)
+        t_excl = t_incl / (1.0 - alpha)  # T before each Gaussian
+        keep = (t_incl > 1e-4) & (t_excl > t_stop)
+        w = tl.where(keep, alpha * t_excl, 0.0)
         t_min = tl.min(t_incl, axis=1)
         T = tl.min(tl.where(keep, t_incl, T[:, None]), axis=1)
-        done = done | (t_min <= 1e-4)
+        done = done | (t_min <= 1e-4) | (t_min <= t_stop)
 
         pay = tl.load(
             payload_ptr + g[:, None] * D + chan[None, :],
@@ -470,6 +480,7 @@ def _composite_triton(
     width: int,
     height: int,
     tiles_x: int,
+    t_stop: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Launch ``_composite_kernel``; same contract as ``_composite_reference``."""
     if flat_ids.shape[0] >= 2**31:
@@ -494,6 +505,7 @@ def _composite_triton(
         height,
         tiles_x,
         d,
+        float(t_stop),
         DP=max(16, triton.next_power_of_2(d)),
         TILE_SIZE=TILE,
         BLOCK=_BLOCK,
@@ -510,7 +522,8 @@ def _composite_triton(
 _AOT_SIGNATURE = {f"{name}_ptr": "*fp32" for name in ("means2d", "conics", "opac", "payload",
                                                        "offsets", "ids", "acc", "trans", "best")}
 _AOT_SIGNATURE |= {"offsets_ptr": "*i32", "ids_ptr": "*i32", "best_ptr": "*i64"}
-_AOT_SIGNATURE |= {"width": "i32", "height": "i32", "tiles_x": "i32", "D": "i32"}
+_AOT_SIGNATURE |= {"width": "i32", "height": "i32", "tiles_x": "i32", "D": "i32",
+                   "t_stop": "fp32"}
 _AOT_VARIANTS = tuple(
     (_composite_kernel, _AOT_SIGNATURE, {"DP": dp, "TILE_SIZE": TILE, "BLOCK": _BLOCK},
      {"num_warps": 8})
@@ -586,10 +599,11 @@ def _finish(
 
 
 def _splat(proj: _Projected, opacities: Tensor, payload: Tensor, width: int, height: int,
-           track_best: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+           track_best: bool = True, t_stop: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """Bin the projected Gaussians to tiles and composite ``payload`` [N, D] front to back, on
     the device's path: acc [H, W, D], transmittance [H, W], best Gaussian [H, W] (-1 everywhere
-    on the compiled CPU path without ``track_best``)."""
+    on the compiled CPU path without ``track_best``); ``t_stop`` as in
+    ``rasterize_gaussian_depth``."""
     device = payload.device
     # The compiled CPU kernel walks one pixel's list at a time: smaller tiles give it shorter
     # lists (every Gaussian it skips has alpha < 1/255 there, as the bounding boxes hold every
@@ -611,10 +625,12 @@ def _splat(proj: _Projected, opacities: Tensor, payload: Tensor, width: int, hei
     if warp_cpu:
         params, floor = _blend_params(proj.means2d, proj.conics, opacities)
         return compiled.composite(params, payload, offsets, flat_ids, width, height, tiles_x,
-                                  tile, floor, track_best)
-    composite = _composite_triton if _use_triton(device) else _composite_reference
-    return composite(proj.means2d, proj.conics, opacities, payload, offsets, flat_ids, width,
-                     height, tiles_x)
+                                  tile, floor, track_best, t_stop)
+    if _use_triton(device):
+        return _composite_triton(proj.means2d, proj.conics, opacities, payload, offsets,
+                                 flat_ids, width, height, tiles_x, t_stop)
+    return _composite_reference(proj.means2d, proj.conics, opacities, payload, offsets, flat_ids,
+                                width, height, tiles_x, t_stop=t_stop)
 
 
 @torch.no_grad()
@@ -632,10 +648,16 @@ def rasterize_gaussian_depth(
     near: float = 0.01,
     far: float = 1e4,
     eps2d: float = 0.3,
+    t_stop: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The depth pass of :func:`rasterize_gaussians` (shadow maps): the same projection, lists
     and compositing, with only ``colors`` and the camera z in the payload (no normals, ids,
     features or flow).
+
+    ``t_stop`` in [0, 1): a pixel also stops after the Gaussian that takes its transmittance to
+    ``t_stop`` or below (0, the default: the full pass). It then holds a prefix of the full
+    pass's Gaussians: its alpha is the full pass's, or at least ``1 - t_stop``, and its colour
+    and depth leave out at most ``t_stop`` of the weight.
 
     Returns:
         color: Tensor  # [H, W, C] composited ``colors`` (no background)
@@ -651,7 +673,10 @@ def rasterize_gaussian_depth(
     proj = _project(means, quats, scales, opacities, viewmat.to(**f32), K.to(**f32), width,
                     height, near, far, eps2d)
     payload = torch.cat([colors.reshape(n, -1), proj.depths[:, None]], 1)
-    acc, trans, _ = _splat(proj, opacities, payload, width, height, track_best=False)
+    if not 0.0 <= t_stop < 1.0:
+        raise ValueError(f"t_stop must be in [0, 1), got {t_stop}")
+    acc, trans, _ = _splat(proj, opacities, payload, width, height, track_best=False,
+                           t_stop=t_stop)
     alpha = 1.0 - trans
     depth = torch.where(alpha >= 1e-4, acc[..., -1] / torch.where(alpha > 0, alpha, 1.0),
                         torch.inf)

@@ -368,6 +368,7 @@ def _composite_kernel(
     tile_size: int,
     alpha_floor: float,  # the float just below 1/255: alphas above it count
     track_best: int,  # 0: leave best at -1 (depth passes)
+    t_stop: float,  # stop after the Gaussian that takes T to this or below (0: never)
     acc: wp.array2d(dtype=wp.float32),  # [H * W, D] zeros in: sum of weight x payload
     trans: wp.array(dtype=wp.float32),  # [H * W] out: final transmittance
     best: wp.array(dtype=wp.int64),  # [H * W] out: the Gaussian of largest weight, -1 if none
@@ -403,6 +404,8 @@ def _composite_kernel(
             best_w = w
             best_g = wp.int64(g)
         t = t_next
+        if t <= t_stop:
+            break
     trans[p] = t
     best[p] = best_g
 
@@ -956,10 +959,10 @@ def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, tiles_x: int, tile
 
 def composite(params: Tensor, payload: Tensor, offsets: Tensor, flat_ids: Tensor, width: int,
               height: int, tiles_x: int, tile_size: int, alpha_floor: float,
-              track_best: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+              track_best: bool = True, t_stop: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """``gaussian_raster._composite_reference`` compiled, one pixel at a time front to back:
     acc [H, W, D], transmittance [H, W], best Gaussian [H, W] (-1 without ``track_best``);
-    equal to rounding."""
+    equal to rounding (``t_stop`` as there)."""
     _start()
     n, d = height * width, payload.shape[1]
     acc = torch.zeros(n, d, dtype=torch.float32, device="cpu")
@@ -969,8 +972,8 @@ def composite(params: Tensor, payload: Tensor, offsets: Tensor, flat_ids: Tensor
         wp.launch(_composite_kernel, dim=n, device="cpu",
                   inputs=[_arr(params), _arr(payload), _arr(offsets, torch.int64),
                           _arr(flat_ids, torch.int32), width, tiles_x, int(tile_size),
-                          float(alpha_floor), int(track_best), _arr(acc), _arr(trans),
-                          _arr(best, torch.int64)])
+                          float(alpha_floor), int(track_best), float(t_stop), _arr(acc),
+                          _arr(trans), _arr(best, torch.int64)])
     return acc.view(height, width, d), trans.view(height, width), best.view(height, width)
 
 

@@ -369,7 +369,7 @@ _INTERPRETER_SCRIPT = textwrap.dedent(
     import os
     import torch
     from torch.testing import assert_close
-    from rendiff.kernels.gaussian_raster import rasterize_gaussians
+    from rendiff.kernels.gaussian_raster import rasterize_gaussian_depth, rasterize_gaussians
 
     def scene(n, seed, scale, opacity_floor):
         g = torch.Generator().manual_seed(seed)
@@ -403,6 +403,18 @@ _INTERPRETER_SCRIPT = textwrap.dedent(
             assert_close(getattr(tri, name), getattr(ref, name), atol=2e-5, rtol=1e-5)
         assert_close(tri.depth, ref.depth, atol=0, rtol=1e-5)
         assert torch.equal(tri.ids, ref.ids)
+        # the depth pass stopping each pixel early (shadow maps)
+        alphas = []
+        for t_stop in (0.0, 0.05):
+            os.environ["RENDIFF_TRITON"] = "interpret"
+            tri = rasterize_gaussian_depth(*args, torch.eye(4), K, 24, 16, t_stop=t_stop)
+            os.environ["RENDIFF_TRITON"] = "off"
+            ref = rasterize_gaussian_depth(*args, torch.eye(4), K, 24, 16, t_stop=t_stop)
+            for a, b in zip(tri, ref):
+                assert_close(a, b, atol=2e-5, rtol=1e-5)
+            alphas.append(ref[2])
+        if n > 32:
+            assert (alphas[1] < alphas[0] - 1e-3).any(), "no pixel stopped early"
     print("ok")
     """
 )

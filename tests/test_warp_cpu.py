@@ -215,6 +215,40 @@ def test_gaussian_depth_pass_is_the_full_pass():
     torch.testing.assert_close(depth, full.depth, rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("t_stop", [0.01, 0.3])
+def test_gaussian_depth_pass_stopping_early(t_stop, torch_reference):
+    """``t_stop`` composites a prefix of the full pass's Gaussians, on both CPU paths alike: the
+    same alpha where the full pass stays above ``t_stop`` in transmittance, at least 1 - t_stop
+    elsewhere (so the same solid texels at alpha > 0.5), and a depth within the left-out weight
+    (at most t_stop) times the cloud's depth span of the full pass's. Opacities reach 1, so
+    splats at the 0.999 alpha clamp are among them: a pixel keeps the Gaussian that takes it
+    past ``t_stop`` (leaving it out would empty every texel whose first splat is opaque)."""
+    c = _cloud()
+    c["opacities"] = torch.where(torch.arange(1500) % 3 == 0, 1.0, c["opacities"])
+    view = _view((1.5, -2.0, 1.2))
+    args = (c["means"], c["quats"], c["scales"], c["opacities"], c["colors"], view, _K, 121, 83)
+    _, full_depth, full_alpha = gaussian_raster.rasterize_gaussian_depth(*args)
+    color, depth, alpha = gaussian_raster.rasterize_gaussian_depth(*args, t_stop=t_stop)
+    ref = torch_reference(lambda: gaussian_raster.rasterize_gaussian_depth(*args, t_stop=t_stop))
+    torch.testing.assert_close(color, ref[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(alpha, ref[2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(depth, ref[1], rtol=1e-5, atol=0)
+
+    stopped = full_alpha > 1 - t_stop
+    assert float(stopped.float().mean()) > 0.1, "too few texels reach t_stop"
+    assert float((alpha[stopped] - full_alpha[stopped]).abs().max()) > 1e-3, "nothing stopped"
+    torch.testing.assert_close(alpha[~stopped], full_alpha[~stopped], rtol=0, atol=1e-6)
+    assert bool((alpha[stopped] >= 1 - t_stop - 1e-6).all())
+    assert torch.equal(alpha > 0.5, full_alpha > 0.5)
+    cam_z = (c["means"] @ view[:3, :3].T + view[:3, 3])[:, 2]
+    span = float(cam_z.max() - cam_z.min())
+    solid = torch.isfinite(full_depth)
+    assert torch.equal(torch.isfinite(depth), solid)
+    gap = (depth[solid] - full_depth[solid]).abs()
+    assert float(gap.max()) <= t_stop / (1 - t_stop) * span + 1e-5
+    assert float(gap.max()) > 1e-4, "the depth did not change: nothing was left out"
+
+
 def test_gaussian_render_matches_the_torch_references(torch_reference):
     """A Gaussian scene's render on both paths: splats composited to rounding; a shadow-map
     texel within rounding of a shadow test may flip one PCF tap (1/9) at a few pixels."""
