@@ -245,12 +245,11 @@ def render(
         (Layer.ALPHA, (), torch.float32), (Layer.INSTANCE, (), torch.int32),
         (Layer.SEMANTIC, (), torch.int32), (Layer.SHADING, (), torch.float32),
         (Layer.FLOW, (2,), torch.float32), (Layer.FLOW_BACKWARD, (2,), torch.float32))}
-    shadow_fn = flat = None
+    shadow_fn = None
     if shadows and any(li.shadows for frame in traj.lights for li in frame):
-        from .shadows import flat_meshes, scene_shadow_visibility
+        from .shadows import SceneShadows
 
-        shadow_fn = scene_shadow_visibility
-        flat = flat_meshes(traj)  # which meshes are planes, every frame at once
+        shadow_fn = SceneShadows(traj)  # what stays the same across frames, worked out once
     textures = scene_textures(traj)
 
     bar = tqdm(range(T), desc="render", unit="frame", disable=not progress, leave=False)
@@ -344,7 +343,7 @@ def render(
         lights = lights_in_camera(traj.lights[k], viewmat)
         vis = None
         if shadow_fn is not None and bool(hit.any()):
-            vis = shadow_fn(traj, k, pts, hit, flat=[planes[k] for planes in flat])
+            vis = shadow_fn(k, pts, hit)
         sh = shade(pts, normal, albedo, lights, specular=spec, roughness=rough, visibility=vis,
                    mask=hit)
         a3 = alpha[..., None]

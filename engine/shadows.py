@@ -40,7 +40,8 @@ from rendiff.kernels.shadow import DepthFn, mesh_depth_fn, shadow_visibility
 
 from .trajectory import LightState, Trajectory
 
-__all__ = ["flat_meshes", "footprint_res", "gaussian_depth_fn", "scene_shadow_visibility"]
+__all__ = ["SceneShadows", "flat_meshes", "footprint_res", "gaussian_depth_fn",
+           "scene_shadow_visibility"]
 
 _ORTHO_DISTANCE = 1000.0  # pinhole distance for orthographic views, in units of the extent
 _EXTENT_SIGMAS = 3.0  # a Gaussian reaches this many standard deviations from its mean
@@ -172,62 +173,102 @@ def _flat_frames(vertices: Tensor, faces: Tensor) -> list[tuple[Tensor, Tensor] 
     return [(n[t], p0[t]) if flat[t] else None for t in range(T)]
 
 
-def _receives_only(flat: tuple[Tensor, Tensor], light: LightState, receivers: Tensor) -> bool:
-    """Whether a flat mesh can shadow none of the visible points [M, 3] from this light: every
-    point lies on the light's side of the mesh's plane (or within 0.1 mm per 1 m of scene of
-    it, for the plane's own pixels), so no ray from the light to a point crosses the plane."""
-    n, p0 = flat
+def _plane_reach(planes: list[tuple[Tensor, Tensor]], points_cam: Tensor, mask: Tensor,
+                 view: Tensor, K: Tensor) -> list[tuple[float, ...]]:
+    """For each plane (world unit normal, point): the least and greatest signed distance of the
+    masked camera-space points [H, W, 3] (camera ``view``, intrinsics ``K``) from it, a bound on
+    their distance from the plane's point (their farthest distance from the camera, bounded by
+    the largest depth and the image's widest ray, plus the camera's distance from the plane's
+    point), then the normal and the point, as Python floats (9 per plane). One product and one
+    reduction over the pixels, in camera space, and one transfer for all the planes of a frame;
+    needs a masked point."""
+    n = torch.stack([pl[0] for pl in planes])  # [F, 3] world
+    p0 = torch.stack([pl[1] for pl in planes])
+    R, t = view[:3, :3], view[:3, 3]
+    n_cam = n @ R.T  # the normals in camera axes
+    offset = (n * p0).sum(1) + n_cam @ t  # n . p0 in camera space: n_c . (R p0 + t)
+    rows = torch.cat([n_cam, torch.tensor([[0.0, 0.0, 1.0]], device=n.device)])  # [F + 1, 3]
+    proj = rows @ points_cam.reshape(-1, 3).T  # [F + 1, HW]: distances + offset, and depths
+    proj[:-1] -= offset[:, None]
+    signed = torch.cat([proj[:-1], -proj[:-1], proj[-1:]])  # [2F + 1, HW]
+    top = torch.where(mask.reshape(1, -1), signed, -math.inf).amax(1).tolist()
+    f = len(planes)
+    eye = -(R.T @ t)
+    height, width = mask.shape
+    (fx, _, cx), (_, fy, cy), _ = K.tolist()
+    ray = math.hypot(1.0, max(cx, width - cx) / fx, max(cy, height - cy) / fy)  # / depth
+    near = (p0 - eye).norm(dim=1).tolist()
+    geo = torch.cat([n, p0], 1).tolist()
+    return [(-top[f + i], top[i], top[-1] * ray + near[i], *geo[i]) for i in range(f)]
+
+
+def _shadows_nothing(light: LightState, reach: tuple[float, ...]) -> bool:
+    """Whether a flat mesh can shadow none of the visible points from this light: every point
+    lies on the light's side of the mesh's plane (or within 0.1 mm per 1 m of scene of it, for
+    the plane's own pixels), so no ray from the light to a point crosses the plane. ``reach``:
+    the plane's row of :func:`_plane_reach`."""
+    lo, hi, far = reach[:3]
+    n, p0 = reach[3:6], reach[6:9]
     if light.type == "directional":
-        side = -float(n @ torch.tensor(light.direction, dtype=torch.float32, device=n.device))
+        side = -sum(a * b for a, b in zip(n, light.direction, strict=True))
     else:
-        side = float(n @ (torch.tensor(light.position, dtype=torch.float32, device=n.device) - p0))
+        side = sum(a * (b - c) for a, b, c in zip(n, light.position, p0, strict=True))
     if abs(side) < 1e-9:
         return False  # the light lies in the plane: keep it (it casts an edge-on shadow)
-    dist = (receivers - p0) @ n * math.copysign(1.0, side)
-    extent = float((receivers - p0).norm(dim=1).max())
-    return bool((dist >= -1e-4 * max(extent, 1.0)).all())
+    tol = 1e-4 * max(far, 1.0)
+    return lo >= -tol if side > 0 else hi <= tol
 
 
-def _caster_bounds(traj: Trajectory, k: int, casters: list[int]) -> tuple[Tensor, Tensor] | None:
-    """World box of the shadow casters at frame k (meshes by index into ``traj.meshes``, and
-    every Gaussian cloud to 3 standard deviations): shadows only fall inside its footprint along
-    the light, so the directional shadow map covers just that."""
-    lo, hi = [], []
-    for i in casters:
-        v = traj.meshes[i].vertices[k]
-        lo.append(v.amin(0))
-        hi.append(v.amax(0))
-    for g in traj.gaussians:
-        if g.means.shape[1]:
-            reach = _EXTENT_SIGMAS * g.scales_at(k).amax(1, keepdim=True)
-            lo.append((g.means[k] - reach).amin(0))
-            hi.append((g.means[k] + reach).amax(0))
-    if not lo:
-        return None
-    pad = 0.05
-    return torch.stack(lo).amin(0) - pad, torch.stack(hi).amax(0) + pad
+class _Casters:
+    """One set of shadow casters (meshes by index into ``traj.meshes``, and every Gaussian
+    cloud) over the whole clip: their faces joined once, and their world box at every frame
+    computed at once (:func:`_caster_bounds` for all frames)."""
 
+    def __init__(self, traj: Trajectory, casters: list[int]) -> None:
+        meshes = [traj.meshes[i] for i in casters]
+        self.meshes = meshes
+        self.clouds = [g for g in traj.gaussians if g.means.shape[1]]
+        self.faces = None
+        if meshes:
+            sizes = [0] + [m.vertices.shape[1] for m in meshes]
+            offsets = torch.cumsum(torch.tensor(sizes, device=traj.device), 0)
+            self.faces = torch.cat([m.faces + offsets[i] for i, m in enumerate(meshes)])
+        if self.clouds:
+            self.opacities = torch.cat([g.opacities for g in self.clouds])
+        lo, hi = [], []  # [T, 3] each
+        for m in meshes:
+            lo.append(m.vertices.amin(1))
+            hi.append(m.vertices.amax(1))
+        for g in self.clouds:
+            scales = (g.scales if g.frame_scales is None else g.frame_scales)
+            reach = _EXTENT_SIGMAS * scales.amax(-1, keepdim=True)  # [N, 1] or [T, N, 1]
+            lo.append((g.means - reach).amin(1))
+            hi.append((g.means + reach).amax(1))
+        self.bounds = None
+        if lo:
+            pad = 0.05
+            self.bounds = (torch.stack(lo).amin(0) - pad, torch.stack(hi).amax(0) + pad)
 
-def _scene_depth_fn(traj: Trajectory, k: int, casters: list[int]) -> DepthFn | None:
-    """One ``depth_fn`` for the casters of frame k: the meshes listed (indices into
-    ``traj.meshes``) and every Gaussian cloud."""
-    fns: list[DepthFn] = []
-    meshes = [traj.meshes[i] for i in casters]
-    if meshes:
-        verts = torch.cat([m.vertices[k] for m in meshes])
-        sizes = [0] + [m.vertices.shape[1] for m in meshes]
-        offsets = torch.cumsum(torch.tensor(sizes, device=verts.device), 0)
-        faces = torch.cat([m.faces + offsets[i] for i, m in enumerate(meshes)])
-        fns.append(mesh_depth_fn(verts, faces))
-    clouds = [g for g in traj.gaussians if g.means.shape[1]]
-    if clouds:
-        fns.append(gaussian_depth_fn(
-            torch.cat([g.means[k] for g in clouds]), torch.cat([g.quats[k] for g in clouds]),
-            torch.cat([g.scales_at(k) for g in clouds]), torch.cat([g.opacities for g in clouds]),
-        ))  # fmt: skip
-    if not fns:
-        return None
-    return fns[0] if len(fns) == 1 else _min_depth_fn(fns)
+    def box(self, k: int) -> tuple[Tensor, Tensor] | None:
+        """The casters' world box at frame k (padded by 5 cm), or None without casters."""
+        return None if self.bounds is None else (self.bounds[0][k], self.bounds[1][k])
+
+    def depth_fn(self, k: int) -> DepthFn | None:
+        """One ``depth_fn`` for the casters at frame k."""
+        fns: list[DepthFn] = []
+        if self.meshes:
+            verts = torch.cat([m.vertices[k] for m in self.meshes])
+            fns.append(mesh_depth_fn(verts, self.faces))
+        if self.clouds:
+            def cat(parts: list[Tensor]) -> Tensor:
+                return parts[0] if len(parts) == 1 else torch.cat(parts)
+            fns.append(gaussian_depth_fn(
+                cat([g.means[k] for g in self.clouds]), cat([g.quats[k] for g in self.clouds]),
+                cat([g.scales_at(k) for g in self.clouds]), self.opacities,
+            ))  # fmt: skip
+        if not fns:
+            return None
+        return fns[0] if len(fns) == 1 else _min_depth_fn(fns)
 
 
 def footprint_res(bounds: tuple[Tensor, Tensor], viewmat: Tensor, K: Tensor, cap: int,
@@ -253,52 +294,89 @@ def scene_shadow_visibility(traj: Trajectory, k: int, points_cam: Tensor, mask: 
                             flat: list[tuple[Tensor, Tensor] | None] | None = None) -> Tensor:
     """Per-light visibility [L, H, W] (1 lit, 0 shadowed) for frame k, in the order of the lights
     that :func:`rendiff.engine.renderer.lights_in_camera` lists (ambient and environment lights
-    skipped). Lights with ``shadows: false`` get all ones. Meshes and Gaussian clouds cast
-    shadows, except a flat mesh (a ground plane, a wall) that every visible point lies in front
-    of, seen from the light: it can shadow nothing, so it is left out of that light's map, which
-    then covers only what can cast. A directional light's map covers the casters, ``res`` texels
-    square (default twice the image's larger side, 256 to 2048) or, with Gaussian clouds among
-    the casters, one texel per pixel of their span in the camera (:func:`footprint_res`, at most
-    ``res``); spot and point lights get ``res // 2`` per view. ``flat``: each mesh's plane at
-    frame k as :func:`flat_meshes` gives it (computed here when not given)."""
-    if res is None:
-        res = min(2048, max(256, 2 * max(traj.cameras.width, traj.cameras.height)))
-    view, K = traj.cameras.viewmats[k], traj.cameras.K[k]
-    R, t = view[:3, :3], view[:3, 3]
-    pts_world = (points_cam - t) @ R  # R^T (p - t), row-wise
-    H, W = mask.shape
-    lights = [li for li in traj.lights[k] if li.type not in ("ambient", "environment")]
-    out = torch.ones(len(lights), H, W, device=mask.device)
-    receivers = pts_world[mask]
-    if receivers.shape[0] == 0:
-        return out
-    clouds = any(g.means.shape[1] for g in traj.gaussians)
+    skipped): :class:`SceneShadows` for one frame (a render makes one for all its frames).
+    ``flat``: each mesh's plane at frame k as :func:`flat_meshes` gives it (computed here when
+    not given)."""
     if flat is None:
         flat = [_flat(m.vertices[k], m.faces) for m in traj.meshes]
-    flats = {i: f for i, f in enumerate(flat) if f is not None}
-    cache: dict[tuple[int, ...], tuple[DepthFn | None, tuple[Tensor, Tensor] | None]] = {}
-    for i, light in enumerate(lights):
-        if not light.shadows:
-            continue
-        casters = tuple(j for j in range(len(traj.meshes))
-                        if j not in flats or not _receives_only(flats[j], light, receivers))
-        if casters not in cache:
-            cache[casters] = (_scene_depth_fn(traj, k, list(casters)),
-                              _caster_bounds(traj, k, list(casters)))
-        depth_fn, bounds = cache[casters]
-        if depth_fn is None:
-            continue
-        if light.type == "directional":
-            # Gaussian casters: a map sized to their footprint (mesh casters cost little: theirs
-            # keeps the full size, for the sharpest edges)
-            size = footprint_res(bounds, view, K, res) if clouds else res
-            out[i] = shadow_visibility(pts_world, mask, "directional", None, light.direction,
-                                       depth_fn, res=size, scene_bounds=bounds)
-        elif light.type == "spot":
-            out[i] = shadow_visibility(pts_world, mask, "spot", light.position, light.direction,
-                                       depth_fn, res=res // 2,
-                                       cos_outer=math.cos(math.radians(light.angle_deg) / 2))
-        elif light.type == "point":
-            out[i] = shadow_visibility(pts_world, mask, "point", light.position, None, depth_fn,
-                                       res=res // 2)
-    return out
+    planes = [[f] * traj.frames for f in flat]  # the same at every frame: only frame k is read
+    return SceneShadows(traj, res, flat=planes)(k, points_cam, mask)
+
+
+class SceneShadows:
+    """The shadow pass of a render: per-light visibility [L, H, W] (1 lit, 0 shadowed) at each
+    frame, in the order of the lights that :func:`rendiff.engine.renderer.lights_in_camera`
+    lists (ambient and environment lights skipped). Lights with ``shadows: false`` get all ones.
+
+    Meshes and Gaussian clouds cast shadows, except a flat mesh (a ground plane, a wall) that
+    every visible point lies in front of, seen from the light: it can shadow nothing, so it is
+    left out of that light's map, which then covers only what can cast. A directional light's
+    map covers the casters, ``res`` texels square (default twice the image's larger side, 256 to
+    2048) or, with Gaussian clouds among the casters, one texel per pixel of their span in the
+    camera (:func:`footprint_res`, at most ``res``); spot and point lights get ``res // 2`` per
+    view.
+
+    What does not change from frame to frame is worked out once, for the whole clip: which
+    meshes are flat (``flat``: [mesh][frame] as :func:`flat_meshes` gives it, computed here when
+    not given), each set of casters' joined faces and its world box at every frame.
+    """
+
+    def __init__(self, traj: Trajectory, res: int | None = None,
+                 flat: list[list[tuple[Tensor, Tensor] | None]] | None = None) -> None:
+        if res is None:
+            res = min(2048, max(256, 2 * max(traj.cameras.width, traj.cameras.height)))
+        self.traj = traj
+        self.res = res
+        self.flat = flat_meshes(traj) if flat is None else flat
+        self.clouds = any(g.means.shape[1] for g in traj.gaussians)
+        self._casters: dict[tuple[int, ...], _Casters] = {}
+
+    def casters(self, meshes: tuple[int, ...]) -> _Casters:
+        """The caster set of these meshes (and every Gaussian cloud), made once per render."""
+        if meshes not in self._casters:
+            self._casters[meshes] = _Casters(self.traj, list(meshes))
+        return self._casters[meshes]
+
+    def __call__(self, k: int, points_cam: Tensor, mask: Tensor) -> Tensor:
+        """Visibility [L, H, W] at frame k of the camera-space points [H, W, 3] under ``mask``."""
+        traj = self.traj
+        view, K = traj.cameras.viewmats[k], traj.cameras.K[k]
+        R, t = view[:3, :3], view[:3, 3]
+        pts_world = (points_cam - t) @ R  # R^T (p - t), row-wise
+        H, W = mask.shape
+        lights = [li for li in traj.lights[k] if li.type not in ("ambient", "environment")]
+        out = torch.ones(len(lights), H, W, device=mask.device)
+        if not any(li.shadows for li in lights) or not bool(mask.any()):
+            return out
+        flats = {i: planes[k] for i, planes in enumerate(self.flat) if planes[k] is not None}
+        reach = {}
+        if flats:
+            rows = _plane_reach(list(flats.values()), points_cam, mask, view, K)
+            reach = dict(zip(flats, rows, strict=True))
+        frame_fns: dict[tuple[int, ...], DepthFn | None] = {}
+        for i, light in enumerate(lights):
+            if not light.shadows:
+                continue
+            meshes = tuple(j for j in range(len(traj.meshes))
+                           if j not in flats or not _shadows_nothing(light, reach[j]))
+            casters = self.casters(meshes)
+            if meshes not in frame_fns:
+                frame_fns[meshes] = casters.depth_fn(k)
+            depth_fn, bounds = frame_fns[meshes], casters.box(k)
+            if depth_fn is None:
+                continue
+            res = self.res
+            if light.type == "directional":
+                # Gaussian casters: a map sized to their footprint (mesh casters cost little:
+                # theirs keeps the full size, for the sharpest edges)
+                size = footprint_res(bounds, view, K, res) if self.clouds else res
+                out[i] = shadow_visibility(pts_world, mask, "directional", None, light.direction,
+                                           depth_fn, res=size, scene_bounds=bounds)
+            elif light.type == "spot":
+                out[i] = shadow_visibility(pts_world, mask, "spot", light.position,
+                                           light.direction, depth_fn, res=res // 2,
+                                           cos_outer=math.cos(math.radians(light.angle_deg) / 2))
+            elif light.type == "point":
+                out[i] = shadow_visibility(pts_world, mask, "point", light.position, None,
+                                           depth_fn, res=res // 2)
+        return out
