@@ -149,9 +149,30 @@ def flat_meshes(traj: Trajectory, chunk: int = 32) -> list[list[tuple[Tensor, Te
     for m in traj.meshes:
         per_frame: list[tuple[Tensor, Tensor] | None] = []
         for a in range(0, m.vertices.shape[0], chunk):
-            per_frame.extend(_flat_frames(m.vertices[a:a + chunk], m.faces))
+            v = m.vertices[a:a + chunk]
+            if _maybe_flat(v):
+                per_frame.extend(_flat_frames(v, m.faces))
+            else:
+                per_frame.extend([None] * v.shape[0])
         out.append(per_frame)
     return out
+
+
+def _maybe_flat(vertices: Tensor) -> bool:
+    """Whether any of frames [T, V, 3] could pass :func:`_flat_frames`' test, from the vertices'
+    covariance alone (no faces): vertices within ``tol`` of a plane have a mean squared distance
+    of at most ``tol^2`` from it, so the covariance's smallest eigenvalue (the least mean squared
+    distance from any plane) is at most ``tol^2`` too. In double precision, where its rounding
+    (1e-16 of the largest) is far below ``tol^2`` (1e-12 of the extent's square); a factor 4 of
+    margin. A body or a box is turned away here without the cross products of every face."""
+    if vertices.shape[1] < 4:
+        return True
+    v = vertices.to(torch.float64)
+    rel = v - v.mean(1, keepdim=True)
+    cov = rel.transpose(1, 2) @ rel / v.shape[1]  # [T, 3, 3]
+    extent = (v - v[:, :1]).norm(dim=-1).amax(1).clamp_min(1.0)
+    least = torch.linalg.eigvalsh(cov)[:, 0]
+    return bool((least <= 4 * (1e-6 * extent) ** 2).any())
 
 
 def _flat_frames(vertices: Tensor, faces: Tensor) -> list[tuple[Tensor, Tensor] | None]:

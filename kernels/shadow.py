@@ -63,17 +63,27 @@ _MAX_SPOT_HALF_ANGLE = math.radians(60.0)
 _DEFAULT_SLOPE = math.tan(math.radians(60.0))
 
 
-def _look_along(eye: Tensor, forward: Tensor) -> Tensor:
-    """World-to-camera [4, 4] for a camera at ``eye`` looking along unit ``forward``."""
-    up = torch.tensor([0.0, 0.0, 1.0], dtype=forward.dtype, device=forward.device)
-    if abs(float(forward @ up)) > 0.9:
-        up = torch.tensor([1.0, 0.0, 0.0], dtype=forward.dtype, device=forward.device)
-    right = torch.nn.functional.normalize(torch.linalg.cross(forward, up), dim=0)
-    down = torch.linalg.cross(forward, right)
-    view = torch.eye(4, dtype=forward.dtype, device=forward.device)
-    view[:3, :3] = torch.stack([right, down, forward])
-    view[:3, 3] = -view[:3, :3] @ eye
-    return view
+def _look_along(eye: Tensor | Sequence[float], forward: Tensor | Sequence[float]) -> Tensor:
+    """World-to-camera [4, 4] float32 for a camera at ``eye`` looking along ``forward`` (made a
+    unit vector here), worked out in double precision on the host: a handful of 3-vectors, where
+    each tensor operation would cost more than the arithmetic."""
+    e = [float(x) for x in (eye.tolist() if isinstance(eye, Tensor) else eye)]
+    f = _unit([float(x) for x in (forward.tolist() if isinstance(forward, Tensor) else forward)])
+    up = (0.0, 0.0, 1.0) if abs(f[2]) <= 0.9 else (1.0, 0.0, 0.0)
+    right = _unit(_cross(f, up))
+    down = _cross(f, right)
+    rows = [right, down, f]
+    view = [[*r, -sum(a * b for a, b in zip(r, e, strict=True))] for r in rows]
+    return torch.tensor([*view, [0.0, 0.0, 0.0, 1.0]], dtype=torch.float32)
+
+
+def _cross(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+
+def _unit(v: Sequence[float]) -> list[float]:
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / max(n, 1e-12) for x in v]
 
 
 def ortho_view(
@@ -90,12 +100,12 @@ def ortho_view(
         viewmat: [4, 4] world-to-light-camera.
         ortho: (sx, sy, cx, cy) with u = sx x + cx, v = sy y + cy for a res x res map.
     """
-    d = torch.as_tensor(light_dir, dtype=torch.float32, device="cpu")
-    d = torch.nn.functional.normalize(d, dim=0)
-    lo = torch.as_tensor(scene_bounds[0], dtype=torch.float32)
-    hi = torch.as_tensor(scene_bounds[1], dtype=torch.float32)
-    radius = max(float((hi - lo).norm()) / 2.0, 1e-6)
-    view = _look_along((lo + hi) / 2 - d * radius, d)
+    d = _unit([float(x) for x in (light_dir.tolist() if isinstance(light_dir, Tensor)
+                                  else light_dir)])
+    lo, hi = ([float(x) for x in (b.tolist() if isinstance(b, Tensor) else b)]
+              for b in scene_bounds)
+    radius = max(math.dist(lo, hi) / 2.0, 1e-6)
+    view = _look_along([(a + b) / 2 - c * radius for a, b, c in zip(lo, hi, d, strict=True)], d)
     scale = res / (2.0 * radius)
     return view, (scale, scale, res / 2.0, res / 2.0)
 
@@ -114,11 +124,8 @@ def perspective_view(
         K: [3, 3] intrinsics of a res x res map.
     """
     f = (res / 2.0) / math.tan(half_fov)
-    eye = torch.as_tensor(light_pos, dtype=torch.float32)
-    fwd = torch.nn.functional.normalize(torch.as_tensor(forward, dtype=torch.float32), dim=0)
-    K = torch.tensor([[f, 0.0, res / 2.0], [0.0, f, res / 2.0], [0.0, 0.0, 1.0]],
-                     device=eye.device)
-    return _look_along(eye, fwd), K
+    K = torch.tensor([[f, 0.0, res / 2.0], [0.0, f, res / 2.0], [0.0, 0.0, 1.0]])
+    return _look_along(light_pos, forward), K
 
 
 def _lookup(

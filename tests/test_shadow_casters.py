@@ -5,6 +5,8 @@ geometry gives."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 import rendiff
@@ -98,3 +100,42 @@ def test_ground_under_the_scene_is_left_out_of_the_map(monkeypatch):
     assert int(inside.sum()) > 100 and int(outside.sum()) > 1000
     assert bool((vis[inside] == 0).all()), int((vis[inside] > 0).sum())
     assert bool((vis[outside] == 1).all()), int((vis[outside] < 1).sum())
+
+
+def _grid(n: int, bend: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """An n x n grid over 10 m x 6 m, its middle row lifted by ``bend`` metres, tilted and
+    moved off the origin; two triangles per cell."""
+    u, v = torch.meshgrid(torch.linspace(-5, 5, n), torch.linspace(-3, 3, n), indexing="ij")
+    z = torch.zeros_like(u)
+    z[:, n // 2] = bend
+    pts = torch.stack([u, v, z], -1).reshape(-1, 3).double()
+    a, b = 0.7, -0.4  # tilt about x, then about y
+    rx = torch.tensor([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]],
+                      dtype=torch.float64)
+    ry = torch.tensor([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]],
+                      dtype=torch.float64)
+    pts = (pts @ (ry @ rx).T + torch.tensor([3.0, -2.0, 1.5], dtype=torch.float64)).float()
+    idx = torch.arange(n * n).reshape(n, n)
+    a0, a1, b0, b1 = idx[:-1, :-1], idx[1:, :-1], idx[:-1, 1:], idx[1:, 1:]
+    faces = torch.cat([torch.stack([a0, a1, b1], -1).reshape(-1, 3),
+                       torch.stack([a0, b1, b0], -1).reshape(-1, 3)])
+    return pts, faces
+
+
+def test_the_covariance_pre_test_never_turns_away_a_flat_mesh():
+    """``flat_meshes`` skips the per-face test for meshes whose vertex covariance rules out a
+    plane (``_maybe_flat``): every frame the full test calls flat must pass the pre-test, and
+    solid meshes (a sphere, a box, a grid bent by 1 cm) are turned away by it."""
+    from rendiff.engine.meshes import box, sphere
+
+    cases = {"flat": _grid(40, 0.0), "within tolerance": _grid(40, 2e-6),
+             "bent": _grid(40, 0.01)}
+    for name, (v, f) in cases.items():
+        frames = torch.stack([v, v + 0.5])
+        full = [x is not None for x in shadows._flat_frames(frames, f)]
+        assert full == ([name != "bent"] * 2), name
+        assert shadows._maybe_flat(frames) == (name != "bent"), name
+    for mesh in (sphere(0.5), box((0.3, 0.2, 0.1))):
+        v = mesh.verts[None].float()
+        assert not shadows._maybe_flat(v)
+        assert shadows._flat_frames(v, mesh.faces) == [None]
