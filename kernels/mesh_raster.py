@@ -477,13 +477,25 @@ def rasterize_depth(
         Tensor  # [H, W] float32 camera-space z of the nearest hit, +inf where empty
     """
     setup = _prepared(verts, faces, viewmat, K, near, False)
-    if _use_triton(verts.device):
-        return _rasterize_triton(setup.screen, int(height), int(width))[0]
-    if _use_warp_cpu(verts.device):
+    return rasterize_screen_depth(setup.screen, height, width)
+
+
+def rasterize_screen_depth(screen: Tensor, height: int, width: int) -> Tensor:
+    """The z-buffer of triangles already set up in screen space: ``screen`` [T, 9] float32 rows
+    (u0, v0, u1, v1, u2, v2, 1/z0, 1/z1, 1/z2), nothing clipped (every 1/z > 0). The nearest
+    1 / (1/z interpolated linearly in the image) per pixel, +inf where empty (what
+    :func:`rasterize_depth` returns for the triangles it sets up).
+
+    Returns:
+        Tensor  # [H, W] float32
+    """
+    if _use_triton(screen.device):
+        return _rasterize_triton(screen, int(height), int(width))[0]
+    if _use_warp_cpu(screen.device):
         from . import warp_cpu
 
-        return warp_cpu.zbuffer(setup.screen, int(height), int(width), depth_only=True)[0]
-    return _rasterize_reference(setup.screen, int(height), int(width), depth_only=True)[0]
+        return warp_cpu.zbuffer(screen, int(height), int(width), depth_only=True)[0]
+    return _rasterize_reference(screen, int(height), int(width), depth_only=True)[0]
 
 
 def interpolate(

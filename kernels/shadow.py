@@ -29,7 +29,10 @@ mesh's z extent, and an identity view with
 K = [[sx, 0, cx], [0, sy, cy], [0, 0, 1]]. Then u = sx x + cx exactly, 1 / w = (C - z) / (2 s) is
 affine in z and so (for an orthographic view) affine in screen space, which is exactly what the
 rasterizer interpolates; the nearest w is the nearest z, and z = C - 2 s / w is recovered per
-pixel without approximation. (Only depth is valid this way; barycentrics are not.)
+pixel without approximation. (Only depth is valid this way; barycentrics are not.) The
+substituted vertices' screen rows (u, v, 1 / w) are written directly, one per vertex gathered per
+face, and handed to the z-buffer (``mesh_raster.rasterize_screen_depth``): nothing lies near the
+pinhole, so there is nothing to clip and no general camera set-up to run.
 
 All of it is torch (gathers and comparisons), so it runs on any device; on CPU tensors the PCF
 lookup runs compiled (``rendiff.kernels.warp_cpu.pcf_lookup``, bit for bit the torch one) unless
@@ -74,7 +77,7 @@ def _look_along(eye: Tensor | Sequence[float], forward: Tensor | Sequence[float]
     down = _cross(f, right)
     rows = [right, down, f]
     view = [[*r, -sum(a * b for a, b in zip(r, e, strict=True))] for r in rows]
-    return torch.tensor([*view, [0.0, 0.0, 0.0, 1.0]], dtype=torch.float32)
+    return torch.tensor([*view, [0.0, 0.0, 0.0, 1.0]], dtype=torch.float32, device="cpu")
 
 
 def _cross(a: Sequence[float], b: Sequence[float]) -> list[float]:
@@ -124,7 +127,7 @@ def perspective_view(
         K: [3, 3] intrinsics of a res x res map.
     """
     f = (res / 2.0) / math.tan(half_fov)
-    K = torch.tensor([[f, 0.0, res / 2.0], [0.0, f, res / 2.0], [0.0, 0.0, 1.0]])
+    K = torch.tensor([[f, 0.0, res / 2.0], [0.0, f, res / 2.0], [0.0, 0.0, 1.0]], device="cpu")
     return _look_along(light_pos, forward), K
 
 
@@ -317,7 +320,7 @@ def mesh_depth_fn(
     """A ``depth_fn`` for one triangle mesh (concatenate the scene's meshes first), rendering
     perspective views with ``rasterize_depth`` and orthographic ones through the exact
     substitution described in the module docstring."""
-    from rendiff.kernels.mesh_raster import rasterize_depth
+    from rendiff.kernels.mesh_raster import rasterize_depth, rasterize_screen_depth
 
     def depth_fn(
         viewmat: Tensor,
@@ -330,17 +333,22 @@ def mesh_depth_fn(
         if ortho is None:
             return rasterize_depth(verts, faces, view, K, width, height, near=near)
         cam = verts.to(torch.float32) @ view[:3, :3].T + view[:3, 3]
-        if cam.shape[0] == 0:
+        if cam.shape[0] == 0 or faces.shape[0] == 0:
             return torch.full((height, width), math.inf, device=verts.device)
-        z_max = float(cam[:, 2].max())
-        span = max(z_max - float(cam[:, 2].min()), 1e-3)
+        z_min, z_max = torch.aminmax(cam[:, 2])
+        z_min, z_max = float(z_min), float(z_max)
+        span = max(z_max - z_min, 1e-3)
         c = z_max + span
-        w = 2.0 * span / (c - cam[:, 2])  # in [1, 2]
-        warped = torch.stack([cam[:, 0] * w, cam[:, 1] * w, w], -1)
+        # Each vertex's screen row as the pinhole rasterizer would set up (x w, y w, w) under
+        # K = [[sx, 0, cx], [0, sy, cy], [0, 0, 1]]: u = sx x + cx, v = sy y + cy and
+        # 1 / w = (c - z) / (2 s) in [1/2, 1] (nothing near the pinhole: nothing to clip),
+        # computed per vertex and gathered per face.
         sx, sy, cx, cy = ortho
-        K_ortho = torch.tensor([[sx, 0.0, cx], [0.0, sy, cy], [0.0, 0.0, 1.0]], device=verts.device)
-        eye = torch.eye(4, device=verts.device)
-        wd = rasterize_depth(warped, faces, eye, K_ortho, width, height, near=0.5)
+        per_vertex = torch.stack([cam[:, 0] * sx + cx, cam[:, 1] * sy + cy,
+                                  (c - cam[:, 2]) / (2.0 * span)], -1)
+        tri = per_vertex[faces.to(device=verts.device, dtype=torch.int64)]  # [F, 3, 3]
+        screen = torch.cat([tri[..., :2].reshape(-1, 6), tri[..., 2]], 1).contiguous()
+        wd = rasterize_screen_depth(screen, height, width)
         if use_warp_cpu(wd.device):  # one pass over the map instead of four
             from .warp_cpu import affine_reciprocal_
 
