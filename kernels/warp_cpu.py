@@ -44,6 +44,7 @@ import os
 import sys
 import tempfile
 
+import numpy as np
 import torch
 import warp as wp
 from torch import Tensor
@@ -934,6 +935,17 @@ def pcf_lookup(depth: Tensor, u: Tensor, v: Tensor, z: Tensor, bias: Tensor, pcf
     return out
 
 
+def depth_order(depths: Tensor) -> Tensor:
+    """``torch.argsort(depths, stable=True)`` [N] int64 for the positive depths among
+    ``depths`` [N] float32 (the others, which binning skips, come first): each depth's bits
+    (positive floats order like them) above its index make unique int64 keys, whose plain sort
+    is the stable order; numpy's int64 sort is 5-8x faster than torch's stable argsort."""
+    n = depths.shape[0]
+    bits = depths.to(torch.float32).contiguous().view(torch.int32)
+    keys = (bits.to(torch.int64) << 32) | torch.arange(n)
+    return torch.from_numpy(np.sort(keys.numpy()) & 0xFFFFFFFF)
+
+
 def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, tiles_x: int, tiles_y: int,
               tile_size: int) -> tuple[Tensor, Tensor]:
     """``gaussian_raster._bin_tiles`` without sorting the (tile, Gaussian) pairs: Gaussians are
@@ -941,7 +953,7 @@ def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, tiles_x: int, tile
     offsets [n_tiles + 1] int64 and lists [M] int32, exactly."""
     _start()
     n_tiles = tiles_x * tiles_y
-    order = torch.argsort(depths, stable=True)
+    order = depth_order(depths)
     counts = torch.zeros(n_tiles, dtype=torch.int64, device="cpu")
     args = [_arr(means2d), _arr(radii), _arr(order, torch.int64), tiles_x, tiles_y,
             int(tile_size)]

@@ -201,6 +201,22 @@ def test_gaussian_tile_lists_are_the_reference_exactly(tile):
     assert torch.equal(ours[0], ref[0]) and torch.equal(ours[1], ref[1])
 
 
+def test_depth_order_is_the_stable_argsort():
+    """Binning's depth order: the stable argsort of the positive depths, ties by index, with
+    the non-positive ones (culled, skipped by binning) ahead of them."""
+    g = torch.Generator().manual_seed(3)
+    d = torch.rand(5000, generator=g) * 4 + 0.01
+    d[torch.randint(0, 5000, (300,), generator=g)] = float(d[7])  # ties
+    d[::97] = -torch.rand(d[::97].shape, generator=g)  # behind the camera
+    d[5] = 0.0
+    order = warp_cpu.depth_order(d)
+    positive = order[(d[order] > 0)]
+    expected = torch.argsort(d, stable=True)
+    assert torch.equal(positive, expected[d[expected] > 0])
+    assert bool((d[order[: int((d <= 0).sum())]] <= 0).all())
+    assert torch.equal(torch.sort(order).values, torch.arange(5000))
+
+
 def test_gaussian_depth_pass_is_the_full_pass():
     """rasterize_gaussian_depth (shadow maps) composites the same colour, depth and alpha as
     rasterize_gaussians, on both CPU paths."""
