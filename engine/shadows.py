@@ -243,7 +243,12 @@ def _shadows_nothing(light: LightState, reach: tuple[float, ...]) -> bool:
 class _Casters:
     """One set of shadow casters (meshes by index into ``traj.meshes``, and every Gaussian
     cloud) over the whole clip: their faces joined once, and their world box at every frame
-    computed at once (:func:`_caster_bounds` for all frames)."""
+    (meshes' vertices, and every Gaussian to 3 standard deviations, padded by 5 cm: shadows only
+    fall inside its footprint along the light, so a directional map covers just that) computed
+    a chunk of frames at a time."""
+
+    #: Frames per reduction of the Gaussians' boxes (bounds the temporary [frames, N, 3]).
+    CHUNK = 16
 
     def __init__(self, traj: Trajectory, casters: list[int]) -> None:
         meshes = [traj.meshes[i] for i in casters]
@@ -263,8 +268,14 @@ class _Casters:
         for g in self.clouds:
             scales = (g.scales if g.frame_scales is None else g.frame_scales)
             reach = _EXTENT_SIGMAS * scales.amax(-1, keepdim=True)  # [N, 1] or [T, N, 1]
-            lo.append((g.means - reach).amin(1))
-            hi.append((g.means + reach).amax(1))
+            parts_lo, parts_hi = [], []
+            for a in range(0, g.means.shape[0], self.CHUNK):
+                means = g.means[a:a + self.CHUNK]
+                r = reach if reach.dim() == 2 else reach[a:a + self.CHUNK]
+                parts_lo.append((means - r).amin(1))
+                parts_hi.append((means + r).amax(1))
+            lo.append(torch.cat(parts_lo))
+            hi.append(torch.cat(parts_hi))
         self.bounds = None
         if lo:
             pad = 0.05

@@ -942,7 +942,7 @@ def depth_order(depths: Tensor) -> Tensor:
     is the stable order; numpy's int64 sort is 5-8x faster than torch's stable argsort."""
     n = depths.shape[0]
     bits = depths.to(torch.float32).contiguous().view(torch.int32)
-    keys = (bits.to(torch.int64) << 32) | torch.arange(n)
+    keys = (bits.to(torch.int64) << 32) | torch.arange(n, device="cpu")
     return torch.from_numpy(np.sort(keys.numpy()) & 0xFFFFFFFF)
 
 

@@ -139,3 +139,34 @@ def test_the_covariance_pre_test_never_turns_away_a_flat_mesh():
         v = mesh.verts[None].float()
         assert not shadows._maybe_flat(v)
         assert shadows._flat_frames(v, mesh.faces) == [None]
+
+
+def test_caster_boxes_for_the_whole_clip_are_each_frames_box(monkeypatch):
+    """``_Casters`` computes every frame's caster box at once, a chunk of frames at a time (2
+    here, over 5 frames): each equals the box of that frame's vertices and of its Gaussians to
+    3 standard deviations (per-frame scales of a deforming cloud and fixed ones), padded 5 cm."""
+    from rendiff.engine.trajectory import GaussianTrack
+
+    g = torch.Generator().manual_seed(2)
+    T, N = 5, 40
+    verts = torch.randn(T, 4, 3, generator=g)
+    mesh = MeshTrack("m", 1, 1, verts, QUAD, torch.full((4, 3), 0.7), 0.0, 0.5)
+
+    def cloud(frame_scales: torch.Tensor | None) -> GaussianTrack:
+        return GaussianTrack("c", 2, 2, torch.randn(T, N, 3, generator=g),
+                             torch.randn(T, N, 4, generator=g),
+                             torch.rand(N, 3, generator=g) * 0.1, torch.rand(N, generator=g),
+                             torch.rand(T, N, 3, generator=g), 0.0, 0.5,
+                             frame_scales=frame_scales)
+
+    clouds = [cloud(None), cloud(torch.rand(T, N, 3, generator=g) * 0.2)]
+    traj = _trajectory(rendiff.Directional(direction=(0.0, 0.0, -1.0), shadows=True), [mesh])
+    traj.gaussians = clouds
+    monkeypatch.setattr(shadows._Casters, "CHUNK", 2)
+    casters = shadows._Casters(traj, [0])
+    for k in range(T):
+        pts = [verts[k]] + [c.means[k] + s * 3.0 * c.scales_at(k).amax(1, keepdim=True)
+                            for c in clouds for s in (-1.0, 1.0)]
+        allp = torch.cat(pts)
+        lo, hi = casters.box(k)
+        assert torch.equal(lo, allp.amin(0) - 0.05) and torch.equal(hi, allp.amax(0) + 0.05), k
