@@ -3,7 +3,7 @@ on an idle machine and beside a CPU-bound process (the machines are shared).
 
     python benchmarks/bench_threads.py [--scenes falling_objects walking_human]
                                        [--sizes 128 512] [--frames 16] [--reps 2]
-                                       [--command render|run]
+                                       [--command render|run] [--modes default "1 thread"]
 
 Modes, interleaved run by run: ``default`` (rendiff as installed: the CLI's policy,
 rendiff/_threads.py: a short spin on a free machine, one thread beside a busy one), ``1 thread``
@@ -57,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--command", choices=["render", "run"], default="render",
                     help="time `rendiff render` (simulate + render) or `rendiff run` (+ generate)")
     ap.add_argument("--out", type=Path, default=None, help="default results/threads[_run].json")
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES),
+                    help="the modes to time (default: all; 'default' is always among them)")
     args = ap.parse_args(argv)
+    modes = {m: MODES[m] for m in MODES if m in args.modes or m == "default"}
+    print("| load | scene | size | " + " | ".join(f"{m} s" for m in modes)
+          + " | default / best |")
+    print("|---|---|---|" + "---|" * (len(modes) + 1))
     if args.out is None:
         args.out = RESULTS / ("threads.json" if args.command == "render" else "threads_run.json")
     before = list(os.getloadavg())
@@ -68,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for scene in args.scenes:
                     for size in args.sizes:
-                        times: dict[str, list[float]] = {m: [] for m in MODES}
+                        times: dict[str, list[float]] = {m: [] for m in modes}
                         for _ in range(args.reps):
-                            for mode, env in MODES.items():
+                            for mode, env in modes.items():
                                 times[mode].append(_run(scene, size, args.frames, env,
                                                         Path(tmp) / "out", args.command))
                         med = {m: statistics.median(t) for m, t in times.items()}
@@ -79,14 +85,14 @@ def main(argv: list[str] | None = None) -> int:
                                      "seconds": med, "default_over_best": med["default"] / best,
                                      "load_average": list(os.getloadavg())})
                         print(f"| {load} | {scene} | {size} | "
-                              + " | ".join(f"{med[m]:.2f}" for m in MODES)
+                              + " | ".join(f"{med[m]:.2f}" for m in modes)
                               + f" | {med['default'] / best:.2f} |", flush=True)
             finally:
                 if hog is not None:
                     hog.kill()
                     hog.wait()
     result = {"command": args.command, "frames": args.frames, "reps": args.reps,
-              "modes": MODES, "rows": rows,
+              "modes": modes, "rows": rows,
               "load_average_before": before, "load_average_after": list(os.getloadavg()),
               "machine": machine_info()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +101,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    print("| load | scene | size | " + " | ".join(f"{m} s" for m in MODES)
-          + " | default / best |")
-    print("|---|---|---|" + "---|" * (len(MODES) + 1))
     sys.exit(main())
