@@ -218,9 +218,9 @@ def _plane_reach(planes: list[tuple[Tensor, Tensor]], points_cam: Tensor, mask: 
     height, width = mask.shape
     (fx, _, cx), (_, fy, cy), _ = K.tolist()
     ray = math.hypot(1.0, max(cx, width - cx) / fx, max(cy, height - cy) / fy)  # / depth
-    near = (p0 - eye).norm(dim=1).tolist()
+    from_eye = (p0 - eye).norm(dim=1).tolist()
     geo = torch.cat([n, p0], 1).tolist()
-    return [(-top[f + i], top[i], top[-1] * ray + near[i], *geo[i]) for i in range(f)]
+    return [(-top[f + i], top[i], top[-1] * ray + from_eye[i], *geo[i]) for i in range(f)]
 
 
 def _shadows_nothing(light: LightState, reach: tuple[float, ...]) -> bool:
@@ -360,7 +360,6 @@ class SceneShadows:
         self.traj = traj
         self.res = res
         self.flat = flat_meshes(traj) if flat is None else flat
-        self.clouds = any(g.means.shape[1] for g in traj.gaussians)
         self._casters: dict[tuple[int, ...], _Casters] = {}
 
     def casters(self, meshes: tuple[int, ...]) -> _Casters:
@@ -372,14 +371,14 @@ class SceneShadows:
     def __call__(self, k: int, points_cam: Tensor, mask: Tensor) -> Tensor:
         """Visibility [L, H, W] at frame k of the camera-space points [H, W, 3] under ``mask``."""
         traj = self.traj
-        view, K = traj.cameras.viewmats[k], traj.cameras.K[k]
-        R, t = view[:3, :3], view[:3, 3]
-        pts_world = (points_cam - t) @ R  # R^T (p - t), row-wise
         H, W = mask.shape
         lights = [li for li in traj.lights[k] if li.type not in ("ambient", "environment")]
         out = torch.ones(len(lights), H, W, device=mask.device)
         if not any(li.shadows for li in lights) or not bool(mask.any()):
             return out
+        view, K = traj.cameras.viewmats[k], traj.cameras.K[k]
+        R, t = view[:3, :3], view[:3, 3]
+        pts_world = (points_cam - t) @ R  # R^T (p - t), row-wise
         flats = {i: planes[k] for i, planes in enumerate(self.flat) if planes[k] is not None}
         reach = {}
         if flats:
@@ -401,7 +400,7 @@ class SceneShadows:
             if light.type == "directional":
                 # Gaussian casters: a map sized to their footprint (mesh casters cost little:
                 # theirs keeps the full size, for the sharpest edges)
-                size = footprint_res(bounds, view, K, res) if self.clouds else res
+                size = footprint_res(bounds, view, K, res) if casters.clouds else res
                 out[i] = shadow_visibility(pts_world, mask, "directional", None, light.direction,
                                            depth_fn, res=size, scene_bounds=bounds)
             elif light.type == "spot":

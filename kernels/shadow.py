@@ -70,14 +70,18 @@ def _look_along(eye: Tensor | Sequence[float], forward: Tensor | Sequence[float]
     """World-to-camera [4, 4] float32 for a camera at ``eye`` looking along ``forward`` (made a
     unit vector here), worked out in double precision on the host: a handful of 3-vectors, where
     each tensor operation would cost more than the arithmetic."""
-    e = [float(x) for x in (eye.tolist() if isinstance(eye, Tensor) else eye)]
-    f = _unit([float(x) for x in (forward.tolist() if isinstance(forward, Tensor) else forward)])
+    e, f = _floats(eye), _unit(_floats(forward))
     up = (0.0, 0.0, 1.0) if abs(f[2]) <= 0.9 else (1.0, 0.0, 0.0)
     right = _unit(_cross(f, up))
     down = _cross(f, right)
     rows = [right, down, f]
     view = [[*r, -sum(a * b for a, b in zip(r, e, strict=True))] for r in rows]
     return torch.tensor([*view, [0.0, 0.0, 0.0, 1.0]], dtype=torch.float32, device="cpu")
+
+
+def _floats(v: Tensor | Sequence[float]) -> list[float]:
+    """A 3-vector (tensor or sequence) as Python floats."""
+    return [float(x) for x in (v.tolist() if isinstance(v, Tensor) else v)]
 
 
 def _cross(a: Sequence[float], b: Sequence[float]) -> list[float]:
@@ -103,10 +107,8 @@ def ortho_view(
         viewmat: [4, 4] world-to-light-camera.
         ortho: (sx, sy, cx, cy) with u = sx x + cx, v = sy y + cy for a res x res map.
     """
-    d = _unit([float(x) for x in (light_dir.tolist() if isinstance(light_dir, Tensor)
-                                  else light_dir)])
-    lo, hi = ([float(x) for x in (b.tolist() if isinstance(b, Tensor) else b)]
-              for b in scene_bounds)
+    d = _unit(_floats(light_dir))
+    lo, hi = _floats(scene_bounds[0]), _floats(scene_bounds[1])
     radius = max(math.dist(lo, hi) / 2.0, 1e-6)
     view = _look_along([(a + b) / 2 - c * radius for a, b, c in zip(lo, hi, d, strict=True)], d)
     scale = res / (2.0 * radius)
